@@ -1,0 +1,52 @@
+"""Agents and models, baselines and proposed methods alike, behind one registry.
+
+`make_agent(name, specs, **config)` builds a registered agent; a name of the form
+`package.module:factory` loads a user's agent factory instead (`tracks compare`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from baselines.types import Agent, Trajectory
+from environments.core import EnvSpecs
+
+# name -> "module:factory"; modules are imported on use so the registry stays cheap.
+AGENTS: dict[str, str] = {
+    "vtrace_lstm": "baselines.vtrace:make",
+    "random": "baselines.reference_policies:make_random",
+    "noop": "baselines.reference_policies:make_noop",
+}
+
+
+def names() -> list[str]:
+    return sorted(AGENTS)
+
+
+def load_factory(name: str) -> Callable[..., Agent]:
+    """A registered agent's factory, or a user's `module:factory`."""
+    target = AGENTS.get(name, name)
+    if ":" not in target:
+        raise ValueError(
+            f"unknown agent {name!r}; accepted: {', '.join(names())} or 'package.module:factory'"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import agent module {module_name!r} for {name!r}: {e}") from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name!r} has no callable {attr!r} (agent {name!r})")
+    return factory
+
+
+def make_agent(name: str, specs: EnvSpecs, **config: Any) -> Agent:
+    agent = load_factory(name)(specs, **config)
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent factory {name!r} returned {type(agent).__name__}, not an Agent")
+    return agent
+
+
+__all__ = ["AGENTS", "Agent", "Trajectory", "load_factory", "make_agent", "names"]

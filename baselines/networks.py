@@ -1,0 +1,113 @@
+"""Torsos, the recurrent core and the actor-critic heads (haiku).
+
+A torso turns one observation (any pytree) into an embedding; the LSTM core sees only that
+embedding; linear heads give policy logits and a value. Torsos are named so that a track can pick
+the one each environment needs (credit spec §2.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+TORSOS: dict[str, Callable[..., hk.Module]] = {}
+
+
+def _torso(name: str):
+    def register(cls):
+        TORSOS[name] = cls
+        return cls
+
+    return register
+
+
+def flatten_observation(observation: Any) -> jax.Array:
+    """Concatenate every leaf of an observation pytree into one float vector per example."""
+    leaves = jax.tree.leaves(observation)
+    return jnp.concatenate([jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32) for x in leaves], -1)
+
+
+@_torso("mlp")
+class MLPTorso(hk.Module):
+    """Dense(width) + ReLU on the flattened observation."""
+
+    def __init__(self, width: int = 128, depth: int = 1, name: str = "mlp_torso"):
+        super().__init__(name=name)
+        self.width, self.depth = width, depth
+
+    def __call__(self, observation: Any) -> jax.Array:
+        x = flatten_observation(observation)  # [B, D]
+        return hk.nets.MLP([self.width] * self.depth, activate_final=True)(x)
+
+
+@_torso("grid_cnn")
+class GridCNNTorso(hk.Module):
+    """Conv(32, 2x2)-ReLU-Conv(64, 2x2)-ReLU-Dense(width)-ReLU for small RGB grids (÷255)."""
+
+    def __init__(self, width: int = 256, name: str = "grid_cnn_torso"):
+        super().__init__(name=name)
+        self.width = width
+
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        x = observation.astype(jnp.float32)
+        if observation.dtype == jnp.uint8:
+            x = x / 255.0
+        if x.ndim == 3:  # [B, H, W] -> [B, H, W, 1]
+            x = x[..., None]
+        x = jax.nn.relu(hk.Conv2D(32, 2, stride=1, padding="VALID")(x))
+        x = jax.nn.relu(hk.Conv2D(64, 2, stride=1, padding="VALID")(x))
+        return jax.nn.relu(hk.Linear(self.width)(hk.Flatten()(x)))  # [B, width]
+
+
+@_torso("atari_cnn")
+class AtariCNNTorso(hk.Module):
+    """2x2 area-downsample, Conv(32, 4x4, s2)-ReLU-Conv(64, 3x3, s2)-ReLU-Dense(width)-ReLU."""
+
+    def __init__(self, width: int = 256, name: str = "atari_cnn_torso"):
+        super().__init__(name=name)
+        self.width = width
+
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        x = observation.astype(jnp.float32) / 255.0  # [B, C, 84, 84] (envpool is channel-first)
+        x = jnp.transpose(x, (0, 2, 3, 1))  # [B, 84, 84, C]
+        b, h, w, c = x.shape
+        x = x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))  # [B, 42, 42, C]
+        x = jax.nn.relu(hk.Conv2D(32, 4, stride=2)(x))
+        x = jax.nn.relu(hk.Conv2D(64, 3, stride=2)(x))
+        return jax.nn.relu(hk.Linear(self.width)(hk.Flatten()(x)))
+
+
+def make_torso(name: str, width: int) -> hk.Module:
+    if name not in TORSOS:
+        raise ValueError(f"unknown torso {name!r}; accepted: {', '.join(sorted(TORSOS))}")
+    return TORSOS[name](width=width)
+
+
+class ActorCriticCore(hk.RNNCore):
+    """torso -> LSTM -> (policy logits, value); the LSTM state resets where `first` is set."""
+
+    def __init__(self, num_actions: int, torso: str, torso_width: int, lstm_size: int):
+        super().__init__(name="actor_critic")
+        self.num_actions = num_actions
+        self.torso_name, self.torso_width = torso, torso_width
+        self.lstm = hk.ResetCore(hk.LSTM(lstm_size))
+
+    def embed(self, observation: Any) -> jax.Array:
+        return make_torso(self.torso_name, self.torso_width)(observation)
+
+    def heads(self, core_output: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logits = hk.Linear(self.num_actions, name="policy")(core_output)  # [B, A]
+        value = jnp.squeeze(hk.Linear(1, name="value")(core_output), -1)  # [B]
+        return logits, value
+
+    def __call__(self, inputs, state):
+        observation, first = inputs
+        embedding = self.embed(observation)  # [B, E]
+        core_output, state = self.lstm((embedding, first), state)
+        return (*self.heads(core_output), embedding), state
+
+    def initial_state(self, batch_size: int | None):
+        return self.lstm.initial_state(batch_size)

@@ -1,0 +1,77 @@
+"""What turns one (experiment, agent) into a runnable program, by experiment kind.
+
+A *program* is the unit the runner drives, whatever the track:
+
+    num_chunks, steps_per_chunk             budget, in the experiment's own step unit
+    init(seeds) -> carry                    every seed's whole state (a pytree)
+    run_chunk(carry) -> (carry, logs)       logs: metric -> [S, logs_per_chunk] numpy array
+    log_steps() -> [num_chunks * logs_per_chunk] x values of the log points
+    learner_metrics                         metrics that must stay finite (NaN = diverged)
+
+Kinds register a builder here, so every track shares the runner, checkpoints and store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+import baselines
+import environments
+from benchmarks.tracks import Experiment
+from benchmarks.training import RLProgram
+
+
+class Program(Protocol):
+    num_chunks: int
+    steps_per_chunk: int
+
+    def init(self, seeds: Any) -> Any: ...
+    def run_chunk(self, carry: Any) -> tuple[Any, dict[str, np.ndarray]]: ...
+    def log_steps(self) -> np.ndarray: ...
+
+
+Builder = Callable[[Experiment, str, dict[str, Any]], Any]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_kind(kind: str):
+    def decorator(fn: Builder) -> Builder:
+        _BUILDERS[kind] = fn
+        return fn
+
+    return decorator
+
+
+def build(experiment: Experiment, agent: str, agent_config: dict[str, Any] | None = None):
+    if experiment.kind not in _BUILDERS:
+        raise ValueError(
+            f"unknown experiment kind {experiment.kind!r}; accepted: {', '.join(sorted(_BUILDERS))}"
+        )
+    config = experiment.agent_config(agent) if agent_config is None else agent_config
+    return _BUILDERS[experiment.kind](experiment, agent, config)
+
+
+def describe(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -> dict[str, Any]:
+    """The full configuration of a run group (what the config hash covers)."""
+    train = experiment.train
+    return {
+        "kind": experiment.kind,
+        "experiment": experiment.name,
+        "env": experiment.env,
+        "env_config": dict(experiment.env_config),
+        "agent": agent,
+        "agent_config": dict(agent_config),
+        "train": dataclasses.asdict(train) if dataclasses.is_dataclass(train) else train,
+    }
+
+
+@register_kind("rl")
+def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -> RLProgram:
+    env = environments.make(experiment.env, **experiment.env_config)
+    return RLProgram(env, baselines.make_agent(agent, env.specs(), **agent_config), experiment.train)
+
+
+LEARNER_METRICS = ("loss",)

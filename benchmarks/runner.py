@@ -1,0 +1,259 @@
+"""The runner: executes (experiment, agent, seeds) with progress, checkpoints and resume.
+
+Seeds of one (experiment, agent) run as one vmapped program. A finished seed (results and
+metadata present, same config hash) is skipped; an interrupted group resumes from its last
+checkpoint, which holds the whole carry and the logs so far, and ends with the same numbers as an
+uninterrupted run (the compiled chunk is the same program either way). Checkpoints are npz files
+written atomically; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from benchmarks import programs, store
+from benchmarks.tracks import Experiment, Track
+
+KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class RunGroup:
+    """One (experiment, agent) with the seeds still to run."""
+
+    track: str
+    tier: str
+    experiment: Experiment
+    agent: str
+    agent_config: dict[str, Any]
+    seeds: list[int]
+    config: dict[str, Any]
+    config_hash: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.track}/{self.experiment.name}/{self.agent}"
+
+
+def plan(
+    track: Track,
+    tier: str,
+    experiments: Sequence[Experiment],
+    seeds: Sequence[int],
+    out: Path,
+    agents: Sequence[str] | None = None,
+    agent_configs: dict[str, dict[str, Any]] | None = None,
+) -> tuple[list[RunGroup], list[str]]:
+    """Groups still to run, and the run folders already finished (skipped)."""
+    groups, finished = [], []
+    for experiment in experiments:
+        for agent in agents or experiment.agents:
+            config = (agent_configs or {}).get(agent, experiment.agent_config(agent))
+            full = {"track": track.name, "tier": tier, **programs.describe(experiment, agent, config)}
+            digest = store.config_hash(full)
+            pending = []
+            for seed in seeds:
+                folder = store.run_dir(out, track.name, experiment.name, agent, seed)
+                meta = store.read_meta(folder) if folder.exists() else None
+                if store.is_complete(folder, digest):
+                    finished.append(str(folder))
+                    continue
+                if meta is not None and meta.get("config_hash") != digest and store.is_complete(folder):
+                    raise ValueError(
+                        f"{folder} holds a finished run with a different configuration "
+                        f"(hash {meta.get('config_hash')} vs {digest}); use another --out folder "
+                        "or delete it to rerun"
+                    )
+                pending.append(int(seed))
+            if pending:
+                groups.append(
+                    RunGroup(track.name, tier, experiment, agent, config, pending, full, digest)
+                )
+    return groups, finished
+
+
+# --------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(out: Path, group: RunGroup) -> Path:
+    seeds = "-".join(map(str, group.seeds))
+    folder = Path(out) / group.track / group.experiment.name / store.safe_name(group.agent)
+    return folder / f"checkpoint_{group.config_hash}_seeds{seeds}.npz"
+
+
+def save_checkpoint(path: Path, carry: Any, logs: dict[str, list[np.ndarray]], meta: dict) -> None:
+    arrays = {f"carry/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(carry))}
+    for name, parts in logs.items():
+        arrays[f"logs/{name}"] = np.concatenate(parts, axis=1)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    store.atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, list[np.ndarray]], dict]:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        leaves, treedef = jax.tree.flatten(template)
+        restored = [data[f"carry/{i}"] for i in range(len(leaves))]
+        for old, new in zip(leaves, restored):
+            if np.shape(old) != new.shape or np.asarray(old).dtype != new.dtype:
+                raise ValueError(f"{path}: checkpoint does not match the program; delete it")
+        logs = {k[len("logs/"):]: [data[k]] for k in data.files if k.startswith("logs/")}
+    return jax.tree.unflatten(treedef, restored), logs, meta
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+def _check_finite(group: RunGroup, logs: dict[str, np.ndarray], steps: np.ndarray) -> None:
+    for name in programs.LEARNER_METRICS:
+        if name in logs and not np.all(np.isfinite(logs[name])):
+            seed_idx, log_idx = np.argwhere(~np.isfinite(logs[name]))[0]
+            raise TrainingDiverged(
+                f"{group.title}: {name} is not finite at step {int(steps[log_idx])} for seed "
+                f"{group.seeds[seed_idx]}; no results written, the last good checkpoint is kept"
+            )
+
+
+def to_rows(group: RunGroup, logs: dict[str, np.ndarray], steps: np.ndarray) -> list[pd.DataFrame]:
+    """Tidy rows per seed; log points where a metric is undefined (NaN) are left out."""
+    frames = []
+    for i, seed in enumerate(group.seeds):
+        parts = []
+        for metric, values in sorted(logs.items()):
+            v = np.asarray(values[i], np.float64)
+            keep = np.isfinite(v)
+            parts.append(pd.DataFrame({"step": steps[keep], "metric": metric, "value": v[keep]}))
+        frame = pd.concat(parts, ignore_index=True)
+        frame = frame.assign(
+            track=group.track,
+            experiment=group.experiment.name,
+            env=group.experiment.env,
+            agent=group.agent,
+            seed=seed,
+            tier=group.tier,
+        )
+        frames.append(frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True))
+    return frames
+
+
+def run_group(
+    group: RunGroup,
+    out: Path,
+    progress: Callable[[int], None] | None = None,
+    program: Any = None,
+) -> list[Path]:
+    """Run (or resume) one group to completion and write its results; returns run folders."""
+    out = Path(out)
+    program = program or programs.build(group.experiment, group.agent, group.agent_config)
+    ckpt = checkpoint_path(out, group)
+    started = time.time()
+    carry = program.init(group.seeds)
+    logs: dict[str, list[np.ndarray]] = {}
+    start_chunk, wall_before, resumed = 0, 0.0, False
+    if ckpt.exists():
+        carry, logs, meta = load_checkpoint(ckpt, carry)
+        start_chunk, wall_before, resumed = meta["chunks_done"], meta["wall_time"], True
+        if progress:
+            progress(start_chunk * program.steps_per_chunk * len(group.seeds))
+    steps = program.log_steps()
+    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    for chunk in range(start_chunk, program.num_chunks):
+        carry, chunk_logs = program.run_chunk(carry)
+        per_chunk = next(iter(chunk_logs.values())).shape[1] if chunk_logs else 0
+        offset = chunk * per_chunk
+        _check_finite(group, chunk_logs, steps[offset:offset + per_chunk])
+        for name, values in chunk_logs.items():
+            logs.setdefault(name, []).append(values)
+        done = chunk + 1
+        if done < program.num_chunks:
+            meta = {
+                "chunks_done": done,
+                "config_hash": group.config_hash,
+                "seeds": group.seeds,
+                "wall_time": wall_before + time.time() - started,
+            }
+            save_checkpoint(ckpt, carry, logs, meta)
+        if progress:
+            progress(program.steps_per_chunk * len(group.seeds))
+        if kill_after and done == kill_after and done < program.num_chunks:
+            os.kill(os.getpid(), signal.SIGKILL)
+    merged = {k: np.concatenate(v, axis=1) for k, v in logs.items()}
+    wall = wall_before + time.time() - started
+    folders = []
+    common = {
+        "config": group.config,
+        "config_hash": group.config_hash,
+        "tier": group.tier,
+        "track": group.track,
+        "experiment": group.experiment.name,
+        "env": group.experiment.env,
+        "agent": group.agent,
+        "versions": store.package_versions(),
+        "git_commit": store.git_commit(),
+        "platform": store.platform_info(),
+        "wall_time": wall,
+        "seeds_in_program": group.seeds,
+        "resumed": resumed,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall, 1e-9)),
+        "env_metadata": _env_metadata(group.experiment),
+    }
+    for frame in to_rows(group, merged, steps):
+        seed = int(frame.seed.iloc[0])
+        folders.append(store.write_run(out, frame, {**common, "seed": seed}))
+    if ckpt.exists():
+        ckpt.unlink()
+    return folders
+
+
+def _env_metadata(experiment: Experiment) -> dict[str, Any]:
+    if experiment.kind != "rl":
+        return {}
+    import environments
+
+    env = environments.make(experiment.env, **experiment.env_config)
+    return {"id": env.id, "config": env.config(), "reference": env.reference}
+
+
+def run(
+    track: Track,
+    tier: str,
+    experiments: Sequence[Experiment],
+    seeds: Sequence[int],
+    out: Path,
+    agents: Sequence[str] | None = None,
+    agent_configs: dict[str, dict[str, Any]] | None = None,
+    show_progress: bool = True,
+) -> dict[str, list[str]]:
+    """Run every pending group of a selection; returns {'written': [...], 'skipped': [...]}."""
+    groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
+    built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
+    total = sum(p.num_chunks * p.steps_per_chunk * len(g.seeds) for p, g in zip(built, groups))
+    written: list[str] = []
+    with tqdm(
+        total=total, unit="step", unit_scale=True, disable=not show_progress or not groups,
+        dynamic_ncols=True, desc=f"{track.name}/{tier}",
+    ) as bar:
+        for group, program in zip(groups, built):
+            bar.set_postfix_str(f"{group.experiment.name}/{group.agent} seeds={group.seeds}")
+            folders = run_group(group, out, progress=bar.update, program=program)
+            written.extend(map(str, folders))
+    return {"written": written, "skipped": finished}

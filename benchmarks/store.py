@@ -1,0 +1,238 @@
+"""The results store: tidy long-format CSV plus a metadata JSON per run, written atomically.
+
+Layout under a results folder:
+
+    <track>/<experiment>/<agent>/seed_<s>/results.csv   one row per (step, metric, value)
+    <track>/<experiment>/<agent>/seed_<s>/meta.json     config, hash, versions, commit, wall time
+
+`meta.json` is written last and records the row count and sha256 of `results.csv`, so a run is
+complete only when both agree; a truncated or edited CSV is detected by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["track", "experiment", "env", "agent", "seed", "tier", "step", "metric", "value"]
+_PACKAGES = [
+    "tracks", "jax", "jaxlib", "dm-haiku", "optax", "rlax", "chex", "numpy", "pandas",
+    "envpool", "rliable", "matplotlib",
+]
+
+
+class ResultsError(ValueError):
+    """A results file is malformed, truncated or foreign; the message names the file."""
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The commit of the working tree (with '+dirty' if it has local changes), or 'unknown'."""
+    cwd = cwd or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def platform_info() -> dict[str, str]:
+    import jax
+
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": str(os.cpu_count()),
+        "jax_backend": jax.default_backend(),
+        "devices": ", ".join(str(d) for d in jax.devices()),
+    }
+
+
+def run_dir(root: Path, track: str, experiment: str, agent: str, seed: int) -> Path:
+    return Path(root) / track / experiment / safe_name(agent) / f"seed_{seed}"
+
+
+def safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def rows_to_csv(rows: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    rows[COLUMNS].to_csv(buf, index=False, float_format="%.9g")
+    return buf.getvalue().encode()
+
+
+def write_run(root: Path, rows: pd.DataFrame, meta: dict[str, Any]) -> Path:
+    """Write one run's rows and metadata; the CSV first, the metadata (with its digest) last."""
+    missing = [c for c in COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lack columns {missing}")
+    first = rows.iloc[0]
+    folder = run_dir(root, first.track, first.experiment, first.agent, int(first.seed))
+    data = rows_to_csv(rows)
+    meta = {**meta, "rows": len(rows), "results_sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write_bytes(folder / "results.csv", data)
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return folder
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: malformed metadata ({e})") from None
+
+
+def is_complete(folder: Path, expected_hash: str | None = None) -> bool:
+    """Whether a run folder holds a finished run (optionally of a given config hash)."""
+    try:
+        meta = read_meta(folder)
+        if meta is None or not (Path(folder) / "results.csv").is_file():
+            return False
+        _check_digest(Path(folder) / "results.csv", meta)
+    except ResultsError:
+        return False
+    return expected_hash is None or meta.get("config_hash") == expected_hash
+
+
+def _check_digest(csv_path: Path, meta: dict[str, Any]) -> None:
+    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    if meta.get("results_sha256") not in (None, digest):
+        raise ResultsError(
+            f"{csv_path}: contents do not match meta.json (truncated or edited after the run)"
+        )
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def read_run_csv(csv_path: Path) -> pd.DataFrame:
+    """Read and validate one results.csv (and its meta.json when present)."""
+    csv_path = Path(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{csv_path}: not a results CSV ({e})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsError(
+            f"{csv_path}: missing columns {missing}; expected {COLUMNS} (foreign or truncated file)"
+        )
+    if frame.empty:
+        raise ResultsError(f"{csv_path}: no rows")
+    for column in ("seed", "step", "value"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ResultsError(f"{csv_path}: column {column!r} is not numeric (malformed file)")
+    if frame[["track", "agent", "metric"]].isna().any().any():
+        raise ResultsError(f"{csv_path}: empty track/agent/metric fields (truncated file?)")
+    meta_path = csv_path.with_name("meta.json")
+    if meta_path.is_file():
+        meta = read_meta(csv_path.parent)
+        _check_digest(csv_path, meta)
+        if meta.get("rows") not in (None, len(frame)):
+            raise ResultsError(f"{csv_path}: {len(frame)} rows, meta.json says {meta['rows']}")
+    return frame
+
+
+def load_results(
+    folders: Iterable[str | Path], *, skip_bad: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """All results under the given folders as one DataFrame, and the problems found.
+
+    With `skip_bad=False` the first malformed file raises `ResultsError` naming it; with
+    `skip_bad=True` bad files are skipped and described in the returned list.
+    """
+    frames, problems = [], []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            raise ResultsError(f"results folder {str(folder)!r} does not exist")
+        paths = [folder] if folder.is_file() else sorted(folder.rglob("*.csv"))
+        for path in paths:
+            if path.name != "results.csv" and folder.is_dir():
+                continue
+            try:
+                frames.append(read_run_csv(path))
+            except ResultsError as e:
+                if not skip_bad:
+                    raise
+                problems.append(str(e))
+                warnings.warn(f"skipping {e}", stacklevel=2)
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS), problems
+    frame = pd.concat(frames, ignore_index=True)
+    frame["seed"] = frame["seed"].astype(np.int64)
+    return frame, problems
+
+
+def load_metas(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
+    metas = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("meta.json")):
+            try:
+                metas.append(json.loads(path.read_text()))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+    return metas

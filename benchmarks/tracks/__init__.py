@@ -1,0 +1,105 @@
+"""Declarative track definitions: which environments, agents, configs per tier, seeds, metrics.
+
+A track is data. Each tier lists experiments; an experiment is one environment configuration,
+the agents run on it, their configurations and the training budget. The runner turns every
+(experiment, agent, seed) into a run; the report reads the metrics named here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, Mapping
+
+TIERS = ("smoke", "quick", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str  # unique within a track and tier, e.g. "chain_first_step_L30"
+    env: str  # environment id
+    agents: tuple[str, ...]
+    train: Any  # the training config of the experiment's kind (TrainConfig for "rl")
+    env_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    agent_configs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    primary_metric: str = "episode_return"  # the y axis of learning curves and the final score
+    kind: str = "rl"  # which program runs it (see benchmarks.programs)
+    label: str = ""  # a short human title for figures
+
+    def agent_config(self, agent: str) -> dict[str, Any]:
+        return dict(self.agent_configs.get(agent, {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    seeds: int
+    experiments: tuple[Experiment, ...]
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+    name: str
+    description: str
+    tiers: Mapping[str, Tier]
+    metrics: Mapping[str, str]  # metric -> human description (units)
+
+    def tier(self, name: str) -> Tier:
+        if name not in TIERS:
+            raise ValueError(f"unknown tier {name!r}; accepted: {', '.join(TIERS)}")
+        if name not in self.tiers:
+            raise ValueError(
+                f"track {self.name!r} has no tier {name!r}; accepted: {', '.join(self.tiers)}"
+            )
+        return self.tiers[name]
+
+    @property
+    def envs(self) -> list[str]:
+        return sorted({e.env for t in self.tiers.values() for e in t.experiments})
+
+    @property
+    def agents(self) -> list[str]:
+        return sorted({a for t in self.tiers.values() for e in t.experiments for a in e.agents})
+
+
+_TRACKS: dict[str, Track] = {}
+
+
+def register(track: Track) -> Track:
+    _TRACKS[track.name] = track
+    return track
+
+
+def _discover() -> None:
+    import benchmarks.tracks as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"benchmarks.tracks.{info.name}")
+
+
+def names() -> list[str]:
+    _discover()
+    return sorted(_TRACKS)
+
+
+def get(name: str) -> Track:
+    _discover()
+    if name not in _TRACKS:
+        raise ValueError(f"unknown track {name!r}; accepted: {', '.join(sorted(_TRACKS))}")
+    return _TRACKS[name]
+
+
+def select(track: Track, tier: str, env: str | None = None) -> list[Experiment]:
+    """The experiments of a tier, optionally only those on one environment."""
+    experiments = list(track.tier(tier).experiments)
+    if env is not None:
+        envs = sorted({e.env for e in experiments})
+        chosen = [e for e in experiments if e.env == env or e.name == env]
+        if not chosen:
+            raise ValueError(
+                f"track {track.name!r} tier {tier!r} has no environment or experiment {env!r}; "
+                f"accepted: {', '.join(envs + [e.name for e in experiments])}"
+            )
+        experiments = chosen
+    return experiments

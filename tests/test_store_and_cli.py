@@ -1,0 +1,157 @@
+"""Results store (atomic, validated), statistics, report, and the CLI's errors."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import cli, stats, store
+from benchmarks.report import build_report
+
+
+def make_rows(seed=0, agent="vtrace_lstm", values=(0.1, 0.5, 0.9)):
+    steps = np.arange(1, len(values) + 1) * 100
+    return pd.DataFrame({
+        "track": "credit", "experiment": "chain_first_step_L5", "env": "chain", "agent": agent,
+        "seed": seed, "tier": "smoke", "step": np.concatenate([steps, steps]),
+        "metric": ["chose_correctly"] * len(values) + ["episodes"] * len(values),
+        "value": list(values) + [4.0] * len(values),
+    })
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    for seed in range(3):
+        for agent, offset in (("vtrace_lstm", 0.0), ("random", -0.4)):
+            values = np.array([0.5, 0.6, 0.9]) + offset + 0.01 * seed
+            store.write_run(tmp_path / "results", make_rows(seed, agent, values),
+                            {"config_hash": "x", "seed": seed, "wall_time": 1.0})
+    return tmp_path / "results"
+
+
+def test_write_is_atomic_and_leaves_no_temporaries(results_dir):
+    files = sorted(p.name for p in results_dir.rglob("*") if p.is_file())
+    assert set(files) == {"results.csv", "meta.json"}
+    meta = json.loads(next(results_dir.rglob("meta.json")).read_text())
+    assert meta["rows"] == 6 and len(meta["results_sha256"]) == 64
+
+
+def test_loader_returns_one_tidy_frame(results_dir):
+    frame, problems = store.load_results([results_dir])
+    assert not problems and len(frame) == 36
+    assert list(frame.columns[:9]) == store.COLUMNS
+
+
+def test_truncated_csv_is_named_and_rejected(results_dir):
+    csv = results_dir / "credit/chain_first_step_L5/random/seed_1/results.csv"
+    data = csv.read_bytes()
+    csv.write_bytes(data[: len(data) // 2])
+    with pytest.raises(store.ResultsError, match=str(csv)):
+        store.load_results([results_dir])
+    frame, problems = store.load_results([results_dir], skip_bad=True)
+    assert len(problems) == 1 and str(csv) in problems[0] and len(frame) == 30
+
+
+def test_foreign_csv_is_named_and_rejected(tmp_path):
+    bad = tmp_path / "x" / "results.csv"
+    bad.parent.mkdir()
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(store.ResultsError, match="missing columns"):
+        store.load_results([tmp_path])
+
+
+def test_iqm_and_bootstrap_ci_are_reproducible():
+    x = np.array([0.0, 1.0, 2.0, 3.0, 100.0, 4.0, 5.0, 6.0])
+    assert stats.iqm(x) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))
+    a, b = stats.iqm_ci(x), stats.iqm_ci(x)
+    assert a == b and a.low <= a.value <= a.high and a.n == 8
+    assert stats.iqm_ci([1.0]).n == 1 and stats.iqm_ci([]).n == 0
+
+
+def test_final_score_weights_log_points_by_episodes():
+    frame = make_rows(values=(0.0, 0.0, 1.0))
+    frame.loc[(frame.metric == "episodes") & (frame.step == 300), "value"] = 3.0
+    scores = stats.final_scores(frame, "chose_correctly", fraction=0.5)  # steps > 150
+    # log points 200 (0.0, 4 episodes) and 300 (1.0, 3 episodes) -> 3/7
+    assert scores.iloc[0] == pytest.approx(3 / 7)
+
+
+def test_probability_of_improvement():
+    p = stats.probability_of_improvement([1.0, 2.0, 3.0], [0.0, 0.5, 0.7])
+    assert p.value == 1.0 and p.n == 3
+    assert stats.probability_of_improvement([0.0, 0.0], [1.0, 1.0]).value == 0.0
+
+
+def test_report_is_byte_identical_when_rebuilt(results_dir, tmp_path):
+    build_report([results_dir], tmp_path / "r1")
+    build_report([results_dir], tmp_path / "r2")
+    for name in ["credit/summary.csv", "credit/summary.md", "credit/chain_first_step_L5.svg",
+                 "credit/chain_first_step_L5.png", "index.html"]:
+        assert (tmp_path / "r1" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes(), name
+    table = pd.read_csv(tmp_path / "r1" / "credit/summary.csv")
+    assert set(table.agent) == {"vtrace_lstm", "random"} and set(table.seeds) == {3}
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "nosuchtrack", "--tier", "smoke"], "unknown track 'nosuchtrack'; accepted: .*credit"),
+        (["run", "credit", "--agent", "nosuch", "--tier", "smoke"], "unknown agent 'nosuch'.*accepted"),
+        (["run", "credit", "--tier", "nosuch"], "unknown tier 'nosuch'; accepted: smoke, quick, paper"),
+        (["run", "credit/nosuchenv", "--tier", "smoke"], "no environment or experiment 'nosuchenv'"),
+        (["verify", "nosuchenv", "--reference", "x.jsonl.gz"], "unknown environment 'nosuchenv'"),
+    ],
+)
+def test_bad_names_exit_nonzero_naming_the_value(argv, message, capsys, tmp_path):
+    code = cli.main(argv + (["--out", str(tmp_path)] if argv[0] == "run" else []))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert pytest.importorskip("re").search(message, err), err
+    assert not any(tmp_path.iterdir())
+
+
+def test_zero_seeds_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "credit", "--seeds", "0"])
+    assert exc.value.code == 2 and "--seeds must be a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_report_with_a_truncated_csv_names_it_exits_nonzero_and_loses_nothing(results_dir, tmp_path, capsys):
+    csv = results_dir / "credit/chain_first_step_L5/random/seed_2/results.csv"
+    csv.write_bytes(csv.read_bytes()[:40])
+    before = {p: p.read_bytes() for p in results_dir.rglob("*") if p.is_file()}
+    code = cli.main(["report", "--results", str(results_dir), "--out", str(tmp_path / "rep")])
+    assert code == 1 and str(csv) in capsys.readouterr().err
+    assert (tmp_path / "rep" / "index.html").exists()  # the rest still builds
+    assert {p: p.read_bytes() for p in results_dir.rglob("*") if p.is_file()} == before
+
+
+def test_list_names_tracks_envs_and_agents(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "credit" in out and "chain-v1" in out and "vtrace_lstm" in out
+
+
+def test_verify_exit_code_follows_mismatches(tmp_path, capsys):
+    ref = Path(__file__).resolve().parents[2] / "shared/reference/umbrella_chain/dev_L5.jsonl.gz"
+    assert cli.main(["verify", "chain", "--reference", str(ref)]) == 0
+    import gzip
+
+    lines = gzip.open(ref, "rt").read().splitlines()[:3]
+    record = json.loads(lines[0])
+    record["steps"][-1]["reward"] = -record["steps"][-1]["reward"]
+    bad = tmp_path / "bad.jsonl.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write("\n".join([json.dumps(record)] + lines[1:]) + "\n")
+    assert cli.main(["verify", "chain", "--reference", str(bad)]) == 1
+    assert "mismatches 1" in capsys.readouterr().out
+    truncated = tmp_path / "trunc.jsonl.gz"
+    truncated.write_bytes(bad.read_bytes()[:100])
+    assert cli.main(["verify", "chain", "--reference", str(truncated)]) == 2
+    assert os.path.exists(bad)

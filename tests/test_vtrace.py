@@ -1,0 +1,81 @@
+"""The V-trace LSTM learner: loss wiring at episode boundaries, and that it learns."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import baselines
+import environments
+from baselines.types import Trajectory
+from baselines.vtrace import VTraceConfig, vtrace_loss
+from benchmarks.training import RLProgram, TrainConfig
+from environments.core import StepType, TimeStep
+
+
+def _trajectory(step_types, discounts, rewards, num_actions=2):
+    t1 = len(step_types)
+    ts = TimeStep(
+        step_type=jnp.asarray(step_types, jnp.int32)[:, None],
+        reward=jnp.asarray(rewards, jnp.float32)[:, None],
+        discount=jnp.asarray(discounts, jnp.float32)[:, None],
+        observation=jnp.zeros((t1, 1, 1)),
+        extras={},
+    )
+    actions = jnp.zeros((t1 - 1, 1), jnp.int32)
+    logits = jnp.zeros((t1 - 1, 1, num_actions))
+    return Trajectory(ts, actions, {"logits": logits}, None)
+
+
+def test_last_to_first_transition_carries_no_signal():
+    F, M, L = StepType.FIRST, StepType.MID, StepType.LAST
+    traj = _trajectory([M, L, F, M], [1, 0, 1, 1], [0, 1, 0, 0])
+    logits = jnp.zeros((4, 1, 2))
+    config = VTraceConfig()
+    # The value of the FIRST step of the next episode must not influence the loss.
+    v1 = jnp.array([[0.3], [0.0], [5.0], [0.1]])
+    v2 = v1.at[2, 0].set(-7.0).at[3, 0].set(9.0)
+    grad = lambda v: jax.grad(lambda v: vtrace_loss(logits, v, traj, config)[0])(v)
+    g1, g2 = grad(v1), grad(v2)
+    # Gradient w.r.t. the pre-boundary values is identical whatever the next episode's values.
+    np.testing.assert_allclose(g1[:2], g2[:2], rtol=1e-6)
+    # The value before LAST is regressed towards the reward with discount 0 at LAST.
+    np.testing.assert_allclose(g1[0, 0], config.baseline_cost * 2 * (0.3 - 1.0), rtol=1e-5)
+
+
+def test_truncation_bootstraps_from_the_final_value():
+    M, L = StepType.MID, StepType.LAST
+    traj = _trajectory([M, L, StepType.FIRST], [1, 0.5, 1], [0, 0, 0])  # LAST with discount > 0
+    logits = jnp.zeros((3, 1, 2))
+    config = VTraceConfig(discount=1.0)
+    values = jnp.array([[0.0], [2.0], [0.0]])
+    loss = lambda v: vtrace_loss(logits, v, traj, config)[0]
+    g = jax.grad(loss)(values)
+    # target for v0 = r + 1.0 * 0.5 * v1 = 1.0: d/dv0 of 0.5 (v0 - 1)^2 at v0 = 0 is -1.
+    np.testing.assert_allclose(g[0, 0], config.baseline_cost * -2.0, rtol=1e-5)
+
+
+def test_rewards_are_never_clipped():
+    M, L = StepType.MID, StepType.LAST
+    traj = _trajectory([M, L], [1, 0], [0, -5000.0])
+    _, metrics = vtrace_loss(jnp.zeros((2, 1, 2)), jnp.zeros((2, 1)), traj, VTraceConfig())
+    np.testing.assert_allclose(metrics["value_loss"], 5000.0**2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"torso": "resnet"}, {"learning_rate": 0}, {"discount": 1.5}])
+def test_bad_config_is_rejected(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        VTraceConfig(**bad)
+
+
+def test_learns_a_contextual_bandit():
+    # Chain of length 1 is a contextual bandit: reward +1 iff the action equals `need`.
+    env = environments.make("chain", length=1, reveal="always", n_distractor=2)
+    agent = baselines.make_agent("vtrace_lstm", env.specs(), torso_width=32, lstm_size=32,
+                                 learning_rate=3e-3)
+    config = TrainConfig(total_steps=16 * 8 * 60, num_envs=16, unroll_length=8,
+                         log_every=16 * 8 * 20, logs_per_chunk=3)
+    program = RLProgram(env, agent, config)
+    carry, logs = program.run_chunk(program.init([0]))
+    success = logs["chose_correctly"][0]
+    assert success[-1] > 0.9 and success[0] < 0.8, success
