@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from baselines.types import Agent, Trajectory
 from environments.core import EnvSpecs

@@ -7,7 +7,9 @@ the one each environment needs (credit spec §2.1).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from collections.abc import Callable
+from typing import Any
 
 import haiku as hk
 import jax
@@ -27,7 +29,9 @@ def _torso(name: str):
 def flatten_observation(observation: Any) -> jax.Array:
     """Concatenate every leaf of an observation pytree into one float vector per example."""
     leaves = jax.tree.leaves(observation)
-    return jnp.concatenate([jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32) for x in leaves], -1)
+    return jnp.concatenate(
+        [jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32) for x in leaves], -1
+    )
 
 
 @_torso("mlp")
@@ -55,6 +59,11 @@ class GridCNNTorso(hk.Module):
         x = observation.astype(jnp.float32)
         if observation.dtype == jnp.uint8:
             x = x / 255.0
+        if x.ndim == 2:  # a flattened square grid [B, H*W] -> [B, H, W]
+            side = math.isqrt(x.shape[-1])
+            if side * side != x.shape[-1]:
+                raise ValueError(f"grid_cnn needs a square grid, got {x.shape[-1]} features")
+            x = x.reshape(x.shape[0], side, side)
         if x.ndim == 3:  # [B, H, W] -> [B, H, W, 1]
             x = x[..., None]
         x = jax.nn.relu(hk.Conv2D(32, 2, stride=1, padding="VALID")(x))

@@ -15,7 +15,8 @@ my_pkg.my_agent:make --track credit` runs it through a track beside the shipped 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 

@@ -23,7 +23,9 @@ def _seeds(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be a positive integer, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--seeds must be a positive integer, got {value!r}"
+        ) from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"--seeds must be a positive integer, got {value!r}")
     return n
@@ -117,11 +119,18 @@ def cmd_run(args) -> int:
     track, experiments = _resolve(args.target, args.tier, args.agent)
     n_seeds = args.seeds or track.tier(args.tier).seeds
     outcome = runner.run(
-        track, args.tier, experiments, list(range(n_seeds)), args.out,
-        agents=args.agent, show_progress=not args.quiet,
+        track,
+        args.tier,
+        experiments,
+        list(range(n_seeds)),
+        args.out,
+        agents=args.agent,
+        show_progress=not args.quiet,
     )
-    print(f"{len(outcome['written'])} runs written, {len(outcome['skipped'])} already finished "
-          f"(in {args.out})")
+    print(
+        f"{len(outcome['written'])} runs written, {len(outcome['skipped'])} already finished "
+        f"(in {args.out})"
+    )
     if args.no_report:
         return 0
     return _report([args.out], args.out / "report")
@@ -142,8 +151,9 @@ def cmd_compare(args) -> int:
     baselines.load_factory(args.factory)  # fail early on a bad module or attribute
     if ":" not in args.factory:
         raise UsageError(f"factory must look like package.module:factory, got {args.factory!r}")
-    track, experiments = _resolve(f"{args.track}/{args.env}" if args.env else args.track,
-                                  args.tier, None)
+    track, experiments = _resolve(
+        f"{args.track}/{args.env}" if args.env else args.track, args.tier, None
+    )
     name = args.name or args.factory
     n_seeds = args.seeds or track.tier(args.tier).seeds
     if name != args.factory:
@@ -152,8 +162,16 @@ def cmd_compare(args) -> int:
         if name in AGENTS and AGENTS[name] != args.factory:
             raise UsageError(f"--name {name!r} is a shipped agent; choose another name")
         AGENTS[name] = args.factory
-    runner.run(track, args.tier, experiments, list(range(n_seeds)), args.out, agents=[name],
-               agent_configs={name: {}}, show_progress=not args.quiet)
+    runner.run(
+        track,
+        args.tier,
+        experiments,
+        list(range(n_seeds)),
+        args.out,
+        agents=[name],
+        agent_configs={name: {}},
+        show_progress=not args.quiet,
+    )
     folders = [args.out] + ([args.results] if args.results.exists() else [])
     return _report(folders, args.out / "report")
 
@@ -170,7 +188,10 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {
-    "list": cmd_list, "run": cmd_run, "report": cmd_report, "compare": cmd_compare,
+    "list": cmd_list,
+    "run": cmd_run,
+    "report": cmd_report,
+    "compare": cmd_compare,
     "verify": cmd_verify,
 }
 

@@ -14,7 +14,8 @@ Kinds register a builder here, so every track shares the runner, checkpoints and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -71,7 +72,9 @@ def describe(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
 @register_kind("rl")
 def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -> RLProgram:
     env = environments.make(experiment.env, **experiment.env_config)
-    return RLProgram(env, baselines.make_agent(agent, env.specs(), **agent_config), experiment.train)
+    return RLProgram(
+        env, baselines.make_agent(agent, env.specs(), **agent_config), experiment.train
+    )
 
 
 LEARNER_METRICS = ("loss",)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
@@ -26,12 +26,34 @@ plt.rcParams.update({"svg.hashsalt": "tracks", "figure.dpi": 110, "font.size": 9
 
 # Consistent colours per agent across the whole report.
 _KNOWN_AGENTS = [
-    "vtrace_lstm", "sr", "random", "noop", "epn", "transformer_memory", "oracle",
-    "explore_plan", "ideal_observer", "alchemist", "random_heuristic", "dense", "mod",
+    "vtrace_lstm",
+    "sr",
+    "random",
+    "noop",
+    "epn",
+    "transformer_memory",
+    "oracle",
+    "explore_plan",
+    "ideal_observer",
+    "alchemist",
+    "random_heuristic",
+    "dense",
+    "mod",
 ]
 _PALETTE = [
-    "#4C72B0", "#DD8452", "#8C8C8C", "#937860", "#55A868", "#C44E52", "#000000",
-    "#8172B3", "#DA8BC3", "#64B5CD", "#CCB974", "#4C72B0", "#DD8452",
+    "#4C72B0",
+    "#DD8452",
+    "#8C8C8C",
+    "#937860",
+    "#55A868",
+    "#C44E52",
+    "#000000",
+    "#8172B3",
+    "#DA8BC3",
+    "#64B5CD",
+    "#CCB974",
+    "#4C72B0",
+    "#DD8452",
 ]
 _EXTRA = ["#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02"]
 
@@ -89,18 +111,32 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         metric, label = _experiment_info(track, experiment)
         scores = stats.final_scores(sub, metric)
         for agent in sorted(sub.agent.unique()):
-            per_seed = scores.xs(agent, level="agent") if not scores.empty else pd.Series(dtype=float)
+            per_seed = (
+                scores.xs(agent, level="agent") if not scores.empty else pd.Series(dtype=float)
+            )
             est = stats.iqm_ci(per_seed.to_numpy())
-            rows.append({
-                "track": track, "experiment": experiment, "env": sub.env.iloc[0], "agent": agent,
-                "metric": metric, "iqm": est.value, "ci_low": est.low, "ci_high": est.high,
-                "seeds": est.n, "final_step": int(sub[sub.agent == agent].step.max()),
-            })
+            rows.append(
+                {
+                    "track": track,
+                    "experiment": experiment,
+                    "env": sub.env.iloc[0],
+                    "agent": agent,
+                    "metric": metric,
+                    "iqm": est.value,
+                    "ci_low": est.low,
+                    "ci_high": est.high,
+                    "seeds": est.n,
+                    "final_step": int(sub[sub.agent == agent].step.max()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
-    header = "| experiment | agent | metric | final score (IQM) | 95% CI | seeds |\n|---|---|---|---|---|---|\n"
+    header = (
+        "| experiment | agent | metric | final score (IQM) | 95% CI | seeds |\n"
+        "|---|---|---|---|---|---|\n"
+    )
     lines = [
         f"| {r.experiment} | {r.agent} | {r.metric} | {r.iqm:.3f} | "
         f"[{r.ci_low:.3f}, {r.ci_high:.3f}] | {r.seeds} |"
@@ -140,7 +176,9 @@ def _run_metadata_summary(metas: list[dict]) -> list[str]:
     versions = {}
     for m in metas:
         versions.update(m.get("versions", {}))
-    wall = sum(float(m.get("wall_time", 0)) / max(len(m.get("seeds_in_program", [1])), 1) for m in metas)
+    wall = sum(
+        float(m.get("wall_time", 0)) / max(len(m.get("seeds_in_program", [1])), 1) for m in metas
+    )
     return [
         f"runs: {len(metas)}; git commits: {', '.join(commits) or 'n/a'}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
@@ -156,7 +194,7 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
         md += ["## Skipped result files", ""] + [f"- {p}" for p in problems] + [""]
     for track, figures, markdown, _ in sections:
         md += [f"## {track}", "", markdown]
-        for experiment, label, files in figures:
+        for _experiment, label, files in figures:
             md += [f"### {label}", "", f"![{label}]({track}/{files[0]})", ""]
     (out / "index.md").write_text("\n".join(md))
 
@@ -169,9 +207,11 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
     for track, figures, _, table in sections:
         body += [f'<section id="{track}"><h2>{track}</h2>']
         body += [table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)]
-        for experiment, label, files in figures:
-            body += [f"<figure><img src=\"{track}/{files[0]}\" alt=\"{html.escape(label)}\">"
-                     f"<figcaption>{html.escape(label)}</figcaption></figure>"]
+        for _experiment, label, files in figures:
+            body += [
+                f'<figure><img src="{track}/{files[0]}" alt="{html.escape(label)}">'
+                f"<figcaption>{html.escape(label)}</figcaption></figure>"
+            ]
         body += ["</section>"]
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}"
@@ -180,7 +220,7 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
         "table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #eee}"
     )
     page = (
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tracks report</title>"
+        '<!doctype html><html><head><meta charset="utf-8"><title>Tracks report</title>'
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
     (out / "index.html").write_text(page)
@@ -190,9 +230,12 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
 
 
 def describe_scores(table: pd.DataFrame) -> str:
-    return "\n".join(
-        f"{r.track}/{r.experiment} {r.agent}: {r.metric} {r.iqm:.3f} "
-        f"[{r.ci_low:.3f}, {r.ci_high:.3f}] (n={r.seeds})"
-        for r in table.itertuples()
-    ) if not table.empty else "no results"
-
+    return (
+        "\n".join(
+            f"{r.track}/{r.experiment} {r.agent}: {r.metric} {r.iqm:.3f} "
+            f"[{r.ci_low:.3f}, {r.ci_high:.3f}] (n={r.seeds})"
+            for r in table.itertuples()
+        )
+        if not table.empty
+        else "no results"
+    )

@@ -15,8 +15,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -65,7 +66,11 @@ def plan(
     for experiment in experiments:
         for agent in agents or experiment.agents:
             config = (agent_configs or {}).get(agent, experiment.agent_config(agent))
-            full = {"track": track.name, "tier": tier, **programs.describe(experiment, agent, config)}
+            full = {
+                "track": track.name,
+                "tier": tier,
+                **programs.describe(experiment, agent, config),
+            }
             digest = store.config_hash(full)
             pending = []
             for seed in seeds:
@@ -74,7 +79,11 @@ def plan(
                 if store.is_complete(folder, digest):
                     finished.append(str(folder))
                     continue
-                if meta is not None and meta.get("config_hash") != digest and store.is_complete(folder):
+                if (
+                    meta is not None
+                    and meta.get("config_hash") != digest
+                    and store.is_complete(folder)
+                ):
                     raise ValueError(
                         f"{folder} holds a finished run with a different configuration "
                         f"(hash {meta.get('config_hash')} vs {digest}); use another --out folder "
@@ -112,10 +121,10 @@ def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, list[np.n
         meta = json.loads(bytes(data["meta"]).decode())
         leaves, treedef = jax.tree.flatten(template)
         restored = [data[f"carry/{i}"] for i in range(len(leaves))]
-        for old, new in zip(leaves, restored):
+        for old, new in zip(leaves, restored, strict=True):
             if np.shape(old) != new.shape or np.asarray(old).dtype != new.dtype:
                 raise ValueError(f"{path}: checkpoint does not match the program; delete it")
-        logs = {k[len("logs/"):]: [data[k]] for k in data.files if k.startswith("logs/")}
+        logs = {k[len("logs/") :]: [data[k]] for k in data.files if k.startswith("logs/")}
     return jax.tree.unflatten(treedef, restored), logs, meta
 
 
@@ -179,7 +188,7 @@ def run_group(
         carry, chunk_logs = program.run_chunk(carry)
         per_chunk = next(iter(chunk_logs.values())).shape[1] if chunk_logs else 0
         offset = chunk * per_chunk
-        _check_finite(group, chunk_logs, steps[offset:offset + per_chunk])
+        _check_finite(group, chunk_logs, steps[offset : offset + per_chunk])
         for name, values in chunk_logs.items():
             logs.setdefault(name, []).append(values)
         done = chunk + 1
@@ -246,13 +255,20 @@ def run(
     """Run every pending group of a selection; returns {'written': [...], 'skipped': [...]}."""
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
-    total = sum(p.num_chunks * p.steps_per_chunk * len(g.seeds) for p, g in zip(built, groups))
+    total = sum(
+        p.num_chunks * p.steps_per_chunk * len(g.seeds)
+        for p, g in zip(built, groups, strict=True)
+    )
     written: list[str] = []
     with tqdm(
-        total=total, unit="step", unit_scale=True, disable=not show_progress or not groups,
-        dynamic_ncols=True, desc=f"{track.name}/{tier}",
+        total=total,
+        unit="step",
+        unit_scale=True,
+        disable=not show_progress or not groups,
+        dynamic_ncols=True,
+        desc=f"{track.name}/{tier}",
     ) as bar:
-        for group, program in zip(groups, built):
+        for group, program in zip(groups, built, strict=True):
             bar.set_postfix_str(f"{group.experiment.name}/{group.agent} seeds={group.seeds}")
             folders = run_group(group, out, progress=bar.update, program=program)
             written.extend(map(str, folders))

@@ -21,17 +21,28 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 COLUMNS = ["track", "experiment", "env", "agent", "seed", "tier", "step", "metric", "value"]
 _PACKAGES = [
-    "tracks", "jax", "jaxlib", "dm-haiku", "optax", "rlax", "chex", "numpy", "pandas",
-    "envpool", "rliable", "matplotlib",
+    "tracks",
+    "jax",
+    "jaxlib",
+    "dm-haiku",
+    "optax",
+    "rlax",
+    "chex",
+    "numpy",
+    "pandas",
+    "envpool",
+    "rliable",
+    "matplotlib",
 ]
 
 
@@ -87,7 +98,10 @@ def git_commit(cwd: Path | None = None) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

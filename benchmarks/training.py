@@ -91,7 +91,9 @@ class RLProgram:
 
     @property
     def steps_per_chunk(self) -> int:
-        return self.config.logs_per_chunk * self.config.updates_per_log * self.config.steps_per_update
+        return (
+            self.config.logs_per_chunk * self.config.updates_per_log * self.config.steps_per_update
+        )
 
     def log_steps(self) -> np.ndarray:
         """Environment steps (per seed) at each log point."""
@@ -140,9 +142,7 @@ class RLProgram:
             episodes=jnp.sum(ended),
             return_sum=jnp.sum(ended * returns),
             length_sum=jnp.sum(ended * lengths),
-            metric_sums={
-                m: _masked_sum(ended, tss.extras[m]) for m in self.env.episode_metrics
-            },
+            metric_sums={m: _masked_sum(ended, tss.extras[m]) for m in self.env.episode_metrics},
         )
         if self.agent.learns:
             timesteps = jax.tree.map(

@@ -98,9 +98,7 @@ class Chain(Environment):
 
     def _reset(self, key: jax.Array) -> tuple[ChainState, TimeStep]:
         k_need, k_has, k_bits = jax.random.split(key, 3)
-        state = self.initial_state(
-            jax.random.bernoulli(k_need), jax.random.bernoulli(k_has)
-        )
+        state = self.initial_state(jax.random.bernoulli(k_need), jax.random.bernoulli(k_has))
         bits = jax.random.bernoulli(k_bits, shape=(self.n_distractor,)).astype(jnp.float32)
         return self.reset_from(state, bits)
 

@@ -13,8 +13,9 @@ import dataclasses
 import gzip
 import json
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -118,7 +119,8 @@ def verify(env_name: str, path: str | Path, records: Iterable[dict] | None = Non
     name = registry.lookup(env_name).name
     if name not in replayable():
         raise ValueError(
-            f"environment {env_name!r} has no reference replayer; accepted: {', '.join(replayable())}"
+            f"environment {env_name!r} has no reference replayer; "
+            f"accepted: {', '.join(replayable())}"
         )
     replayer = _REPLAYERS[name]
     records = load_records(path) if records is None else list(records)
@@ -135,7 +137,9 @@ def verify(env_name: str, path: str | Path, records: Iterable[dict] | None = Non
                     if report.first_mismatch is None:
                         report.first_mismatch = {"episode": index, **c._asdict()}
         except (KeyError, TypeError, IndexError, ValueError) as e:
-            raise ValueError(f"{path}: episode {index} is not a valid {name} recording ({e!r})") from e
+            raise ValueError(
+                f"{path}: episode {index} is not a valid {name} recording ({e!r})"
+            ) from e
         report.episodes += 1
         report.steps += len(steps - {-1})
         report.mismatches += bad

@@ -56,8 +56,9 @@ def test_final_reward_is_plus_one_iff_has_equals_need_and_terminates():
         state, _ = env.reset_from(env.initial_state(need, 1 - need), jnp.zeros(20))
         rewards, types = [], []
         for t in range(3):
-            state, ts = env.transition(state, jnp.int32(action if t == 0 else 1 - action),
-                                       draws(noise=-1.0))
+            state, ts = env.transition(
+                state, jnp.int32(action if t == 0 else 1 - action), draws(noise=-1.0)
+            )
             rewards.append(float(ts.reward))
             types.append(int(ts.step_type))
         assert rewards == [-1.0, -1.0, expected]  # noise on earlier steps, outcome at the end
@@ -95,7 +96,9 @@ def test_episode_length_and_auto_reset_keeps_the_final_observation():
     kinds = []
     for i in range(8):
         prev = ts
-        state, ts = environments.auto_reset_step(env, state, ts, jnp.int32(1), jax.random.PRNGKey(i))
+        state, ts = environments.auto_reset_step(
+            env, state, ts, jnp.int32(1), jax.random.PRNGKey(i)
+        )
         kinds.append(int(ts.step_type))
         if prev.last():
             assert ts.first() and float(ts.reward) == 0.0 and int(state.t) == 0
@@ -107,8 +110,9 @@ def test_random_draws_are_fair():
     states, ts = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), 4000))
     assert abs(float(states.need.mean()) - 0.5) < 0.04
     assert abs(float(ts.observation[:, 3:].mean()) - 0.5) < 0.01
-    _, ts2 = jax.vmap(env.step)(states, jnp.zeros(4000, jnp.int32),
-                                jax.random.split(jax.random.PRNGKey(2), 4000))
+    _, ts2 = jax.vmap(env.step)(
+        states, jnp.zeros(4000, jnp.int32), jax.random.split(jax.random.PRNGKey(2), 4000)
+    )
     assert set(np.unique(ts2.reward).tolist()) == {-1.0, 1.0}
     assert abs(float(ts2.reward.mean())) < 0.05
 
@@ -146,8 +150,12 @@ def test_vmapped_batch():
 
 @pytest.mark.parametrize(
     "config,match",
-    [({"length": 0}, "length"), ({"reveal": "never"}, "reveal"),
-     ({"n_distractor": -1}, "n_distractor"), ({"lenght": 3}, "lenght")],
+    [
+        ({"length": 0}, "length"),
+        ({"reveal": "never"}, "reveal"),
+        ({"n_distractor": -1}, "n_distractor"),
+        ({"lenght": 3}, "lenght"),
+    ],
 )
 def test_bad_config_is_rejected_by_name(config, match):
     with pytest.raises(ValueError, match=match):

@@ -42,6 +42,8 @@ def test_gymnasium_adapter_runs_an_episode_and_separates_termination():
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
     obs2, _ = env.reset(seed=0)
-    np.testing.assert_array_equal(obs, obs) and np.testing.assert_array_equal(obs2, env.reset(seed=0)[0])
+    np.testing.assert_array_equal(obs, obs) and np.testing.assert_array_equal(
+        obs2, env.reset(seed=0)[0]
+    )
     with pytest.raises(ValueError, match="outside"):
         env.step(5)

@@ -24,7 +24,9 @@ def run(out, seeds, agents=("vtrace_lstm",)):
 def results(out, agent="vtrace_lstm"):
     frame, problems = store.load_results([out])
     assert not problems
-    return frame[frame.agent == agent].sort_values(["seed", "step", "metric"]).reset_index(drop=True)
+    return (
+        frame[frame.agent == agent].sort_values(["seed", "step", "metric"]).reset_index(drop=True)
+    )
 
 
 def test_same_seeds_same_numbers_different_seeds_different_numbers(tmp_path):
@@ -58,16 +60,32 @@ def test_finished_runs_are_skipped_and_untouched(tmp_path):
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
     run(tmp_path, [0])
     changed = [
-        tracks.Experiment(**{**SMOKE[0].__dict__, "agent_configs": {"vtrace_lstm": {"lstm_size": 8}}})
+        tracks.Experiment(
+            **{**SMOKE[0].__dict__, "agent_configs": {"vtrace_lstm": {"lstm_size": 8}}}
+        )
     ]
     with pytest.raises(ValueError, match="different configuration"):
-        runner.run(CREDIT, "smoke", changed, [0], tmp_path, agents=["vtrace_lstm"],
-                   show_progress=False)
+        runner.run(
+            CREDIT, "smoke", changed, [0], tmp_path, agents=["vtrace_lstm"], show_progress=False
+        )
 
 
 def test_sigkill_mid_run_then_rerun_resumes_to_identical_numbers(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks.cli", "run", "credit/chain", "--agent", "vtrace_lstm",
-           "--tier", "smoke", "--seeds", "2", "--quiet", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.cli",
+        "run",
+        "credit/chain",
+        "--agent",
+        "vtrace_lstm",
+        "--tier",
+        "smoke",
+        "--seeds",
+        "2",
+        "--quiet",
+        "--no-report",
+    ]
     env = {**os.environ, runner.KILL_ENV: "1"}
     killed = subprocess.run(cmd + ["--out", str(tmp_path / "k")], env=env, capture_output=True)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
@@ -100,14 +118,22 @@ def test_nan_in_training_stops_the_run_with_a_clear_error_and_writes_nothing(tmp
     from baselines import AGENTS
 
     monkeypatch.setitem(AGENTS, "diverging", f"{__name__}:_diverging_agent")
-    with pytest.raises(runner.TrainingDiverged, match="loss is not finite at step 40 for seed 0"):
-        runner.run(CREDIT, "smoke", SMOKE, [0], tmp_path, agents=["diverging"],
-                   agent_configs={"diverging": {}}, show_progress=False)
+    with pytest.raises(runner.TrainingDiverged, match="loss is not finite at step 48 for seed 0"):
+        runner.run(
+            CREDIT,
+            "smoke",
+            SMOKE,
+            [0],
+            tmp_path,
+            agents=["diverging"],
+            agent_configs={"diverging": {}},
+            show_progress=False,
+        )
     assert not list(tmp_path.rglob("results.csv"))
     assert list(tmp_path.rglob("checkpoint_*.npz"))  # the last good state is kept
 
 
 def test_every_program_kind_reports_its_budget():
     program = programs.build(SMOKE[0], "random")
-    assert program.num_chunks == 2 and program.steps_per_chunk == 20
-    np.testing.assert_array_equal(program.log_steps(), [20, 40])
+    assert program.num_chunks == 2 and program.steps_per_chunk == 24
+    np.testing.assert_array_equal(program.log_steps(), [24, 48])

@@ -14,12 +14,19 @@ from benchmarks.report import build_report
 
 def make_rows(seed=0, agent="vtrace_lstm", values=(0.1, 0.5, 0.9)):
     steps = np.arange(1, len(values) + 1) * 100
-    return pd.DataFrame({
-        "track": "credit", "experiment": "chain_first_step_L5", "env": "chain", "agent": agent,
-        "seed": seed, "tier": "smoke", "step": np.concatenate([steps, steps]),
-        "metric": ["chose_correctly"] * len(values) + ["episodes"] * len(values),
-        "value": list(values) + [4.0] * len(values),
-    })
+    return pd.DataFrame(
+        {
+            "track": "credit",
+            "experiment": "chain_first_step_L5",
+            "env": "chain",
+            "agent": agent,
+            "seed": seed,
+            "tier": "smoke",
+            "step": np.concatenate([steps, steps]),
+            "metric": ["chose_correctly"] * len(values) + ["episodes"] * len(values),
+            "value": list(values) + [4.0] * len(values),
+        }
+    )
 
 
 @pytest.fixture
@@ -27,8 +34,11 @@ def results_dir(tmp_path):
     for seed in range(3):
         for agent, offset in (("vtrace_lstm", 0.0), ("random", -0.4)):
             values = np.array([0.5, 0.6, 0.9]) + offset + 0.01 * seed
-            store.write_run(tmp_path / "results", make_rows(seed, agent, values),
-                            {"config_hash": "x", "seed": seed, "wall_time": 1.0})
+            store.write_run(
+                tmp_path / "results",
+                make_rows(seed, agent, values),
+                {"config_hash": "x", "seed": seed, "wall_time": 1.0},
+            )
     return tmp_path / "results"
 
 
@@ -88,8 +98,13 @@ def test_probability_of_improvement():
 def test_report_is_byte_identical_when_rebuilt(results_dir, tmp_path):
     build_report([results_dir], tmp_path / "r1")
     build_report([results_dir], tmp_path / "r2")
-    for name in ["credit/summary.csv", "credit/summary.md", "credit/chain_first_step_L5.svg",
-                 "credit/chain_first_step_L5.png", "index.html"]:
+    for name in [
+        "credit/summary.csv",
+        "credit/summary.md",
+        "credit/chain_first_step_L5.svg",
+        "credit/chain_first_step_L5.png",
+        "index.html",
+    ]:
         assert (tmp_path / "r1" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes(), name
     table = pd.read_csv(tmp_path / "r1" / "credit/summary.csv")
     assert set(table.agent) == {"vtrace_lstm", "random"} and set(table.seeds) == {3}
@@ -101,10 +116,22 @@ def test_report_is_byte_identical_when_rebuilt(results_dir, tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["run", "nosuchtrack", "--tier", "smoke"], "unknown track 'nosuchtrack'; accepted: .*credit"),
-        (["run", "credit", "--agent", "nosuch", "--tier", "smoke"], "unknown agent 'nosuch'.*accepted"),
-        (["run", "credit", "--tier", "nosuch"], "unknown tier 'nosuch'; accepted: smoke, quick, paper"),
-        (["run", "credit/nosuchenv", "--tier", "smoke"], "no environment or experiment 'nosuchenv'"),
+        (
+            ["run", "nosuchtrack", "--tier", "smoke"],
+            "unknown track 'nosuchtrack'; accepted: .*credit",
+        ),
+        (
+            ["run", "credit", "--agent", "nosuch", "--tier", "smoke"],
+            "unknown agent 'nosuch'.*accepted",
+        ),
+        (
+            ["run", "credit", "--tier", "nosuch"],
+            "unknown tier 'nosuch'; accepted: smoke, quick, paper",
+        ),
+        (
+            ["run", "credit/nosuchenv", "--tier", "smoke"],
+            "no environment or experiment 'nosuchenv'",
+        ),
         (["verify", "nosuchenv", "--reference", "x.jsonl.gz"], "unknown environment 'nosuchenv'"),
     ],
 )
@@ -119,10 +146,15 @@ def test_bad_names_exit_nonzero_naming_the_value(argv, message, capsys, tmp_path
 def test_zero_seeds_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["run", "credit", "--seeds", "0"])
-    assert exc.value.code == 2 and "--seeds must be a positive integer, got '0'" in capsys.readouterr().err
+    assert (
+        exc.value.code == 2
+        and "--seeds must be a positive integer, got '0'" in capsys.readouterr().err
+    )
 
 
-def test_report_with_a_truncated_csv_names_it_exits_nonzero_and_loses_nothing(results_dir, tmp_path, capsys):
+def test_report_with_a_truncated_csv_names_it_exits_nonzero_and_loses_nothing(
+    results_dir, tmp_path, capsys
+):
     csv = results_dir / "credit/chain_first_step_L5/random/seed_2/results.csv"
     csv.write_bytes(csv.read_bytes()[:40])
     before = {p: p.read_bytes() for p in results_dir.rglob("*") if p.is_file()}

@@ -71,10 +71,16 @@ def test_bad_config_is_rejected(bad):
 def test_learns_a_contextual_bandit():
     # Chain of length 1 is a contextual bandit: reward +1 iff the action equals `need`.
     env = environments.make("chain", length=1, reveal="always", n_distractor=2)
-    agent = baselines.make_agent("vtrace_lstm", env.specs(), torso_width=32, lstm_size=32,
-                                 learning_rate=3e-3)
-    config = TrainConfig(total_steps=16 * 8 * 60, num_envs=16, unroll_length=8,
-                         log_every=16 * 8 * 20, logs_per_chunk=3)
+    agent = baselines.make_agent(
+        "vtrace_lstm", env.specs(), torso_width=32, lstm_size=32, learning_rate=3e-3
+    )
+    config = TrainConfig(
+        total_steps=16 * 8 * 60,
+        num_envs=16,
+        unroll_length=8,
+        log_every=16 * 8 * 20,
+        logs_per_chunk=3,
+    )
     program = RLProgram(env, agent, config)
     carry, logs = program.run_chunk(program.init([0]))
     success = logs["chose_correctly"][0]

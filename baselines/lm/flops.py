@@ -108,7 +108,11 @@ def xla_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float | None
     Reads `jax.jit(fn).lower(...).compile().cost_analysis()["flops"]`; some backends return a
     list of per-computation dicts (summed here) or nothing at all.
     """
-    analysis = jax.jit(fn).lower(*args, **kwargs).compile().cost_analysis()
+    return _sum_flops(jax.jit(fn).lower(*args, **kwargs).compile().cost_analysis())
+
+
+def _sum_flops(analysis: Any) -> float | None:
+    """The "flops" of a cost analysis that may be None, a dict or a list of dicts."""
     if analysis is None:
         return None
     if isinstance(analysis, dict):

@@ -3,7 +3,6 @@
 import time
 
 import jax
-
 import pytest
 
 import baselines
@@ -38,20 +37,31 @@ def test_chain_env_steps_per_second(benchmark, batch):
     start = time.perf_counter()
     fn(jax.random.PRNGKey(0)).block_until_ready()
     compile_s = time.perf_counter() - start
-    benchmark.pedantic(lambda: fn(jax.random.PRNGKey(1)).block_until_ready(), rounds=5,
-                       iterations=1, warmup_rounds=1)
-    benchmark.extra_info.update({
-        "compile_seconds": compile_s,
-        "steps_per_second": batch * STEPS / benchmark.stats.stats.median,
-        "batch": batch,
-    })
+    benchmark.pedantic(
+        lambda: fn(jax.random.PRNGKey(1)).block_until_ready(),
+        rounds=5,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info.update(
+        {
+            "compile_seconds": compile_s,
+            "steps_per_second": batch * STEPS / benchmark.stats.stats.median,
+            "batch": batch,
+        }
+    )
 
 
 @pytest.mark.parametrize("agent", ["vtrace_lstm", "random"])
 def test_chain_training_steps_per_second(benchmark, agent):
     env = environments.make("chain", length=30)
-    config = TrainConfig(total_steps=32 * 30 * 20, num_envs=32, unroll_length=30,
-                         log_every=32 * 30 * 10, logs_per_chunk=2)
+    config = TrainConfig(
+        total_steps=32 * 30 * 20,
+        num_envs=32,
+        unroll_length=30,
+        log_every=32 * 30 * 10,
+        logs_per_chunk=2,
+    )
     program = RLProgram(env, baselines.make_agent(agent, env.specs()), config)
     carry = program.init([0])
     start = time.perf_counter()
@@ -64,9 +74,10 @@ def test_chain_training_steps_per_second(benchmark, agent):
         return logs
 
     benchmark.pedantic(chunk, rounds=3, iterations=1)
-    benchmark.extra_info.update({
-        "compile_seconds": compile_s,
-        "steps_per_second": program.steps_per_chunk / benchmark.stats.stats.median,
-        "agent": agent,
-    })
-
+    benchmark.extra_info.update(
+        {
+            "compile_seconds": compile_s,
+            "steps_per_second": program.steps_per_chunk / benchmark.stats.stats.median,
+            "agent": agent,
+        }
+    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 TIERS = ("smoke", "quick", "paper")
 

@@ -1,7 +1,11 @@
 """Track `credit`: Synthetic Returns for long-term credit assignment (Raposo et al. 2021).
 
-Spec: shared/specs/credit.md. Environments are added here as they land; each experiment's
-primary metric is the one its figure plots (Chain: success = chose_correctly).
+Spec: shared/specs/credit.md. Each experiment's primary metric is the one its figure plots
+(Chain: success = chose_correctly; Delayed Catch: catch_rate; Key-to-Door: door_opened).
+
+Unrolls are one episode plus the dm_env reset step (T = episode length + 1), so every unroll is
+one whole episode and budgets count that reset step as an environment step: "10,000 episodes" of
+Chain L is 10,000 x (L + 1) steps.
 """
 
 from __future__ import annotations
@@ -30,7 +34,40 @@ def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=No
     )
 
 
+def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> Experiment:
+    return Experiment(
+        name=f"delayed_catch_runs{runs}",
+        env="delayed_catch",
+        env_config={"runs": runs},
+        agents=tuple(agents),
+        train=train,
+        agent_configs=agent_configs or {},
+        primary_metric="catch_rate",
+        label=f"Delayed Catch, {runs} games per episode",
+    )
+
+
+def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs) -> Experiment:
+    return Experiment(
+        name=name,
+        env="key_to_door",
+        env_config=env_config,
+        agents=tuple(agents),
+        train=train,
+        agent_configs=agent_configs,
+        primary_metric="door_opened",
+        label=f"Key-to-Door ({name.removeprefix('key_to_door_')})",
+    )
+
+
+def _with(configs: dict, **extra) -> dict:
+    """Per-agent configs with `extra` merged into every learning agent's options."""
+    return {agent: {**cfg, **extra} for agent, cfg in configs.items()}
+
+
+LEARNERS = ("vtrace_lstm",)
 SMOKE_AGENT = {"vtrace_lstm": {"torso_width": 16, "lstm_size": 16}}
+GRID_CNN = {"torso": "grid_cnn", "torso_width": 256}
 
 SMOKE = Tier(
     seeds=2,
@@ -39,9 +76,28 @@ SMOKE = Tier(
         chain(
             5,
             "first_step",
-            TrainConfig(total_steps=40, num_envs=4, unroll_length=5, log_every=20, logs_per_chunk=1),
+            TrainConfig(
+                total_steps=48, num_envs=4, unroll_length=6, log_every=24, logs_per_chunk=1
+            ),
             ("vtrace_lstm", "random"),
             SMOKE_AGENT,
+        ),
+        delayed_catch(
+            2,
+            TrainConfig(
+                total_steps=56, num_envs=2, unroll_length=14, log_every=28, logs_per_chunk=1
+            ),
+            ("vtrace_lstm", "random"),
+            SMOKE_AGENT,
+        ),
+        key_to_door(
+            "key_to_door_smoke",
+            {"preset": "ktd_tvt", "phase_lengths": (3, 6, 3)},
+            TrainConfig(
+                total_steps=52, num_envs=2, unroll_length=13, log_every=26, logs_per_chunk=1
+            ),
+            ("vtrace_lstm", "random"),
+            _with(SMOKE_AGENT, torso="grid_cnn"),
         ),
     ),
 )
@@ -50,9 +106,31 @@ QUICK = Tier(
     seeds=5,
     description="Chain: first_step L=10/30/100 and always L=100, 10,000 episodes each",
     experiments=tuple(
-        chain(length, reveal, rl_budget(10_000 * length, 32, length), ("vtrace_lstm", "random"))
-        for length, reveal in ((10, "first_step"), (30, "first_step"), (100, "first_step"),
-                               (100, "always"))
+        chain(
+            length,
+            reveal,
+            rl_budget(10_000 * (length + 1), 32, length + 1),
+            ("vtrace_lstm", "random"),
+        )
+        for length, reveal in (
+            (10, "first_step"),
+            (30, "first_step"),
+            (100, "first_step"),
+            (100, "always"),
+        )
+    )
+    + tuple(
+        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ("vtrace_lstm", "random"))
+        for runs in (20, 5)
+    )
+    + (
+        key_to_door(
+            "key_to_door_ktd_tvt",
+            {"preset": "ktd_tvt"},
+            rl_budget(1_512_500, 32, 121),
+            ("vtrace_lstm", "random"),
+            {"vtrace_lstm": GRID_CNN},
+        ),
     ),
 )
 
@@ -62,9 +140,34 @@ PAPER = Tier(
     seeds=10,
     description="bsuite length sweep, both reveal variants, 10,000 episodes each",
     experiments=tuple(
-        chain(length, reveal, rl_budget(10_000 * length, 32, length), ("vtrace_lstm", "random"))
+        chain(
+            length,
+            reveal,
+            rl_budget(10_000 * (length + 1), 32, length + 1),
+            ("vtrace_lstm", "random"),
+        )
         for reveal in ("first_step", "always")
         for length in PAPER_LENGTHS
+    )
+    + tuple(
+        # Budget UNVERIFIED (spec §4): 5e7 steps by default; CNN torso on the 7x7 grid.
+        delayed_catch(
+            runs,
+            rl_budget(50_000_000, 32, 7 * runs, points=200),
+            ("vtrace_lstm", "random"),
+            {"vtrace_lstm": {"torso": "grid_cnn"}},
+        )
+        for runs in (5, 10, 20, 40)
+    )
+    + tuple(
+        key_to_door(
+            f"key_to_door_{preset}",
+            {"preset": preset},
+            rl_budget(50_000_000, 32, 121, points=200),
+            ("vtrace_lstm", "random"),
+            {"vtrace_lstm": GRID_CNN},
+        )
+        for preset in ("ktd_tvt", "ktd_sr_ni")
     ),
 )
 
@@ -75,6 +178,9 @@ CREDIT = register(
         tiers={"smoke": SMOKE, "quick": QUICK, "paper": PAPER},
         metrics={
             "chose_correctly": "success rate (fraction of episodes with the right choice)",
+            "catch_rate": "catches per episode / games per episode",
+            "door_opened": "door success rate",
+            "apple_return": "apple reward per episode",
             "episode_return": "episode return",
         },
     )

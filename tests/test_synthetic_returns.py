@@ -1,0 +1,355 @@
+"""The Synthetic Returns agent: the spec §5 properties of the SR wiring, and that it trains.
+
+Tiny widths throughout; the networks are built once per configuration at module level and the
+functions under test are jitted once each.
+"""
+
+from collections import deque
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import environments
+from baselines import synthetic_returns as sr
+from baselines import vtrace
+from baselines.types import Trajectory
+from benchmarks.training import RLProgram, TrainConfig
+from environments.core import StepType, TimeStep
+
+F, M, L = StepType.FIRST, StepType.MID, StepType.LAST
+ENV = environments.make("chain", length=5, n_distractor=2)
+SPECS = ENV.specs()
+SMALL = {"torso_width": 8, "lstm_size": 8, "sr_hidden": (8, 8)}
+NUM_ENVS = 2
+
+
+def _timesteps(observations, step_types, rewards) -> TimeStep:
+    step_types = jnp.asarray(step_types, jnp.int32)
+    return TimeStep(
+        step_type=step_types,
+        reward=jnp.asarray(rewards, jnp.float32),
+        discount=jnp.where(step_types == L, 0.0, 1.0).astype(jnp.float32),
+        observation=observations,
+        extras={},
+    )
+
+
+def _rollout(act, state, timesteps: TimeStep, key):
+    """`act` over every timestep [S, N]; the states before each step, actions and logits."""
+    states, actions, logits = [], [], []
+    for s in range(timesteps.step_type.shape[0]):
+        states.append(state)
+        ts = jax.tree.map(lambda x, s=s: x[s], timesteps)
+        action, state, info = act(state, ts, jax.random.fold_in(key, s))
+        actions.append(action)
+        logits.append(info["logits"])
+    return states, jnp.stack(actions), jnp.stack(logits)
+
+
+# ----------------------------------------------------------- prefix sum vs ring buffer
+
+
+def _ring_buffer_reference(network, params, observations, firsts):
+    """The official formulation, O(T·C): a per-env deque of the last C inputs, c re-applied."""
+    num_steps, num_envs = firsts.shape
+    core_state = network.initial_core_state(num_envs)
+    step = jax.jit(network.step)
+    xs = []
+    for s in range(num_steps):
+        outputs, core_state = step(params, observations[s], firsts[s], core_state)
+        xs.append(sr._select_input(outputs, network.config))
+    xs = jnp.stack(xs)  # [S, N, W]
+    c, _, gate_logit, b = network.heads(params, xs, xs)
+    c, g, b = np.asarray(c), np.asarray(jax.nn.sigmoid(gate_logit)), np.asarray(b)
+    predictions = np.zeros((num_steps, num_envs))
+    for n in range(num_envs):
+        buffer = deque(maxlen=network.capacity)
+        for s in range(num_steps):
+            if firsts[s, n]:
+                buffer.clear()
+            # c of each buffered input with the current parameters, summed one by one.
+            total = sum(float(c[k, n]) for k in buffer)
+            predictions[s, n] = g[s, n] * total + b[s, n]
+            buffer.append(s)  # the write comes after the prediction
+    return predictions
+
+
+@pytest.mark.parametrize(
+    "capacity, sr_input",
+    [(3, "embedding"), (8, "core_output")],  # C < T (the ring wraps) and C > T
+)
+def test_prefix_sum_equals_the_ring_buffer(capacity, sr_input):
+    config = {**SMALL, "capacity": capacity, "allow_short_capacity": True, "sr_input": sr_input}
+    agent = sr.make(SPECS, **config)
+    network = sr.build_network(SPECS, sr.SRConfig(**config))
+    trace = jax.jit(sr.make_sr_trace(SPECS, **config))
+    num_steps, unroll = 20, 5
+    observations = jax.random.uniform(jax.random.PRNGKey(1), (num_steps, NUM_ENVS, 5))
+    firsts = np.zeros((num_steps, NUM_ENVS), bool)
+    firsts[[0, 13], 0] = True  # a 13-step episode: carried over unrolls, longer than C
+    firsts[[0, 4, 6, 17], 1] = True  # short episodes, boundaries inside unrolls
+    step_types = np.where(firsts, F, M)
+    timesteps = _timesteps(observations, step_types, np.zeros(firsts.shape))
+
+    state = agent.init(jax.random.PRNGKey(0), SPECS, NUM_ENVS)
+    states, _, _ = _rollout(jax.jit(agent.act), state, timesteps, jax.random.PRNGKey(2))
+    predictions = []
+    for u in range(0, num_steps, unroll):  # each unroll starts from the actor's carried memory
+        out = trace(state.params, observations[u : u + unroll], firsts[u : u + unroll], states[u])
+        predictions.append(out.prediction)
+    predictions = np.concatenate(predictions)
+
+    expected = _ring_buffer_reference(network, state.params, observations, firsts)
+    np.testing.assert_allclose(predictions, expected, atol=1e-5, rtol=1e-5)
+    assert np.abs(expected).max() > 0.01  # not trivially zero
+    assert trace._cache_size() == 1  # every unroll (different memories) reuses one compilation
+
+
+def _naive_windowed_sum(c_memory, c_steps, firsts):
+    capacity = c_memory.shape[1]
+    num_steps, num_envs = c_steps.shape
+    out = np.zeros((num_steps, num_envs))
+    for n in range(num_envs):
+        timeline = list(c_memory[n]) + list(c_steps[:, n])
+        start = 0
+        for t in range(num_steps):
+            if firsts[t, n]:
+                start = capacity + t
+            j = capacity + t
+            out[t, n] = sum(timeline[max(j - capacity, start) : j])
+    return out
+
+
+def test_windowed_sum_matches_naive_sum_and_excludes_the_own_write():
+    rng = np.random.default_rng(0)
+    capacity, num_steps = 4, 9
+    c_memory = rng.normal(size=(3, capacity)).astype(np.float32)
+    c_memory[1, :2] = 0.0  # env 1: a half-full memory (unwritten entries are 0)
+    c_steps = rng.normal(size=(num_steps, 3)).astype(np.float32)
+    firsts = np.zeros((num_steps, 3), bool)
+    firsts[0, 2] = True  # env 2 starts a fresh episode: no carried memory counts
+    firsts[5, 0] = True
+    windowed = jax.jit(sr.windowed_memory_sum)
+    out = np.asarray(windowed(c_memory, c_steps, firsts))
+    np.testing.assert_allclose(out, _naive_windowed_sum(c_memory, c_steps, firsts), atol=1e-5)
+    assert np.all(out[firsts] == 0.0)  # ŷ = b at every episode start
+
+    # Step t's own c never enters ŷ_t (its write comes after the prediction); it enters ŷ_{t+1}.
+    t = 3
+    c_bumped = c_steps.copy()
+    c_bumped[t] += 100.0
+    out2 = np.asarray(windowed(c_memory, c_bumped, firsts))
+    np.testing.assert_array_equal(out2[: t + 1], out[: t + 1])
+    assert np.all(np.abs(out2[t + 1] - out[t + 1]) > 50)
+    # ... and leaves the window after C steps (env 1, no episode boundary).
+    np.testing.assert_allclose(out2[t + 1 + capacity :, 1], out[t + 1 + capacity :, 1], atol=1e-4)
+
+
+# --------------------------------------------------------- trajectories through the learner
+
+CONFIG = {**SMALL, "alpha": 0.3}
+NETWORK = sr.build_network(SPECS, sr.SRConfig(**CONFIG))
+AGENT = sr.make(SPECS, **CONFIG)
+ACT = jax.jit(AGENT.act)
+TRACE = jax.jit(sr.make_sr_trace(SPECS, **CONFIG))
+# 12 timesteps: an episode of 7 steps, then a new one. The first 4 are played before the
+# unroll (so the unroll starts mid-episode with a carried memory of 4 entries); the unroll has
+# T = 7 and an episode boundary inside: M M L F M M M | M.
+STEP_TYPES = np.array([F, M, M, M, M, M, L, F, M, M, M, M])
+PRE = 4
+
+
+def _trajectory(agent_state, observations, rewards):
+    step_types = np.repeat(STEP_TYPES[:, None], NUM_ENVS, 1)
+    timesteps = _timesteps(observations, step_types, rewards)
+    states, actions, logits = _rollout(ACT, agent_state, timesteps, jax.random.PRNGKey(3))
+    unroll = jax.tree.map(lambda x: x[PRE:], timesteps)  # [T + 1, N]
+    return Trajectory(unroll, actions[PRE:-1], {"logits": logits[PRE:-1]}, states[PRE])
+
+
+OBS = jax.random.uniform(jax.random.PRNGKey(4), (len(STEP_TYPES), NUM_ENVS, 5))
+REWARDS = jnp.where(
+    jnp.asarray(STEP_TYPES)[:, None] == F,
+    0.0,
+    jax.random.normal(jax.random.PRNGKey(5), (len(STEP_TYPES), NUM_ENVS)),
+)
+STATE = AGENT.init(jax.random.PRNGKey(0), SPECS, NUM_ENVS)
+TRAJ = _trajectory(STATE, OBS, REWARDS)
+LOSS_TERMS = jax.jit(lambda p, tr: sr.loss_terms(NETWORK, p, tr))
+
+
+def _split(tree, prefix):
+    return {k: v for k, v in tree.items() if k.startswith(prefix)}
+
+
+def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso():
+    rl_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).rl_loss)(STATE.params)
+    sr_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).sr_loss)(STATE.params)
+    for name, grads in _split(rl_grads, "synthetic_returns").items():
+        for leaf in jax.tree.leaves(grads):  # c (and the SR-only g, b) are exactly untouched
+            assert np.all(np.asarray(leaf) == 0.0), name
+    for head in ("c", "b", "gate"):
+        leaves = jax.tree.leaves(_split(sr_grads, f"synthetic_returns/~/{head}/"))
+        assert leaves and any(np.abs(leaf).max() > 0 for leaf in leaves), head
+    torso = jax.tree.leaves(_split(sr_grads, "actor_critic/~embed"))
+    assert torso and max(np.abs(leaf).max() for leaf in torso) > 0
+    assert np.isfinite(float(LOSS_TERMS(STATE.params, TRAJ).sr_loss))
+
+
+def test_sr_gradient_reaches_the_input_only_through_the_current_step():
+    terms = LOSS_TERMS(STATE.params, TRAJ)
+    outputs, _ = NETWORK.unroll(
+        STATE.params,
+        TRAJ.timesteps.observation,
+        TRAJ.timesteps.first(),
+        TRAJ.start_state.core_state,
+    )
+    x = outputs[2][:-1]  # [T, N, W] embeddings
+    firsts = TRAJ.timesteps.first()[:-1]
+    memory = TRAJ.start_state.memory
+    assert np.all(np.asarray(memory.count) == PRE)
+    predict = lambda x, slots: (
+        sr.sr_forward(NETWORK, STATE.params, x, firsts, memory._replace(slots=slots)).prediction
+    )
+    np.testing.assert_allclose(predict(x, memory.slots), terms.sr.prediction, atol=1e-6)
+    jac_x, jac_memory = jax.jacrev(predict, argnums=(0, 1))(x, memory.slots)
+    jac_x = np.abs(np.asarray(jac_x)).sum(-1)  # [T, N, T, N]
+    num_steps = x.shape[0]
+    for t in range(num_steps):
+        for k in range(num_steps):
+            if k != t:  # memories are frozen: ŷ_t depends on x_k (k != t) only through sg
+                assert np.all(jac_x[t, :, k, :] == 0.0)
+        assert np.all(jac_x[t, np.arange(NUM_ENVS), t, np.arange(NUM_ENVS)] > 0)
+    assert np.all(np.asarray(jac_memory) == 0.0)
+    # The carried memory does count in the value of ŷ (steps before the boundary at t = 3).
+    emptied = memory._replace(count=jnp.zeros_like(memory.count))
+    other = sr.sr_forward(NETWORK, STATE.params, x, firsts, emptied).prediction
+    assert np.all(np.abs(np.asarray(other - terms.sr.prediction)[:3]) > 0)
+    np.testing.assert_allclose(other[3:], terms.sr.prediction[3:], atol=1e-6)
+
+
+def test_regression_target_at_o_t_is_r_t_plus_1():
+    # A synthetic trajectory with r_{t+1} = f(o_t) = 10 + 3·o_t[0] (+0 into FIRST steps).
+    f = 10.0 + 3.0 * OBS[..., 0]
+    rewards = jnp.concatenate([jnp.zeros((1, NUM_ENVS)), f[:-1]])
+    traj = _trajectory(STATE, OBS, rewards)
+    terms = LOSS_TERMS(STATE.params, traj)
+    obs = traj.timesteps.observation[:-1]
+    valid = np.asarray(terms.valid) > 0
+    np.testing.assert_allclose(terms.targets, 10.0 + 3.0 * obs[..., 0], rtol=1e-6)
+    # LAST -> FIRST pairs carry no signal; everything else does.
+    np.testing.assert_array_equal(valid, ~np.asarray(traj.timesteps.last()[:-1]))
+    expected = 0.5 * np.sum(valid * (10.0 + 3.0 * obs[..., 0] - terms.sr.prediction) ** 2)
+    np.testing.assert_allclose(terms.sr_loss, expected, rtol=1e-5)
+
+
+def test_augmented_reward_feeds_both_pg_and_value_losses():
+    terms = LOSS_TERMS(STATE.params, TRAJ)
+    np.testing.assert_allclose(
+        terms.rl_rewards, 0.3 * terms.sr.c + 1.0 * terms.targets, rtol=1e-6, atol=1e-6
+    )
+    outputs, _ = NETWORK.unroll(
+        STATE.params,
+        TRAJ.timesteps.observation,
+        TRAJ.timesteps.first(),
+        TRAJ.start_state.core_state,
+    )
+    config = NETWORK.config
+    _, on_aug = vtrace.vtrace_loss(outputs[0], outputs[1], TRAJ, config, rewards=terms.rl_rewards)
+    _, on_env = vtrace.vtrace_loss(outputs[0], outputs[1], TRAJ, config)
+    for part in ("pg_loss", "value_loss"):
+        np.testing.assert_allclose(terms.metrics[part], on_aug[part], rtol=1e-6)
+        assert abs(float(on_aug[part]) - float(on_env[part])) > 1e-4, part
+    np.testing.assert_allclose(terms.loss, terms.rl_loss + terms.sr_loss, rtol=1e-6)
+    for name in ("sr_loss", "c_mean", "c_max", "g_mean", "b_mean", "pg_loss", "value_loss"):
+        assert np.isfinite(float(terms.metrics[name])), name
+
+
+def test_episode_two_is_the_same_whether_or_not_episode_one_preceded_it():
+    observations = OBS
+    firsts = jnp.asarray(STEP_TYPES == F)[:, None].repeat(NUM_ENVS, 1)  # second FIRST at 7
+    both = TRACE(STATE.params, observations, firsts, STATE)
+    alone = TRACE(STATE.params, observations[7:], firsts[7:], STATE)
+    for a, b in zip(both, alone, strict=True):
+        np.testing.assert_allclose(np.asarray(a)[7:], b, atol=1e-6)
+    # Episode start: ŷ = b (nothing earlier counts), and later in the episode memory counts.
+    np.testing.assert_array_equal(both.prediction[firsts], both.b[firsts])
+    assert np.all(np.asarray(both.memory_sum)[8:] != 0)
+
+
+def test_alpha_zero_without_sr_loss_updates_exactly_like_the_baseline():
+    key = jax.random.PRNGKey(7)
+    shared = {"torso_width": 8, "lstm_size": 8}
+    base = vtrace.make(SPECS, **shared)
+    ablated = sr.make(SPECS, **shared, sr_hidden=(8, 8), alpha=0.0, sr_loss=False)
+    s_base = base.init(key, SPECS, NUM_ENVS)
+    s_sr = ablated.init(key, SPECS, NUM_ENVS)
+    # The same unroll for both; only the start state's type differs (the baseline's has no
+    # SR memory). Gathered with the SR agent's own `act`, whose policy is the baseline's.
+    traj_sr = _trajectory(s_sr, OBS, REWARDS)
+    traj_base = traj_sr._replace(
+        start_state=s_base._replace(core_state=traj_sr.start_state.core_state)
+    )
+    for _ in range(2):
+        s_base, m_base = jax.jit(base.update)(s_base, traj_base, key)
+        s_sr, m_sr = jax.jit(ablated.update)(s_sr, traj_sr, key)
+    for name, module in s_base.params.items():
+        for leaf, value in module.items():
+            np.testing.assert_array_equal(s_sr.params[name][leaf], value, err_msg=name)
+    for name in ("loss", "pg_loss", "value_loss", "entropy"):
+        np.testing.assert_array_equal(m_sr[name], m_base[name], err_msg=name)
+    initial = ablated.init(key, SPECS, NUM_ENVS).params
+    for name, module in _split(s_sr.params, "synthetic_returns").items():
+        for leaf, value in module.items():  # no gradient reaches the SR heads at all
+            np.testing.assert_array_equal(value, initial[name][leaf])
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_capacity_shorter_than_the_episode_is_rejected():
+    with pytest.raises(ValueError, match="capacity=4 is shorter"):
+        sr.make(SPECS, **SMALL, capacity=4)
+    assert sr.build_network(SPECS, sr.SRConfig(capacity=5)).capacity == 5
+    assert sr.build_network(SPECS, sr.SRConfig()).capacity == SPECS.max_episode_steps
+    assert sr.build_network(SPECS, sr.SRConfig(capacity=2, allow_short_capacity=True)).capacity == 2
+    unbounded = SPECS._replace(max_episode_steps=None)
+    with pytest.raises(ValueError, match="capacity is required"):
+        sr.make(unbounded)
+    assert sr.build_network(unbounded, sr.SRConfig(capacity=2048)).capacity == 2048
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sr_input": "lstm_state"},
+        {"capacity": 0},
+        {"sr_hidden": (128, 0)},
+        {"alpha": float("nan")},
+        {"sr_loss": "yes"},
+        {"torso": "resnet"},
+    ],
+)
+def test_bad_config_is_rejected(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        sr.SRConfig(**bad)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_trains_on_chain_with_finite_sr_diagnostics():
+    agent = sr.make(SPECS, **SMALL, learning_rate=1e-3)
+    config = TrainConfig(
+        total_steps=80, num_envs=4, unroll_length=5, log_every=40, logs_per_chunk=2
+    )
+    program = RLProgram(ENV, agent, config)
+    carry = program.init([0])
+    _, logs = program.run_chunk(carry)
+    for name in ("sr_loss", "c_mean", "c_max", "g_mean", "b_mean", "pg_loss", "value_loss"):
+        assert logs[name].shape == (1, 2) and np.all(np.isfinite(logs[name])), name
+    assert np.all(logs["sr_loss"] > 0)
+    assert np.all((logs["g_mean"] > 0) & (logs["g_mean"] < 1))
+    assert np.all(logs["episodes"] > 0)
