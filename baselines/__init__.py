@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from environments.core import EnvSpecs
 # name -> "module:factory"; modules are imported on use so the registry stays cheap.
 AGENTS: dict[str, str] = {
     "vtrace_lstm": "baselines.vtrace:make",
+    "sr": "baselines.synthetic_returns:make",
     "random": "baselines.reference_policies:make_random",
     "noop": "baselines.reference_policies:make_noop",
 }
@@ -33,6 +36,8 @@ def load_factory(name: str) -> Callable[..., Agent]:
             f"unknown agent {name!r}; accepted: {', '.join(names())} or 'package.module:factory'"
         )
     module_name, _, attr = target.partition(":")
+    if os.getcwd() not in sys.path:  # user modules are found from the working directory
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

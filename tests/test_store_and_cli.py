@@ -187,3 +187,88 @@ def test_verify_exit_code_follows_mismatches(tmp_path, capsys):
     truncated.write_bytes(bad.read_bytes()[:100])
     assert cli.main(["verify", "chain", "--reference", str(truncated)]) == 2
     assert os.path.exists(bad)
+
+
+def test_run_writes_results_and_a_report_with_a_figure(tmp_path, capsys):
+    argv = [
+        "run",
+        "credit/chain",
+        "--tier",
+        "smoke",
+        "--seeds",
+        "2",
+        "--agent",
+        "random",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
+    assert cli.main(argv) == 0
+    frame, problems = store.load_results([tmp_path])
+    assert not problems and set(frame.seed) == {0, 1} and set(frame.agent) == {"random"}
+    assert (tmp_path / "report" / "index.html").exists()
+    assert (tmp_path / "report" / "credit" / "chain_first_step_L5.png").stat().st_size > 1000
+    meta = json.loads(next(tmp_path.rglob("meta.json")).read_text())
+    for key in (
+        "config",
+        "config_hash",
+        "seed",
+        "tier",
+        "versions",
+        "git_commit",
+        "platform",
+        "wall_time",
+    ):
+        assert key in meta, key
+    assert cli.main(argv) == 0  # a rerun skips the finished runs
+    assert "0 runs written, 2 already finished" in capsys.readouterr().out
+
+
+def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    reference = tmp_path / "reference"
+    assert (
+        cli.main(
+            [
+                "run",
+                "credit/chain",
+                "--tier",
+                "smoke",
+                "--seeds",
+                "2",
+                "--agent",
+                "random",
+                "--out",
+                str(reference),
+                "--quiet",
+                "--no-report",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "cmp"
+    code = cli.main(
+        [
+            "compare",
+            "examples.linear_pg:make",
+            "--track",
+            "credit",
+            "--env",
+            "chain",
+            "--tier",
+            "smoke",
+            "--seeds",
+            "2",
+            "--name",
+            "linear_pg",
+            "--results",
+            str(reference),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    table = pd.read_csv(out / "report" / "credit" / "summary.csv")
+    assert set(table.agent) == {"linear_pg", "random"}
+    assert cli.main(["compare", "examples.nosuch:make", "--track", "credit"]) == 2

@@ -65,8 +65,11 @@ def _with(configs: dict, **extra) -> dict:
     return {agent: {**cfg, **extra} for agent, cfg in configs.items()}
 
 
-LEARNERS = ("vtrace_lstm",)
-SMOKE_AGENT = {"vtrace_lstm": {"torso_width": 16, "lstm_size": 16}}
+ARMS = ("vtrace_lstm", "sr", "random")
+SMOKE_AGENT = {
+    "vtrace_lstm": {"torso_width": 16, "lstm_size": 16},
+    "sr": {"torso_width": 16, "lstm_size": 16, "sr_hidden": (16, 16)},
+}
 GRID_CNN = {"torso": "grid_cnn", "torso_width": 256}
 
 SMOKE = Tier(
@@ -79,7 +82,7 @@ SMOKE = Tier(
             TrainConfig(
                 total_steps=48, num_envs=4, unroll_length=6, log_every=24, logs_per_chunk=1
             ),
-            ("vtrace_lstm", "random"),
+            ("vtrace_lstm", "sr", "random"),
             SMOKE_AGENT,
         ),
         delayed_catch(
@@ -87,7 +90,7 @@ SMOKE = Tier(
             TrainConfig(
                 total_steps=56, num_envs=2, unroll_length=14, log_every=28, logs_per_chunk=1
             ),
-            ("vtrace_lstm", "random"),
+            ("vtrace_lstm", "sr", "random"),
             SMOKE_AGENT,
         ),
         key_to_door(
@@ -96,7 +99,7 @@ SMOKE = Tier(
             TrainConfig(
                 total_steps=52, num_envs=2, unroll_length=13, log_every=26, logs_per_chunk=1
             ),
-            ("vtrace_lstm", "random"),
+            ("vtrace_lstm", "sr", "random"),
             _with(SMOKE_AGENT, torso="grid_cnn"),
         ),
     ),
@@ -110,7 +113,7 @@ QUICK = Tier(
             length,
             reveal,
             rl_budget(10_000 * (length + 1), 32, length + 1),
-            ("vtrace_lstm", "random"),
+            ARMS,
         )
         for length, reveal in (
             (10, "first_step"),
@@ -120,16 +123,15 @@ QUICK = Tier(
         )
     )
     + tuple(
-        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ("vtrace_lstm", "random"))
-        for runs in (20, 5)
+        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ARMS) for runs in (20, 5)
     )
     + (
         key_to_door(
             "key_to_door_ktd_tvt",
             {"preset": "ktd_tvt"},
             rl_budget(1_512_500, 32, 121),
-            ("vtrace_lstm", "random"),
-            {"vtrace_lstm": GRID_CNN},
+            ARMS,
+            {"vtrace_lstm": GRID_CNN, "sr": GRID_CNN},
         ),
     ),
 )
@@ -144,7 +146,7 @@ PAPER = Tier(
             length,
             reveal,
             rl_budget(10_000 * (length + 1), 32, length + 1),
-            ("vtrace_lstm", "random"),
+            ARMS,
         )
         for reveal in ("first_step", "always")
         for length in PAPER_LENGTHS
@@ -154,8 +156,8 @@ PAPER = Tier(
         delayed_catch(
             runs,
             rl_budget(50_000_000, 32, 7 * runs, points=200),
-            ("vtrace_lstm", "random"),
-            {"vtrace_lstm": {"torso": "grid_cnn"}},
+            ARMS,
+            {"vtrace_lstm": {"torso": "grid_cnn"}, "sr": {"torso": "grid_cnn"}},
         )
         for runs in (5, 10, 20, 40)
     )
@@ -164,8 +166,8 @@ PAPER = Tier(
             f"key_to_door_{preset}",
             {"preset": preset},
             rl_budget(50_000_000, 32, 121, points=200),
-            ("vtrace_lstm", "random"),
-            {"vtrace_lstm": GRID_CNN},
+            ARMS,
+            {"vtrace_lstm": GRID_CNN, "sr": GRID_CNN},
         )
         for preset in ("ktd_tvt", "ktd_sr_ni")
     ),
