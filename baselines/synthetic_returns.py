@@ -44,7 +44,7 @@ import optax
 
 from baselines.networks import ActorCriticCore
 from baselines.types import Agent, Trajectory
-from baselines.vtrace import VTraceConfig, vtrace_loss
+from baselines.vtrace import VTraceConfig, gradient_update, vtrace_loss
 from environments.core import EnvSpecs, TimeStep, check_positive_int, validate_choice
 
 SR_INPUTS = ("embedding", "core_output")
@@ -406,14 +406,7 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
         terms = loss_terms(network, params, trajectory)
         return terms.loss, terms.metrics
 
-    def update(state: SRState, trajectory: Trajectory, key: jax.Array):
-        del key
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, trajectory)
-        updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return state._replace(params=params, opt_state=opt_state), metrics
-
-    return Agent(init=init, act=act, update=update)
+    return Agent(init=init, act=act, update=gradient_update(loss_fn, optimiser))
 
 
 def make_sr_trace(specs: EnvSpecs, **overrides: Any) -> Callable[..., SROutputs]:

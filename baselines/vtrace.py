@@ -158,11 +158,20 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
         )
         return vtrace_loss(logits, values, trajectory, config)
 
-    def update(state: VTraceState, trajectory: Trajectory, key: jax.Array):
+    return Agent(init=init, act=act, update=gradient_update(loss_fn, optimiser))
+
+
+def gradient_update(loss_fn, optimiser: optax.GradientTransformation):
+    """`update(state, trajectory, key)`: one optimiser step on `loss_fn(params, trajectory)`.
+
+    `state` is any NamedTuple with `params` and `opt_state` fields.
+    """
+
+    def update(state, trajectory: Trajectory, key: jax.Array):
         del key
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, trajectory)
         updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return state._replace(params=params, opt_state=opt_state), metrics
 
-    return Agent(init=init, act=act, update=update)
+    return update
