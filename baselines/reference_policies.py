@@ -16,38 +16,33 @@ from baselines.types import Agent
 from environments.core import EnvSpecs
 
 
+def _stateless(name: str, config: dict[str, Any], act) -> Agent:
+    """A policy with no state and no learning around `act(state, timestep, key)`."""
+    if config:
+        raise ValueError(f"agent {name!r} takes no options, got {sorted(config)}")
+    return Agent(
+        init=lambda key, env_specs, num_envs: (),
+        act=act,
+        update=lambda state, trajectory, key: (state, {}),
+        learns=False,
+    )
+
+
 def make_random(specs: EnvSpecs, **config: Any) -> Agent:
     """Uniform over the `specs.action.num_values` actions."""
-    if config:
-        raise ValueError(f"agent 'random' takes no options, got {sorted(config)}")
     num_actions = specs.action.num_values
-
-    def init(key, env_specs, num_envs):
-        del key, env_specs, num_envs
-        return ()
 
     def act(state, timestep, key):
         batch = timestep.step_type.shape
         return jax.random.randint(key, batch, 0, num_actions, jnp.int32), state, {}
 
-    def update(state, trajectory, key):
-        return state, {}
-
-    return Agent(init=init, act=act, update=update, learns=False)
+    return _stateless("random", config, act)
 
 
 def make_noop(specs: EnvSpecs, **config: Any) -> Agent:
     """Always action 0."""
-    if config:
-        raise ValueError(f"agent 'noop' takes no options, got {sorted(config)}")
-
-    def init(key, env_specs, num_envs):
-        return ()
 
     def act(state, timestep, key):
         return jnp.zeros(timestep.step_type.shape, jnp.int32), state, {}
 
-    def update(state, trajectory, key):
-        return state, {}
-
-    return Agent(init=init, act=act, update=update, learns=False)
+    return _stateless("noop", config, act)

@@ -40,6 +40,3 @@ class Agent(NamedTuple):
     update: Callable[[PyTree, Trajectory, jax.Array], tuple[PyTree, dict[str, jax.Array]]]
     # Whether `update` learns; the training loop skips the learner step otherwise.
     learns: bool = True
-
-
-AgentFactory = Callable[..., Agent]

@@ -148,9 +148,9 @@ def cmd_compare(args) -> int:
     import baselines
     from benchmarks import runner
 
-    baselines.load_factory(args.factory)  # fail early on a bad module or attribute
     if ":" not in args.factory:
         raise UsageError(f"factory must look like package.module:factory, got {args.factory!r}")
+    baselines.load_factory(args.factory)  # fail early on a bad module or attribute
     track, experiments = _resolve(
         f"{args.track}/{args.env}" if args.env else args.track, args.tier, None
     )

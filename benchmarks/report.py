@@ -227,15 +227,3 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
     (out / "report.json").write_text(
         json.dumps({"tracks": [s[0] for s in sections], "problems": problems}, indent=1) + "\n"
     )
-
-
-def describe_scores(table: pd.DataFrame) -> str:
-    return (
-        "\n".join(
-            f"{r.track}/{r.experiment} {r.agent}: {r.metric} {r.iqm:.3f} "
-            f"[{r.ci_low:.3f}, {r.ci_high:.3f}] (n={r.seeds})"
-            for r in table.itertuples()
-        )
-        if not table.empty
-        else "no results"
-    )

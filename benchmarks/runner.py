@@ -75,21 +75,17 @@ def plan(
             pending = []
             for seed in seeds:
                 folder = store.run_dir(out, track.name, experiment.name, agent, seed)
-                meta = store.read_meta(folder) if folder.exists() else None
-                if store.is_complete(folder, digest):
-                    finished.append(str(folder))
+                if not store.is_complete(folder):
+                    pending.append(int(seed))
                     continue
-                if (
-                    meta is not None
-                    and meta.get("config_hash") != digest
-                    and store.is_complete(folder)
-                ):
+                existing = store.read_meta(folder).get("config_hash")
+                if existing != digest:
                     raise ValueError(
                         f"{folder} holds a finished run with a different configuration "
-                        f"(hash {meta.get('config_hash')} vs {digest}); use another --out folder "
+                        f"(hash {existing} vs {digest}); use another --out folder "
                         "or delete it to rerun"
                     )
-                pending.append(int(seed))
+                finished.append(str(folder))
             if pending:
                 groups.append(
                     RunGroup(track.name, tier, experiment, agent, config, pending, full, digest)
@@ -223,7 +219,7 @@ def run_group(
         "resumed": resumed,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall, 1e-9)),
-        "env_metadata": _env_metadata(group.experiment),
+        "env_metadata": _env_metadata(program),
     }
     for frame in to_rows(group, merged, steps):
         seed = int(frame.seed.iloc[0])
@@ -233,12 +229,11 @@ def run_group(
     return folders
 
 
-def _env_metadata(experiment: Experiment) -> dict[str, Any]:
-    if experiment.kind != "rl":
+def _env_metadata(program: Any) -> dict[str, Any]:
+    """The environment's id, configuration and upstream reference, for programs that have one."""
+    env = getattr(program, "env", None)
+    if env is None:
         return {}
-    import environments
-
-    env = environments.make(experiment.env, **experiment.env_config)
     return {"id": env.id, "config": env.config(), "reference": env.reference}
 
 
@@ -256,8 +251,7 @@ def run(
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
     total = sum(
-        p.num_chunks * p.steps_per_chunk * len(g.seeds)
-        for p, g in zip(built, groups, strict=True)
+        p.num_chunks * p.steps_per_chunk * len(g.seeds) for p, g in zip(built, groups, strict=True)
     )
     written: list[str] = []
     with tqdm(

@@ -25,13 +25,6 @@ class Estimate(NamedTuple):
     high: float
     n: int
 
-    def fmt(self, digits: int = 3) -> str:
-        if self.n == 0 or not np.isfinite(self.value):
-            return "n/a"
-        return (
-            f"{self.value:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}] (n={self.n})"
-        )
-
 
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the mean of the middle 50% (25% trimmed from each end)."""

@@ -223,10 +223,8 @@ def load_results(
         folder = Path(folder)
         if not folder.exists():
             raise ResultsError(f"results folder {str(folder)!r} does not exist")
-        paths = [folder] if folder.is_file() else sorted(folder.rglob("*.csv"))
+        paths = [folder] if folder.is_file() else sorted(folder.rglob("results.csv"))
         for path in paths:
-            if path.name != "results.csv" and folder.is_dir():
-                continue
             try:
                 frames.append(read_run_csv(path))
             except ResultsError as e:

@@ -20,7 +20,6 @@ the final observation of an episode is always delivered intact before the reset.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -102,9 +101,6 @@ class ArraySpec:
     name: str = ""
     minimum: float | None = None
     maximum: float | None = None
-
-    def zeros(self) -> Array:
-        return jnp.zeros(self.shape, self.dtype)
 
     def validate(self, value: Any) -> None:
         value = np.asarray(value)
@@ -247,6 +243,3 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-EnvFactory = Callable[..., Environment]

@@ -189,20 +189,14 @@ def test_verify_exit_code_follows_mismatches(tmp_path, capsys):
     assert os.path.exists(bad)
 
 
+def random_smoke_run(out, *extra):
+    """argv of a quiet smoke run of the random policy on Chain, 2 seeds, into `out`."""
+    argv = ["run", "credit/chain", "--tier", "smoke", "--seeds", "2", "--agent", "random"]
+    return [*argv, "--out", str(out), "--quiet", *extra]
+
+
 def test_run_writes_results_and_a_report_with_a_figure(tmp_path, capsys):
-    argv = [
-        "run",
-        "credit/chain",
-        "--tier",
-        "smoke",
-        "--seeds",
-        "2",
-        "--agent",
-        "random",
-        "--out",
-        str(tmp_path),
-        "--quiet",
-    ]
+    argv = random_smoke_run(tmp_path)
     assert cli.main(argv) == 0
     frame, problems = store.load_results([tmp_path])
     assert not problems and set(frame.seed) == {0, 1} and set(frame.agent) == {"random"}
@@ -227,25 +221,7 @@ def test_run_writes_results_and_a_report_with_a_figure(tmp_path, capsys):
 def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     reference = tmp_path / "reference"
-    assert (
-        cli.main(
-            [
-                "run",
-                "credit/chain",
-                "--tier",
-                "smoke",
-                "--seeds",
-                "2",
-                "--agent",
-                "random",
-                "--out",
-                str(reference),
-                "--quiet",
-                "--no-report",
-            ]
-        )
-        == 0
-    )
+    assert cli.main(random_smoke_run(reference, "--no-report")) == 0
     out = tmp_path / "cmp"
     code = cli.main(
         [

@@ -34,6 +34,11 @@ def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=No
     )
 
 
+def chain_10k_episodes(length: int, reveal: str) -> Experiment:
+    """Chain with the spec's budget of 10,000 episodes (each L steps plus the reset step)."""
+    return chain(length, reveal, rl_budget(10_000 * (length + 1), 32, length + 1), ARMS)
+
+
 def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> Experiment:
     return Experiment(
         name=f"delayed_catch_runs{runs}",
@@ -109,12 +114,7 @@ QUICK = Tier(
     seeds=5,
     description="Chain: first_step L=10/30/100 and always L=100, 10,000 episodes each",
     experiments=tuple(
-        chain(
-            length,
-            reveal,
-            rl_budget(10_000 * (length + 1), 32, length + 1),
-            ARMS,
-        )
+        chain_10k_episodes(length, reveal)
         for length, reveal in (
             (10, "first_step"),
             (30, "first_step"),
@@ -142,12 +142,7 @@ PAPER = Tier(
     seeds=10,
     description="bsuite length sweep, both reveal variants, 10,000 episodes each",
     experiments=tuple(
-        chain(
-            length,
-            reveal,
-            rl_budget(10_000 * (length + 1), 32, length + 1),
-            ARMS,
-        )
+        chain_10k_episodes(length, reveal)
         for reveal in ("first_step", "always")
         for length in PAPER_LENGTHS
     )
