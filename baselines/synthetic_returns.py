@@ -48,6 +48,7 @@ from baselines.vtrace import VTraceConfig, gradient_update, vtrace_loss
 from environments.core import EnvSpecs, TimeStep, check_positive_int, validate_choice
 
 SR_INPUTS = ("embedding", "core_output")
+C_INITS = ("default", "zero")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,7 @@ class SRConfig(VTraceConfig):
     sr_hidden: tuple[int, ...] = (128, 128)
     sr_loss: bool = True
     sr_input: str = "embedding"
+    c_init: str = "default"
 
     def __post_init__(self):
         super().__post_init__()
@@ -89,6 +91,7 @@ class SRConfig(VTraceConfig):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         validate_choice("sr_input", self.sr_input, SR_INPUTS)
+        validate_choice("c_init", self.c_init, C_INITS)
 
 
 def resolve_capacity(config: SRConfig, specs: EnvSpecs) -> int:
@@ -169,9 +172,19 @@ class SRCore(ActorCriticCore):
 class SRHeads(hk.Module):
     """The c, b and G MLPs (hidden `sr_hidden`, ReLU, scalar output)."""
 
-    def __init__(self, hidden: tuple[int, ...], name: str = "synthetic_returns"):
+    def __init__(
+        self, hidden: tuple[int, ...], c_init: str = "default", name: str = "synthetic_returns"
+    ):
         super().__init__(name=name)
-        self.c_net = hk.nets.MLP([*hidden, 1], name="c")
+        if c_init == "zero":  # c starts at 0 everywhere, so early sums over memory stay small
+            self.c_net = hk.Sequential(
+                [
+                    hk.nets.MLP(hidden, activate_final=True, name="c"),
+                    hk.Linear(1, w_init=jnp.zeros, name="c_out"),
+                ]
+            )
+        else:
+            self.c_net = hk.nets.MLP([*hidden, 1], name="c")
         self.b_net = hk.nets.MLP([*hidden, 1], name="b")
         self.gate_net = hk.nets.MLP([*hidden, 1], name="gate")
 
@@ -210,7 +223,7 @@ def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
 
     def forward():
         core = SRCore(specs.action.num_values, config.torso, config.torso_width, config.lstm_size)
-        heads = SRHeads(config.sr_hidden)
+        heads = SRHeads(config.sr_hidden, config.c_init)
 
         def init(observation, first, state):
             # The baseline's parameters first, in the baseline's order: same keys, same values.

@@ -73,7 +73,7 @@ def plan(
             }
             digest = store.config_hash(full)
             pending = []
-            for seed in seeds:
+            for seed in seeds[: experiment.seeds]:
                 folder = store.run_dir(out, track.name, experiment.name, agent, seed)
                 if not store.is_complete(folder):
                     pending.append(int(seed))

@@ -332,11 +332,22 @@ def test_capacity_shorter_than_the_episode_is_rejected():
         {"alpha": float("nan")},
         {"sr_loss": "yes"},
         {"torso": "resnet"},
+        {"c_init": "ones"},
     ],
 )
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         sr.SRConfig(**bad)
+
+
+def test_zero_c_init_starts_c_at_zero_and_keeps_the_other_heads():
+    zero = sr.build_network(SPECS, sr.SRConfig(**SMALL, c_init="zero"))
+    params = zero.init_params(jax.random.PRNGKey(0), SPECS.observation, NUM_ENVS)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, zero.width))
+    c, c_memory, gate_logit, b = zero.heads(params, x, x)
+    np.testing.assert_array_equal(np.asarray(c), 0.0)
+    np.testing.assert_array_equal(np.asarray(c_memory), 0.0)
+    assert np.all(np.asarray(gate_logit) != 0) and np.all(np.asarray(b) != 0)
 
 
 # ----------------------------------------------------------------------------- end to end

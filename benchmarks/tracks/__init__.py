@@ -27,6 +27,7 @@ class Experiment:
     primary_metric: str = "episode_return"  # the y axis of learning curves and the final score
     kind: str = "rl"  # which program runs it (see benchmarks.programs)
     label: str = ""  # a short human title for figures
+    seeds: int | None = None  # at most this many seeds (None: the tier's), e.g. costly Skiing runs
 
     def agent_config(self, agent: str) -> dict[str, Any]:
         return dict(self.agent_configs.get(agent, {}))

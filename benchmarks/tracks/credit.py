@@ -36,7 +36,7 @@ def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=No
 
 def chain_10k_episodes(length: int, reveal: str) -> Experiment:
     """Chain with the spec's budget of 10,000 episodes (each L steps plus the reset step)."""
-    return chain(length, reveal, rl_budget(10_000 * (length + 1), 32, length + 1), ARMS)
+    return chain(length, reveal, rl_budget(10_000 * (length + 1), 32, length + 1), ARMS, LEARNERS)
 
 
 def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> Experiment:
@@ -71,11 +71,16 @@ def _with(configs: dict, **extra) -> dict:
 
 
 ARMS = ("vtrace_lstm", "sr", "random")
+# The spec's Adam 3e-4 is UNVERIFIED; at the quick budgets it was too slow for either arm (Chain
+# L=10 first_step, 3 seeds, 30k episodes: baseline success 0.63 at 3e-4 vs 0.98 at 1e-3), so every
+# learning arm of this track uses 1e-3 (docs/choices.md). Same value for the baseline and SR.
+LEARNING_RATE = 1e-3
+LEARNERS = {"vtrace_lstm": {"learning_rate": LEARNING_RATE}, "sr": {"learning_rate": LEARNING_RATE}}
 SMOKE_AGENT = {
     "vtrace_lstm": {"torso_width": 16, "lstm_size": 16},
     "sr": {"torso_width": 16, "lstm_size": 16, "sr_hidden": (16, 16)},
 }
-GRID_CNN = {"torso": "grid_cnn", "torso_width": 256}
+GRID_CNN = {"torso": "grid_cnn", "torso_width": 256, "learning_rate": LEARNING_RATE}
 
 SMOKE = Tier(
     seeds=2,
@@ -123,7 +128,8 @@ QUICK = Tier(
         )
     )
     + tuple(
-        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ARMS) for runs in (20, 5)
+        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ARMS, LEARNERS)
+        for runs in (20, 5)
     )
     + (
         key_to_door(
@@ -152,7 +158,7 @@ PAPER = Tier(
             runs,
             rl_budget(50_000_000, 32, 7 * runs, points=200),
             ARMS,
-            {"vtrace_lstm": {"torso": "grid_cnn"}, "sr": {"torso": "grid_cnn"}},
+            _with(LEARNERS, torso="grid_cnn"),
         )
         for runs in (5, 10, 20, 40)
     )
