@@ -77,4 +77,25 @@ def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
     )
 
 
+@register_kind("envpool")
+def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
+    """A host-stepped run against envpool (Atari Skiing); the budget counts frames."""
+    from benchmarks.host_training import HostRLProgram
+
+    env = environments.make(experiment.env, **experiment.env_config)
+    return HostRLProgram(
+        env,
+        baselines.make_agent(agent, env.specs(), **agent_config),
+        experiment.train.for_agent(agent),
+    )
+
+
+@register_kind("lm")
+def build_lm(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
+    """A language-model run (track `compute`); its budget and step axis count training FLOPs."""
+    from benchmarks.lm_training import build_program
+
+    return build_program(experiment, agent, agent_config)
+
+
 LEARNER_METRICS = ("loss",)

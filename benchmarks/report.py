@@ -4,6 +4,11 @@
 reproducible from committed results: figures (PNG and SVG) and tables (Markdown and CSV) are
 byte-for-byte the same when rebuilt from the same results. Bad result files are named and
 skipped; the rest of the report still builds.
+
+Every track gets IQM learning curves per experiment and a summary table. A track whose
+definition names a report hook (`Track.report`, see benchmarks.figures) also gets that hook's
+figures, tables and claim verdicts in its section, in `<out>/<track>/verdicts.md` and in
+`report.json`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks import figures as track_figures  # noqa: E402
 from benchmarks import stats, store  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
 
@@ -83,6 +89,11 @@ def _save(fig, path: Path) -> list[str]:
     fig.savefig(path.with_suffix(".svg"), metadata={"Date": None, "Creator": None})
     plt.close(fig)
     return [path.with_suffix(".png").name, path.with_suffix(".svg").name]
+
+
+def save_figure(fig, path: Path) -> list[str]:
+    """Save `fig` as `path`.png and .svg reproducibly (no dates, fixed SVG ids); file names."""
+    return _save(fig, path)
 
 
 def learning_curve_figure(frame: pd.DataFrame, metric: str, title: str, path: Path) -> list[str]:
@@ -152,6 +163,7 @@ def build_report(results_dirs: Iterable[str | Path], out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     frame, problems = store.load_results(results_dirs, skip_bad=True)
     metas = store.load_metas(results_dirs)
+    folders = _loaded_run_folders(results_dirs, frame)
     sections = []
     table = summary_table(frame) if not frame.empty else pd.DataFrame()
     for track in sorted(frame.track.unique()) if not frame.empty else []:
@@ -166,9 +178,54 @@ def build_report(results_dirs: Iterable[str | Path], out: str | Path) -> dict:
         track_table.to_csv(out / track / "summary.csv", index=False, float_format="%.6g")
         markdown = _markdown_table(track_table)
         (out / track / "summary.md").write_text(markdown)
-        sections.append((track, figures, markdown, track_table))
+        extra = _track_section(track, track_frame, folders.get(track, []), out / track)
+        sections.append((track, figures, markdown, track_table, extra))
     _write_index(out, sections, problems, metas)
-    return {"tracks": [s[0] for s in sections], "problems": problems, "out": str(out)}
+    verdicts = {s[0]: s[4].verdicts for s in sections if s[4] is not None}
+    return {
+        "tracks": [s[0] for s in sections],
+        "problems": problems,
+        "out": str(out),
+        "verdicts": verdicts,
+    }
+
+
+def _loaded_run_folders(results_dirs: list[Path], frame: pd.DataFrame) -> dict[str, list[Path]]:
+    """Run folders per track whose results.csv loaded (bad ones are left out with their runs)."""
+    if frame.empty:
+        return {}
+    loaded = {
+        (t, e, store.safe_name(a), int(s))
+        for t, e, a, s in frame[["track", "experiment", "agent", "seed"]]
+        .drop_duplicates()
+        .itertuples(index=False)
+    }
+    by_track: dict[str, list[Path]] = {}
+    for folder in store.run_folders(results_dirs):
+        try:
+            key = store.run_key(folder)
+        except store.ResultsError:
+            continue
+        if key in loaded:
+            by_track.setdefault(key[0], []).append(folder)
+    return by_track
+
+
+def _track_section(
+    track: str, frame: pd.DataFrame, folders: list[Path], out: Path
+) -> track_figures.TrackReport | None:
+    """The track's own report hook (figures, verdicts, tables), when its definition names one."""
+    try:
+        definition = track_registry.get(track)
+    except ValueError:
+        return None
+    if not getattr(definition, "report", None):
+        return None
+    extra = track_figures.load_hook(definition.report)(frame, folders, out)
+    if extra.verdicts:
+        lines = [f"# {track}: claim verdicts", ""] + [f"- {v}" for v in extra.verdicts]
+        (out / "verdicts.md").write_text("\n".join(lines) + "\n")
+    return extra
 
 
 def _run_metadata_summary(metas: list[dict]) -> list[str]:
@@ -192,8 +249,11 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
     md += [f"- {line}" for line in meta_lines] + [""]
     if problems:
         md += ["## Skipped result files", ""] + [f"- {p}" for p in problems] + [""]
-    for track, figures, markdown, _ in sections:
+    for track, figures, markdown, _, extra in sections:
         md += [f"## {track}", "", markdown]
+        if extra is not None:
+            md += _extra_markdown(track, extra)
+            md += ["### Learning curves per experiment", ""]
         for _experiment, label, files in figures:
             md += [f"### {label}", "", f"![{label}]({track}/{files[0]})", ""]
     (out / "index.md").write_text("\n".join(md))
@@ -204,9 +264,12 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
     if problems:
         body += ["<h2>Skipped result files</h2><ul>"]
         body += [f"<li>{html.escape(p)}</li>" for p in problems] + ["</ul>"]
-    for track, figures, _, table in sections:
+    for track, figures, _, table, extra in sections:
         body += [f'<section id="{track}"><h2>{track}</h2>']
         body += [table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)]
+        if extra is not None:
+            body += _extra_html(track, extra)
+            body += ["<h3>Learning curves per experiment</h3>"]
         for _experiment, label, files in figures:
             body += [
                 f'<figure><img src="{track}/{files[0]}" alt="{html.escape(label)}">'
@@ -224,6 +287,44 @@ def _write_index(out: Path, sections, problems: list[str], metas: list[dict]) ->
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
     (out / "index.html").write_text(page)
+    verdicts = {s[0]: s[4].verdicts for s in sections if s[4] is not None}
     (out / "report.json").write_text(
-        json.dumps({"tracks": [s[0] for s in sections], "problems": problems}, indent=1) + "\n"
+        json.dumps(
+            {"tracks": [s[0] for s in sections], "problems": problems, "verdicts": verdicts},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
     )
+
+
+def _extra_markdown(track: str, extra: track_figures.TrackReport) -> list[str]:
+    md = []
+    if extra.verdicts:
+        md += ["### Claims", ""] + [f"- {v}" for v in extra.verdicts] + [""]
+    for table in extra.tables:
+        md += [f"### {table.title}", "", track_figures.markdown_table(table.frame)]
+    for figure in extra.figures:
+        md += [f"### {figure.caption}", "", f"![{figure.caption}]({track}/{figure.files[0]})", ""]
+    if extra.notes:
+        md += ["### Notes", ""] + [f"- {n}" for n in extra.notes] + [""]
+    return md
+
+
+def _extra_html(track: str, extra: track_figures.TrackReport) -> list[str]:
+    body = []
+    if extra.verdicts:
+        body += ["<h3>Claims</h3><ul>"]
+        body += [f"<li>{html.escape(v)}</li>" for v in extra.verdicts] + ["</ul>"]
+    for table in extra.tables:
+        body += [f"<h3>{html.escape(table.title)}</h3>"]
+        body += [table.frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)]
+    for figure in extra.figures:
+        body += [
+            f'<figure><img src="{track}/{figure.files[0]}" alt="{html.escape(figure.caption)}">'
+            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+        ]
+    if extra.notes:
+        body += ["<h3>Notes</h3><ul>"]
+        body += [f"<li>{html.escape(n)}</li>" for n in extra.notes] + ["</ul>"]
+    return body

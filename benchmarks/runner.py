@@ -4,7 +4,9 @@ Seeds of one (experiment, agent) run as one vmapped program. A finished seed (re
 metadata present, same config hash) is skipped; an interrupted group resumes from its last
 checkpoint, which holds the whole carry and the logs so far, and ends with the same numbers as an
 uninterrupted run (the compiled chunk is the same program either way). Checkpoints are npz files
-written atomically; nothing is pickled.
+written atomically; nothing is pickled. After the last chunk, the experiment's post-run
+evaluations (benchmarks.evaluations) run on each seed's trained agent; their tables are written
+with the run, before its results.csv and meta.json.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmarks import programs, store
+from benchmarks import evaluations, programs, store
 from benchmarks.tracks import Experiment, Track
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
@@ -64,6 +66,7 @@ def plan(
     """Groups still to run, and the run folders already finished (skipped)."""
     groups, finished = [], []
     for experiment in experiments:
+        evaluations.validate(experiment)
         for agent in agents or experiment.agents:
             config = (agent_configs or {}).get(agent, experiment.agent_config(agent))
             full = {
@@ -71,6 +74,10 @@ def plan(
                 "tier": tier,
                 **programs.describe(experiment, agent, config),
             }
+            if experiment.evaluations:  # only then, so other runs keep their config hashes
+                full["evaluations"] = {
+                    name: experiment.evaluation_config(name) for name in experiment.evaluations
+                }
             digest = store.config_hash(full)
             pending = []
             for seed in seeds[: experiment.seeds]:
@@ -202,6 +209,11 @@ def run_group(
             os.kill(os.getpid(), signal.SIGKILL)
     merged = {k: np.concatenate(v, axis=1) for k, v in logs.items()}
     wall = wall_before + time.time() - started
+    evaluated_at = time.time()
+    tables = evaluations.evaluate_group(
+        group.experiment, group.agent, group.agent_config, program, carry, group.seeds
+    )
+    evaluation_time = time.time() - evaluated_at
     folders = []
     common = {
         "config": group.config,
@@ -221,9 +233,12 @@ def run_group(
         "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall, 1e-9)),
         "env_metadata": _env_metadata(program),
     }
-    for frame in to_rows(group, merged, steps):
+    if group.experiment.evaluations:
+        common["evaluations"] = list(group.experiment.evaluations)
+        common["evaluation_time"] = evaluation_time
+    for frame, extra in zip(to_rows(group, merged, steps), tables, strict=True):
         seed = int(frame.seed.iloc[0])
-        folders.append(store.write_run(out, frame, {**common, "seed": seed}))
+        folders.append(store.write_run(out, frame, {**common, "seed": seed}, extra_tables=extra))
     if ckpt.exists():
         ckpt.unlink()
     return folders

@@ -4,6 +4,7 @@ Layout under a results folder:
 
     <track>/<experiment>/<agent>/seed_<s>/results.csv   one row per (step, metric, value)
     <track>/<experiment>/<agent>/seed_<s>/meta.json     config, hash, versions, commit, wall time
+    <track>/<experiment>/<agent>/seed_<s>/<name>.csv    optional extra tables (post-run evaluations)
 
 `meta.json` is written last and records the row count and sha256 of `results.csv`, so a run is
 complete only when both agree; a truncated or edited CSV is detected by name.
@@ -135,15 +136,51 @@ def rows_to_csv(rows: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def write_run(root: Path, rows: pd.DataFrame, meta: dict[str, Any]) -> Path:
-    """Write one run's rows and metadata; the CSV first, the metadata (with its digest) last."""
+def table_to_csv(table: pd.DataFrame) -> bytes:
+    """An extra table as CSV bytes, formatted like results.csv (deterministic for equal data)."""
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, float_format="%.9g")
+    return buf.getvalue().encode()
+
+
+_RESERVED_TABLES = ("results", "meta")
+
+
+def _check_table_name(name: str) -> None:
+    if not name or safe_name(name) != name or name in _RESERVED_TABLES:
+        raise ValueError(
+            f"extra table name {name!r} must be non-empty, use only letters, digits, '-', '_' "
+            f"and '.', and not be one of {', '.join(_RESERVED_TABLES)}"
+        )
+
+
+def write_run(
+    root: Path,
+    rows: pd.DataFrame,
+    meta: dict[str, Any],
+    extra_tables: dict[str, pd.DataFrame] | None = None,
+) -> Path:
+    """Write one run's rows and metadata; the CSVs first, the metadata (with digests) last.
+
+    `extra_tables` (name -> DataFrame, e.g. a post-run evaluation's per-step trace) are written
+    as `<name>.csv` beside results.csv, before it, and meta.json records each one's row count and
+    sha256 under "extra_tables", so `read_extra_table` detects a truncated or edited table.
+    """
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"rows lack columns {missing}")
     first = rows.iloc[0]
     folder = run_dir(root, first.track, first.experiment, first.agent, int(first.seed))
+    tables = {}
+    for name in sorted(extra_tables or {}):
+        _check_table_name(name)
+        blob = table_to_csv(extra_tables[name])
+        atomic_write_bytes(folder / f"{name}.csv", blob)
+        tables[name] = {"rows": len(extra_tables[name]), "sha256": hashlib.sha256(blob).hexdigest()}
     data = rows_to_csv(rows)
     meta = {**meta, "rows": len(rows), "results_sha256": hashlib.sha256(data).hexdigest()}
+    if tables:
+        meta["extra_tables"] = tables
     atomic_write_bytes(folder / "results.csv", data)
     atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return folder
@@ -237,6 +274,58 @@ def load_results(
     frame = pd.concat(frames, ignore_index=True)
     frame["seed"] = frame["seed"].astype(np.int64)
     return frame, problems
+
+
+def run_folders(folders: Iterable[str | Path]) -> list[Path]:
+    """Every run folder (one holding a results.csv) under the given folders, sorted."""
+    found = set()
+    for folder in folders:
+        folder = Path(folder)
+        paths = [folder] if folder.is_file() else folder.rglob("results.csv")
+        found.update(Path(p).parent for p in paths)
+    return sorted(found)
+
+
+def run_key(folder: Path) -> tuple[str, str, str, int]:
+    """(track, experiment, agent folder name, seed) of a run folder, from the store's layout."""
+    parts = Path(folder).parts
+    if len(parts) < 4 or not parts[-1].startswith("seed_"):
+        raise ResultsError(f"{folder}: not a run folder (<track>/<experiment>/<agent>/seed_<s>)")
+    try:
+        seed = int(parts[-1].removeprefix("seed_"))
+    except ValueError:
+        raise ResultsError(f"{folder}: not a run folder (bad seed part {parts[-1]!r})") from None
+    return parts[-4], parts[-3], parts[-2], seed
+
+
+def extra_table_names(folder: Path) -> list[str]:
+    """The extra tables a finished run recorded in its meta.json (none for a bare folder)."""
+    meta = read_meta(folder) or {}
+    return sorted(meta.get("extra_tables", {}))
+
+
+def read_extra_table(folder: Path, name: str) -> pd.DataFrame | None:
+    """A run's extra table `<name>.csv`, checked against meta.json; None if it has none.
+
+    Raises `ResultsError` naming the file when it is missing, truncated or edited.
+    """
+    meta = read_meta(folder) or {}
+    recorded = meta.get("extra_tables", {}).get(name)
+    if recorded is None:
+        return None
+    path = Path(folder) / f"{name}.csv"
+    if not path.is_file():
+        raise ResultsError(f"{path}: listed in meta.json but missing")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != recorded.get("sha256"):
+        raise ResultsError(f"{path}: contents do not match meta.json (truncated or edited)")
+    try:
+        table = pd.read_csv(io.BytesIO(data))
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    if len(table) != recorded.get("rows", len(table)):
+        raise ResultsError(f"{path}: {len(table)} rows, meta.json says {recorded['rows']}")
+    return table
 
 
 def load_metas(folders: Iterable[str | Path]) -> list[dict[str, Any]]:

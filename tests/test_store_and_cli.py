@@ -126,7 +126,7 @@ def test_report_is_byte_identical_when_rebuilt(results_dir, tmp_path):
         ),
         (
             ["run", "credit", "--tier", "nosuch"],
-            "unknown tier 'nosuch'; accepted: smoke, quick, paper",
+            "track 'credit' has no tier 'nosuch'; accepted: smoke, quick, skiing_verdict, paper",
         ),
         (
             ["run", "credit/nosuchenv", "--tier", "smoke"],

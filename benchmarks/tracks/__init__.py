@@ -13,6 +13,7 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
+# The standard tiers every track offers (a track may add its own, e.g. a long verdict run).
 TIERS = ("smoke", "quick", "paper")
 
 
@@ -28,9 +29,17 @@ class Experiment:
     kind: str = "rl"  # which program runs it (see benchmarks.programs)
     label: str = ""  # a short human title for figures
     seeds: int | None = None  # at most this many seeds (None: the tier's), e.g. costly Skiing runs
+    # Post-run evaluations (names in benchmarks.evaluations) run on each seed's trained agent;
+    # each may skip agents it does not handle. Their tables are stored beside results.csv.
+    evaluations: tuple[str, ...] = ()
+    # Keyword options per evaluation, e.g. {"sr_trace": {"episodes": 4}}.
+    evaluation_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def agent_config(self, agent: str) -> dict[str, Any]:
         return dict(self.agent_configs.get(agent, {}))
+
+    def evaluation_config(self, name: str) -> dict[str, Any]:
+        return dict(self.evaluation_options.get(name, {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +55,13 @@ class Track:
     description: str
     tiers: Mapping[str, Tier]
     metrics: Mapping[str, str]  # metric -> human description (units)
+    # Optional track-specific report: "package.module:function", called by the report with
+    # (track frame, run folders of the track, output folder) and returning a
+    # `benchmarks.figures.TrackReport` (figures, claim verdicts, tables, notes). A name, not a
+    # callable, so a track stays plain data and the report code is imported only when reporting.
+    report: str | None = None
 
     def tier(self, name: str) -> Tier:
-        if name not in TIERS:
-            raise ValueError(f"unknown tier {name!r}; accepted: {', '.join(TIERS)}")
         if name not in self.tiers:
             raise ValueError(
                 f"track {self.name!r} has no tier {name!r}; accepted: {', '.join(self.tiers)}"

@@ -11,6 +11,7 @@ Chain L is 10,000 x (L + 1) steps.
 from __future__ import annotations
 
 from benchmarks.tracks import Experiment, Tier, Track, register
+from benchmarks.tracks.skiing_experiments import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
 from benchmarks.training import TrainConfig
 
 
@@ -53,6 +54,7 @@ def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> 
 
 
 def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs) -> Experiment:
+    """Key-to-Door; the trained SR agent's c, g, b are traced afterwards (figure sr_trace, K4)."""
     return Experiment(
         name=name,
         env="key_to_door",
@@ -62,6 +64,7 @@ def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs
         agent_configs=agent_configs,
         primary_metric="door_opened",
         label=f"Key-to-Door ({name.removeprefix('key_to_door_')})",
+        evaluations=("sr_trace",),
     )
 
 
@@ -112,12 +115,14 @@ SMOKE = Tier(
             ("vtrace_lstm", "sr", "random"),
             _with(SMOKE_AGENT, torso="grid_cnn"),
         ),
+        SKIING_SMOKE,
     ),
 )
 
 QUICK = Tier(
     seeds=5,
-    description="Chain: first_step L=10/30/100 and always L=100, 10,000 episodes each",
+    description="Chain L=10/30/100, Delayed Catch runs 20/5, Key-to-Door ktd_tvt 1.5M steps; "
+    "Skiing 2e6 frames, 1 seed (figure only)",
     experiments=tuple(
         chain_10k_episodes(length, reveal)
         for length, reveal in (
@@ -139,7 +144,15 @@ QUICK = Tier(
             ARMS,
             {"vtrace_lstm": GRID_CNN, "sr": GRID_CNN},
         ),
+        SKIING_QUICK,
     ),
+)
+
+# Skiing's K5 verdict run (2e7 frames x 3 seeds, hours): its own tier, outside quick's 2 hours.
+SKIING_VERDICT_TIER = Tier(
+    seeds=3,
+    description="Atari Skiing K5 verdict run: 2e7 frames per seed, 3 seeds (hours on 2 cores)",
+    experiments=(SKIING_VERDICT,),
 )
 
 PAPER_LENGTHS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -178,13 +191,20 @@ CREDIT = register(
     Track(
         name="credit",
         description="Synthetic Returns vs a V-trace LSTM baseline on long-delay credit assignment",
-        tiers={"smoke": SMOKE, "quick": QUICK, "paper": PAPER},
+        tiers={
+            "smoke": SMOKE,
+            "quick": QUICK,
+            "skiing_verdict": SKIING_VERDICT_TIER,
+            "paper": PAPER,
+        },
         metrics={
             "chose_correctly": "success rate (fraction of episodes with the right choice)",
             "catch_rate": "catches per episode / games per episode",
             "door_opened": "door success rate",
             "apple_return": "apple reward per episode",
             "episode_return": "episode return",
+            "missed_gates": "Skiing gates missed per episode",
         },
+        report="benchmarks.figures.credit:report",
     )
 )

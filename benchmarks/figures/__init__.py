@@ -1,0 +1,67 @@
+"""Track-specific report sections: claim figures, verdicts and tables built from results alone.
+
+A track opts in with `Track.report = "package.module:function"`. `benchmarks.report` calls
+
+    function(track_frame, run_folders, out_dir) -> TrackReport
+
+with the track's results (the tidy frame of every loaded results.csv), the run folders they came
+from (for meta.json and the runs' extra tables, e.g. `sr_trace_episodes`) and the track's report
+folder. The hook writes its figure files under `out_dir` and returns what the index shows; the
+generic per-experiment learning curves are still drawn for every track.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+
+class Figure(NamedTuple):
+    name: str  # e.g. "chain"
+    caption: str
+    files: list[str]  # paths relative to the track's report folder, PNG first
+
+
+class Table(NamedTuple):
+    title: str
+    frame: pd.DataFrame  # shown as is (strings or numbers)
+
+
+class TrackReport(NamedTuple):
+    figures: list[Figure]
+    verdicts: list[str]  # one line per claim: "K1 (...): REPRODUCED — numbers"
+    tables: list[Table]
+    notes: list[str]  # e.g. figures skipped for lack of results, unreadable extra tables
+
+
+Hook = Callable[[pd.DataFrame, list[Path], Path], TrackReport]
+
+
+def load_hook(spec: str) -> Hook:
+    """The function named by a track's `report` field ("package.module:function")."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"a track report hook must look like 'package.module:function', got {spec!r}"
+        )
+    module = importlib.import_module(module_name)
+    hook = getattr(module, attr, None)
+    if not callable(hook):
+        raise ValueError(f"track report hook {spec!r}: {module_name!r} has no callable {attr!r}")
+    return hook
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (cells as given; floats with 3 decimals)."""
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+__all__ = ["Figure", "Hook", "Table", "TrackReport", "load_hook", "markdown_table"]
