@@ -103,11 +103,15 @@ SKIING_SMOKE = skiing(
     env_config={"max_episode_steps": 64},
 )
 
-# Figure only (verdict "insufficient budget"): 2e6 frames, one seed.
+# Figure only (verdict "insufficient budget"), one seed. The spec's quick tier says 2e6 frames
+# (~35 min at its estimated ~500 agent steps/s), but this learner (Atari CNN width 256, LSTM 128)
+# measured ~490 frames/s (~120 agent steps/s) on 2 cores in the quick-tier run, so 2e6 frames
+# would take ~70 min per learner; the quick tier runs `QUICK_FRAMES` (docs/choices.md).
+QUICK_FRAMES = 300_000
 SKIING_QUICK = skiing(
     "skiing",
     host_budget(
-        2_000_000, 16, 80, points=50, logs_per_chunk=5, reference_updates=REFERENCE_UPDATES
+        QUICK_FRAMES, 16, 80, points=20, logs_per_chunk=5, reference_updates=REFERENCE_UPDATES
     ),
     AGENT_CONFIGS,
     seeds=1,
