@@ -105,8 +105,8 @@ SKIING_SMOKE = skiing(
 
 # Figure only (verdict "insufficient budget"), one seed. The spec's quick tier says 2e6 frames
 # (~35 min at its estimated ~500 agent steps/s), but this learner (Atari CNN width 256, LSTM 128)
-# measured ~490 frames/s (~120 agent steps/s) on 2 cores in the quick-tier run, so 2e6 frames
-# would take ~70 min per learner; the quick tier runs `QUICK_FRAMES` (docs/choices.md).
+# measured 741 (V-trace) and 825 (SR) frames/s on 2 cores in the quick-tier run, so 2e6 frames
+# would take ~45 min per learner and the quick tier ~3 h; it runs `QUICK_FRAMES` (docs/choices.md).
 QUICK_FRAMES = 300_000
 SKIING_QUICK = skiing(
     "skiing",
