@@ -122,8 +122,10 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         metric, label = _experiment_info(track, experiment)
         scores = stats.final_scores(sub, metric)
         for agent in sorted(sub.agent.unique()):
+            # An agent with no episode ending in the final window has no final score (n = 0).
+            has_scores = not scores.empty and agent in scores.index.get_level_values("agent")
             per_seed = (
-                scores.xs(agent, level="agent") if not scores.empty else pd.Series(dtype=float)
+                scores.xs(agent, level="agent") if has_scores else pd.Series(dtype=float)
             )
             est = stats.iqm_ci(per_seed.to_numpy())
             rows.append(

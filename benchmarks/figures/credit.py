@@ -364,7 +364,10 @@ def _learning_panel(ax, sub: pd.DataFrame, metric: str, title: str, references=(
             continue
         colour = agent_colour(agent)
         label = f"{agent} (n={int(curve.n.max())} seeds)"
-        ax.plot(curve.step, curve.iqm, color=colour, lw=1.5, label=label)
+        # Sparse curves (e.g. Skiing, where few long episodes end) get markers, so a single
+        # log point with finished episodes still shows.
+        marker = "o" if len(curve) < 12 else None
+        ax.plot(curve.step, curve.iqm, color=colour, lw=1.5, marker=marker, ms=3, label=label)
         ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.2, lw=0)
         drawn = True
     styles = ("--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1)))
