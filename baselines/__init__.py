@@ -21,6 +21,12 @@ AGENTS: dict[str, str] = {
     "sr": "baselines.synthetic_returns:make",
     "random": "baselines.reference_policies:make_random",
     "noop": "baselines.reference_policies:make_noop",
+    # Symbolic Alchemy reference policies (abstraction track)
+    "random_heuristic": "baselines.alchemy.heuristics:make_random_heuristic",
+    "cash_only": "baselines.alchemy.heuristics:make_cash_only",
+    "uniform_valid": "baselines.alchemy.heuristics:make_uniform_valid",
+    "search_oracle": "baselines.alchemy.oracle:make_search_oracle",
+    "ideal_observer": "baselines.alchemy.agent:make_ideal_observer",
 }
 
 
