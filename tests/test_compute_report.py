@@ -1,0 +1,332 @@
+"""The compute report hook on synthetic result folders: verdicts C1–C9, figures, grid table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from baselines.lm import flops as lm_flops
+from baselines.lm.mod import MoDConfig
+from baselines.lm.transformer import TransformerConfig
+from benchmarks import report as generic_report
+from benchmarks import store
+from benchmarks.figures import compute
+
+# val_loss_final per (budget, agent, width): MoD beats dense at both budgets, interior optima.
+GRID = {
+    (2e12, "dense"): {48: 1.60, 64: 1.55, 96: 1.58},
+    (2e12, "mod"): {48: 1.56, 64: 1.53, 96: 1.57},
+    (6e12, "dense"): {64: 1.45, 96: 1.42, 128: 1.44},
+    (6e12, "mod"): {64: 1.44, 96: 1.40, 128: 1.43},
+}
+ABLATIONS = {"random": 1.60, "every1": 1.58, "aux": 1.535, "cap50": 1.54}
+ROUTING = {"cap50": {"capacity": 0.5}, "every1": {"route_every": 1}, "aux": {"causal": "aux"}}
+
+
+def _constants(agent: str, width: int, routing: dict | None = None) -> dict[str, float]:
+    layers = 4 if agent == "dense" else 8
+    config = TransformerConfig(d_model=width, num_layers=layers)
+    mod = None if agent == "dense" else MoDConfig(**(routing or {}))
+    forward = lm_flops.forward_flops(config, 256, mod)
+    return {
+        "forward_flops": forward.total_with_predictor,
+        "forward_flops_no_predictor": forward.total,
+        "non_embedding_params": config.non_embedding_params,
+        "params": config.non_embedding_params + 2 * 256 * width,
+    }
+
+
+def _write(root, experiment, agent, seed, loss, constants, extra=None, steps=400, **finals):
+    """One run: val_loss at two log points, the final metrics and constants at the last one."""
+    last = 2e12 if experiment.split("_")[1] == "2e12" else 6e12
+    rows = [(last / 2, "val_loss", loss + 0.2), (last, "val_loss", loss)]
+    rows += [(last / 2, "steps", steps / 2), (last, "steps", steps)]
+    rows += [(last, "val_loss_final", loss)]
+    rows += [(last, name, value) for name, value in {**constants, **finals}.items()]
+    frame = pd.DataFrame(rows, columns=["step", "metric", "value"]).assign(
+        track="compute",
+        experiment=experiment,
+        env="shakespeare",
+        agent=agent,
+        seed=seed,
+        tier="quick",
+    )
+    meta = {"track": "compute", "experiment": experiment, "agent": agent, "seed": seed}
+    return store.write_run(root, frame, {**meta, "wall_time": 100.0}, extra_tables=extra)
+
+
+def _mod_finals(loss, accuracy=0.97, routed=0.12, positive=0.02):
+    return {
+        "val_loss_causal_final": loss * 1.003,
+        "predictor_accuracy_final": accuracy,
+        "routed_fraction_final": routed,
+        "router_positive_final": positive,
+    }
+
+
+def _routing_tables(causal: str) -> dict[str, pd.DataFrame]:
+    layers, positions = (1, 3), range(64)
+    rng = np.random.default_rng(0)
+    routing_map = pd.DataFrame(
+        [
+            {
+                "layer": layer,
+                "position": t,
+                "byte": 97,
+                "in_topk": int(t % 8 == 0),
+                "causal_routed": int(t % 8 == 0),
+                "router_logit": 0.1,
+                "decision_logit": -1.0,
+                "entropy": 1.0,
+            }
+            for layer in layers
+            for t in positions
+        ]
+    )
+    edges = np.linspace(0, 1, 11)
+    hist = {"bin_low": edges[:-1], "bin_high": edges[1:], "sigma_r": rng.integers(0, 9, 10)}
+    if causal == "predictor":
+        hist["sigma_q"] = rng.integers(0, 9, 10)
+    tokens = pd.DataFrame(
+        {
+            "window": 0,
+            "position": np.arange(64),
+            "entropy": rng.random(64),
+            "routed_topk": np.arange(64) % 3,
+            "routed_causal": np.arange(64) % 3,
+        }
+    )
+    decode = pd.DataFrame(
+        [
+            {
+                "prompt_tokens": 32,
+                "decode_tokens": 224,
+                "causal_rule": causal,
+                "greedy_match_fraction": 1.0,
+                "decode_routed_fraction": 0.12,
+                "decode_topk_accuracy": 0.97,
+            }
+        ]
+    )
+    return {
+        "routing_map": routing_map,
+        "routing_hist": pd.DataFrame(hist),
+        "routing_tokens": tokens,
+        "decode_check": decode,
+    }
+
+
+FLOPS_TABLE = pd.DataFrame(
+    [
+        (256, 128, 4, 32, "dense", 556_793_856, 565_740_608, 53_452_210_176, 5.4537e10),
+        (256, 128, 4, 32, "mod", 313_155_584, 318_503_104, 30_062_936_064, np.nan),
+        (256, 128, 4, 32, "mod_predictor", 317_382_656, 322_878_144, 30_468_734_976, np.nan),
+    ],
+    columns=[
+        "seq_len",
+        "d_model",
+        "num_layers",
+        "batch_size",
+        "model",
+        "analytic_forward",
+        "xla_forward",
+        "analytic_train_step",
+        "xla_train_step",
+    ],
+)
+
+
+def _speed(measure, config, ratio, flop_ratio=0.57):
+    return {
+        "kind": "lm_speed",
+        "measure": measure,
+        "config": config,
+        "ratio": ratio,
+        "ratio_low": ratio - 0.02,
+        "ratio_high": ratio + 0.02,
+        "dense_median": 0.1,
+        "mod_median": 0.1 * ratio,
+        "repeats": 5,
+        "flop_ratio": flop_ratio,
+    }
+
+
+def make_results(root, grid=GRID, ablations=ABLATIONS, accuracy=0.97, speed=True, steps=400):
+    for (budget, agent), widths in grid.items():
+        for width, loss in widths.items():
+            experiment = f"isoflop_{budget:.0e}".replace("e+", "e") + f"_d{width}"
+            noise = budget == 2e12 and width == 64
+            for seed in (0, 1, 2) if noise else (0,):
+                value = loss + (0.01 * (seed - 1) if noise else 0.0)
+                extra, finals = {}, {}
+                if agent == "mod":
+                    extra, finals = _routing_tables("predictor"), _mod_finals(value, accuracy)
+                elif noise:
+                    extra = {"lm_flops": FLOPS_TABLE}
+                constants = _constants(agent, width)
+                _write(root, experiment, agent, seed, value, constants, extra, steps, **finals)
+    for variant, loss in ablations.items():
+        routing = ROUTING.get(variant, {})
+        causal = routing.get("causal", "predictor")
+        finals = _mod_finals(loss, positive=0.13 if variant == "aux" else 0.02)
+        _write(
+            root,
+            f"ablation_2e12_d64_{variant}",
+            "mod",
+            0,
+            loss,
+            _constants("mod", 64, routing),
+            _routing_tables(causal),
+            steps,
+            **finals,
+        )
+    if speed:
+        records = [
+            _speed("train_step", "d128_L4_S256_B32", 0.55),
+            _speed("train_step", "d256_L8_S512_B8", 0.58),
+            _speed("decode", "decode_B1", 0.60),
+            _speed("decode", "decode_B8", 1.05),
+        ]
+        path = root / "compute" / "speed.json"
+        path.write_text(json.dumps({"benchmarks": [{"extra_info": r} for r in records]}))
+
+
+def _verdicts(root):
+    """C1 and C3-C8 from the results, without drawing figures (the cheap path for tests)."""
+    frame, _ = store.load_results([root])
+    folders = store.run_folders([root])
+    scores = compute.judged_scores(compute.grid_scores(compute.run_points(frame)))
+    decode = compute.read_tables(folders, "decode_check", [])
+    return [
+        compute.verdict_c1(compute.read_tables(folders, "lm_flops", [])),
+        compute.verdict_c2(compute.speed_records(folders, [])),
+        compute.verdict_c3(scores),
+        compute.verdict_c4(scores),
+        compute.verdict_c5(scores),
+        compute.verdict_c6(scores),
+        compute.verdict_c7(scores, decode),
+        compute.verdict_c8(scores),
+        compute.verdict_c9(compute.speed_records(folders, [])),
+    ]
+
+
+def _status(verdicts, claim):
+    (line,) = [v for v in verdicts if v.startswith(claim + " ")]
+    return line.split(": ", 1)[1].split(" — ")[0], line
+
+
+def test_every_claim_reproduced_on_designed_results(tmp_path):
+    make_results(tmp_path / "results")
+    # Through the generic report, which calls the track's hook.
+    summary = generic_report.build_report([tmp_path / "results"], tmp_path / "report")
+    assert summary["tracks"] == ["compute"] and not summary["problems"]
+    verdicts = summary["verdicts"]["compute"]
+    assert [v.split(" ")[0] for v in verdicts] == [f"C{i}" for i in range(1, 10)]
+    for claim in (f"C{i}" for i in range(1, 10)):
+        status, line = _status(verdicts, claim)
+        assert status == "REPRODUCED", line
+    _, c3 = _status(verdicts, "C3")
+    assert "best MoD d64 1.5300 (n=3, seeds 1.5200–1.5400)" in c3 and "ratio 0.9871" in c3
+    _, c4 = _status(verdicts, "C4")
+    assert "MoD opt d64 393,216 params vs dense opt d64 196,608" in c4
+    _, c1 = _status(verdicts, "C1")
+    assert "(S256, d128, L4) 0.5624" in c1 and "XLA ratio 0.5630" in c1
+    section = tmp_path / "report" / "compute"
+    figures = ("fig3_sweep", "fig3_curves", "fig4_isoflop", "fig4_normalised", "fig5_routing")
+    for name in figures + ("fig6_causal", "speed"):
+        for suffix in (".png", ".svg"):
+            assert (section / "figures" / (name + suffix)).stat().st_size > 0, name
+    assert "fig5_routing" in (tmp_path / "report" / "index.md").read_text()
+    table = pd.read_csv(section / "grid.csv")
+    assert len(table) == 16 and set(table.agent) == {"dense", "mod"}  # 12 grid + 4 ablations
+    assert (section / "verdicts.md").read_text().count("REPRODUCED") == 9
+
+
+def test_failures_are_named_and_missing_data_is_insufficient(tmp_path):
+    worse = {
+        key: {w: v + (0.05 if key[1] == "mod" else 0) for w, v in g.items()}
+        for key, g in GRID.items()
+    }
+    make_results(tmp_path / "r", grid=worse, ablations={"random": 1.60}, accuracy=0.90, speed=False)
+    verdicts = _verdicts(tmp_path / "r")
+    status, c3 = _status(verdicts, "C3")
+    assert status == "NOT REPRODUCED" and "failed: best MoD ≤ best dense" in c3
+    assert "parity" not in c3  # 1.58 / 1.55 > 1.01
+    status, c7 = _status(verdicts, "C7")
+    assert status == "NOT REPRODUCED" and "2e+12 accuracy ≥ 0.95" in c7
+    status, c5 = _status(verdicts, "C5")
+    assert status == "NOT REPRODUCED" and "ratio 1.0127" in c5  # 1.60 / 1.58 < 1.02
+    for claim, reason in (
+        ("C2", "no speed benchmark"),
+        ("C6", "no `every1` ablation"),
+        ("C8", "no `aux` ablation"),
+        ("C9", "no decode speed benchmark"),
+    ):
+        status, line = _status(verdicts, claim)
+        assert status == "INSUFFICIENT DATA" and reason in line, line
+
+
+def test_one_budget_or_two_widths_are_insufficient_for_optima(tmp_path):
+    # d = 48 and 96 only: no noise point, so no lm_flops table either
+    grid = {
+        key: {w: v for w, v in g.items() if w != 64} for key, g in GRID.items() if key[0] == 2e12
+    }
+    make_results(tmp_path / "r", grid=grid, ablations={}, speed=False)
+    verdicts = _verdicts(tmp_path / "r")
+    for claim in ("C3", "C4"):
+        status, line = _status(verdicts, claim)
+        assert status == "INSUFFICIENT DATA", line
+    assert "2e+12 dense has 2 grid points" in _status(verdicts, "C3")[1]
+    assert _status(verdicts, "C1")[0] == "INSUFFICIENT DATA"
+
+
+def test_parity_is_reported_when_mod_is_within_one_percent(tmp_path):
+    close = {
+        key: {w: v + (0.03 if key[1] == "mod" else 0) for w, v in g.items()}
+        for key, g in GRID.items()
+    }
+    make_results(tmp_path / "r", grid=close, speed=False)
+    status, c3 = _status(_verdicts(tmp_path / "r"), "C3")
+    assert status == "NOT REPRODUCED" and "parity: MoD within 1.01× of dense" in c3
+
+
+def test_runs_of_a_few_steps_are_not_judged(tmp_path):
+    make_results(tmp_path / "r", speed=False, steps=8)
+    verdicts = _verdicts(tmp_path / "r")
+    for claim in ("C3", "C4", "C5", "C6", "C7", "C8"):
+        assert _status(verdicts, claim)[0] == "INSUFFICIENT DATA", claim
+    assert _status(verdicts, "C1")[0] == "REPRODUCED"  # shapes only: no training needed
+
+
+def test_names_parabola_and_grid_edge():
+    assert compute.parse_name("isoflop_2e12_d64") == ("isoflop", 2e12, 64, "")
+    assert compute.parse_name("ablation_6e18_d1024_cap25") == ("ablation", 6e18, 1024, "cap25")
+    assert compute.parse_name("isoflop_2e12_d64_aux") is None
+    assert compute.parse_name("chain_first_step_L10") is None
+    params = np.array([1e5, 2e5, 4e5])
+    losses = (np.log(params) - np.log(2.5e5)) ** 2 + 1.0
+    assert compute.parabola_minimum(params, losses) == pytest.approx(2.5e5, rel=1e-6)
+    assert np.isnan(compute.parabola_minimum(params, -losses))  # concave: no minimum
+    scores = pd.DataFrame(
+        {
+            "kind": "isoflop",
+            "budget": 2e12,
+            "agent": "dense",
+            "width": [48, 64, 96],
+            "params": params,
+            "val_loss": [1.5, 1.6, 1.7],
+            "experiment": ["a", "b", "c"],
+        }
+    )
+    best = compute.optimum(scores, 2e12, "dense")
+    assert best.row.width == 48 and best.edge and best.widths == 3
+
+
+def test_no_results_give_insufficient_data_and_skip_every_figure(tmp_path):
+    empty = pd.DataFrame(columns=store.COLUMNS)
+    result = compute.report(empty, [], tmp_path)
+    assert all(" INSUFFICIENT DATA — " in v for v in result.verdicts) and not result.figures
+    assert len(result.notes) == 7 and all("skipped" in n for n in result.notes)
