@@ -1,4 +1,4 @@
-"""The `tracks` command line: list, run, report, compare, verify.
+"""The `tracks` command line: list, run, report, compare, verify, render, regenerate.
 
 Every bad name or value exits with status 2 and a message naming it and the accepted values,
 before anything is written, so no existing result is ever lost to a typo.
@@ -13,6 +13,8 @@ from pathlib import Path
 
 DEFAULT_OUT = Path("runs")
 DEFAULT_RESULTS = Path("results")
+DEFAULT_REPORTS = Path("reports")
+DEFAULT_RENDERS = Path("renders")
 
 
 class UsageError(ValueError):
@@ -29,6 +31,61 @@ def _seeds(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"--seeds must be a positive integer, got {value!r}")
     return n
+
+
+def _non_negative(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer >= 0, got {value!r}")
+    return n
+
+
+def _steps(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--max-steps must be a positive integer, got {value!r}")
+    return n
+
+
+def _every(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--every must be a positive integer, got {value!r}")
+    return n
+
+
+def _fps(value: str) -> float:
+    try:
+        fps = float(value)
+    except ValueError:
+        fps = 0.0
+    if not fps > 0:
+        raise argparse.ArgumentTypeError(f"--fps must be a number > 0, got {value!r}")
+    return fps
+
+
+def _json_object(option: str, text: str | None) -> dict:
+    """A JSON object given on the command line (`--env-config '{"length": 5}'`)."""
+    import json
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{option} is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object like '{{\"name\": 1}}', got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +121,53 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="replay upstream recordings against an environment")
     verify.add_argument("env", help="environment id")
     verify.add_argument("--reference", type=Path, required=True, action="append")
+
+    render = sub.add_parser(
+        "render",
+        help="an animated GIF of one episode, drawn from the full environment state",
+        description="Play one episode of ENV with AGENT and write OUT/ENV_AGENT_seedSEED.gif. "
+        "Learning agents (vtrace_lstm, sr, ...) act with freshly initialised, untrained "
+        "parameters: the GIF shows the policy their initialisation gives. Grid environments are "
+        "drawn from their full state; Skiing shows the full-resolution colour screen.",
+    )
+    render.add_argument("env", help="environment id (tracks list shows them)")
+    render.add_argument(
+        "--agent",
+        default="random",
+        help="agent id or package.module:factory (default random); learning agents are "
+        "untrained (fresh parameters)",
+    )
+    render.add_argument("--seed", type=_non_negative, default=0, help="episode seed (default 0)")
+    render.add_argument("--out", type=Path, default=DEFAULT_RENDERS, help="folder (renders/)")
+    render.add_argument("--env-config", default=None, help="environment options as JSON")
+    render.add_argument("--agent-config", default=None, help="agent options as JSON")
+    render.add_argument("--max-steps", type=_steps, default=None, help="stop after N steps")
+    render.add_argument("--fps", type=_fps, default=8.0, help="frames per second (default 8)")
+    render.add_argument(
+        "--every",
+        type=_every,
+        default=None,
+        help="draw every N-th step (default: every step; Skiing: at most 150 frames)",
+    )
+
+    regenerate = sub.add_parser(
+        "regenerate",
+        help="run every missing run of every track's tier, then rebuild the report",
+        description="Runs what is missing for each track's tier into RESULTS (finished runs are "
+        "skipped, interrupted ones resume from their checkpoints), then builds the report "
+        "from RESULTS into OUT. Rerun the same command after an interruption.",
+    )
+    regenerate.add_argument("--tier", default="quick", help="smoke, quick (default) or paper")
+    regenerate.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+    )
+    regenerate.add_argument(
+        "--out", type=Path, default=DEFAULT_REPORTS, help="report folder (default reports/)"
+    )
+    regenerate.add_argument(
+        "--track", action="append", help="only this track (repeatable); default: every track"
+    )
+    regenerate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -187,12 +291,210 @@ def cmd_verify(args) -> int:
     return status
 
 
+def cmd_render(args) -> int:
+    from benchmarks import render
+
+    path, n_frames = render.render(
+        args.env,
+        agent=args.agent,
+        seed=args.seed,
+        out=args.out,
+        env_config=_json_object("--env-config", args.env_config),
+        agent_config=_json_object("--agent-config", args.agent_config),
+        max_steps=args.max_steps,
+        fps=args.fps,
+        every=args.every,
+    )
+    print(f"{path} ({n_frames} frames)")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    """A short human duration: 45s, 12m05s, 3h07m."""
+    seconds = int(round(max(seconds, 0.0)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# The unit of a program's budget, by experiment kind (benchmarks.programs).
+UNITS = {"rl": "environment steps", "envpool": "frames", "lm": "training FLOPs"}
+
+
+class OverallProgress:
+    """Progress and ETA over every program of a `regenerate`.
+
+    Budgets come in each experiment kind's own unit (environment steps, Atari frames, training
+    FLOPs), so progress is kept per kind and the ETA sums, over kinds, the units left divided by
+    the rate measured on that kind so far. A kind not yet timed makes the ETA a lower bound
+    ("ETA ≥ ..."), and unknown while nothing is timed. Units restored from a checkpoint count
+    as done but not towards any rate, so a resumed command does not promise an ETA it cannot
+    keep. The bar counts programs, the running one by its fraction done.
+    """
+
+    def __init__(self, budgets: list[tuple[str, int]], show: bool, clock=None):
+        import time
+
+        from tqdm.auto import tqdm
+
+        self.budgets = [(kind, int(total)) for kind, total in budgets]
+        self.totals: dict[str, int] = {}
+        for kind, total in self.budgets:
+            self.totals[kind] = self.totals.get(kind, 0) + total
+        self.done = dict.fromkeys(self.totals, 0)
+        self.measured = dict.fromkeys(self.totals, 0)
+        self.seconds = dict.fromkeys(self.totals, 0.0)
+        self.program_done = [0] * len(self.budgets)
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
+        self.bar = tqdm(
+            total=len(self.budgets),
+            disable=not show or not self.budgets,
+            dynamic_ncols=True,
+            desc="overall",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        )
+
+    def callback(self, index: int, resuming: bool):
+        """A `runner.run_group` progress callback for program `index`; with `resuming`, its
+        first call is the part restored from the checkpoint."""
+        kind, total = self.budgets[index]
+        restored, last = [resuming], [self.clock()]
+
+        def update(n: int) -> None:
+            now = self.clock()
+            self.done[kind] += int(n)
+            self.program_done[index] += int(n)
+            if restored[0]:
+                restored[0] = False
+            else:
+                self.measured[kind] += int(n)
+                self.seconds[kind] += now - last[0]
+            last[0] = now
+            self.bar.n = sum(
+                min(d / t, 1.0) if t else 1.0
+                for d, (_, t) in zip(self.program_done, self.budgets, strict=True)
+            )
+            self.bar.set_postfix_str(self.status(), refresh=True)
+
+        return update
+
+    def eta(self) -> tuple[float | None, list[str]]:
+        """(seconds left over the timed kinds or None if none is, kinds left and not timed)."""
+        seconds, untimed, timed = 0.0, [], False
+        for kind, total in self.totals.items():
+            left = total - self.done[kind]
+            if left <= 0:
+                continue
+            if self.measured[kind] == 0 or self.seconds[kind] <= 0:
+                untimed.append(kind)
+                continue
+            seconds += left * self.seconds[kind] / self.measured[kind]
+            timed = True
+        if not timed and untimed:
+            return None, untimed
+        return seconds, untimed
+
+    def timing(self) -> str:
+        seconds, untimed = self.eta()
+        if seconds is None:
+            left = "ETA unknown"
+        elif untimed:
+            left = f"ETA ≥ {_duration(seconds)}: {', '.join(untimed)} not timed yet"
+        else:
+            left = f"ETA {_duration(seconds)}"
+        return f"[{_duration(self.clock() - self.started)} elapsed, {left}]"
+
+    def status(self) -> str:
+        parts = []
+        for kind, total in self.totals.items():
+            share = 100.0 * self.done[kind] / total if total else 100.0
+            parts.append(f"{kind} {share:.1f}% of {total:,} {UNITS.get(kind, 'steps')}")
+        return "; ".join(parts) + " " + self.timing()
+
+    def line(self) -> str:
+        finished = sum(d >= t for d, (_, t) in zip(self.program_done, self.budgets, strict=True))
+        return f"overall {finished}/{len(self.budgets)} programs; {self.status()}"
+
+    def write(self, text: str) -> None:
+        if self.bar.disable:
+            print(text, flush=True)
+        else:
+            self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_regenerate(args) -> int:
+    from benchmarks import programs, runner, tracks
+
+    names = args.track or tracks.names()
+    selected = [tracks.get(name) for name in names]  # unknown names fail here
+    if args.track:
+        for track in selected:
+            track.tier(args.tier)  # a named track must have the tier
+    else:
+        offered = sorted({t for track in selected for t in track.tiers})
+        if args.tier not in offered:
+            raise UsageError(f"unknown tier {args.tier!r}; accepted: {', '.join(offered)}")
+        for track in selected:
+            if args.tier not in track.tiers:
+                print(f"track {track.name}: no {args.tier} tier, skipped")
+        selected = [track for track in selected if args.tier in track.tiers]
+    # Plan everything first: a finished run with another configuration stops the command
+    # before any track runs.
+    jobs, done = [], 0
+    for track in selected:
+        tier = track.tier(args.tier)
+        seeds = list(range(tier.seeds))
+        groups, finished = runner.plan(track, args.tier, tier.experiments, seeds, args.results)
+        done += len(finished)
+        jobs += [
+            (group, programs.build(group.experiment, group.agent, group.agent_config))
+            for group in groups
+        ]
+    pending = sum(len(group.seeds) for group, _ in jobs)
+    budgets = [
+        (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds)) for g, p in jobs
+    ]
+    progress = OverallProgress(budgets, show=not args.quiet)
+    print(
+        f"{args.tier}: {pending} runs to do in {len(jobs)} programs, {done} already finished "
+        f"(in {args.results})",
+        flush=True,
+    )
+    if budgets:
+        print(f"budget: {progress.status().rsplit(' [', 1)[0]}", flush=True)
+    written = 0
+    try:
+        for i, (group, program) in enumerate(jobs, 1):
+            resuming = runner.checkpoint_path(args.results, group).exists()
+            progress.write(
+                f"[{i}/{len(jobs)}] {group.title} seeds {group.seeds}"
+                + (" (resuming from its checkpoint)" if resuming else "")
+            )
+            folders = runner.run_group(
+                group, args.results, progress=progress.callback(i - 1, resuming), program=program
+            )
+            written += len(folders)
+            progress.write(f"[{i}/{len(jobs)}] done; {progress.line()}")
+    finally:
+        progress.close()
+    print(f"{written} runs written, {done} already finished (in {args.results})")
+    return _report([args.results], args.out)
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "report": cmd_report,
     "compare": cmd_compare,
     "verify": cmd_verify,
+    "render": cmd_render,
+    "regenerate": cmd_regenerate,
 }
 
 

@@ -4,6 +4,9 @@ It shows the agent contract in about forty lines and reuses the shipped V-trace 
 differs from the `vtrace_lstm` baseline only in having no torso and no LSTM:
 
     tracks compare examples.linear_pg:make --track credit --tier smoke --name linear_pg
+
+The report then has a "linear_pg against the shipped agents" section: per-task scores,
+probability of improvement over each baseline and performance profiles (examples/README.md).
 """
 
 from __future__ import annotations
