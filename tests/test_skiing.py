@@ -18,7 +18,12 @@ import baselines
 import environments
 from benchmarks import programs, runner
 from benchmarks.host_training import HostRLProgram, HostTrainConfig
-from benchmarks.tracks.skiing_experiments import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
+from benchmarks.tracks.skiing_experiments import (
+    QUICK_FRAMES,
+    SKIING_QUICK,
+    SKIING_SMOKE,
+    SKIING_VERDICT,
+)
 from environments.core import StepType
 from environments.skiing import Skiing, missed_gates
 
@@ -254,7 +259,7 @@ def test_experiments_build_envpool_programs():
     smoke = programs.build(SKIING_SMOKE, "noop")
     assert isinstance(smoke, HostRLProgram) and smoke.env.max_episode_steps == 64
     quick = {a: programs.build(SKIING_QUICK, a) for a in ("sr", "random")}
-    assert quick["sr"].log_steps()[-1] >= 2_000_000  # frames
+    assert quick["sr"].log_steps()[-1] >= QUICK_FRAMES  # frames
     assert quick["sr"].agent is not None and quick["sr"].config.unroll_length == 80
-    assert 30 * 1_132 * 4 <= quick["random"].log_steps()[-1] < 2_000_000
+    assert 30 * 1_132 * 4 <= quick["random"].log_steps()[-1] < QUICK_FRAMES
     assert programs.build(SKIING_VERDICT, "vtrace_lstm").log_steps()[-1] >= 20_000_000
