@@ -20,6 +20,13 @@ plan a shortest path to it on later tasks: that is the point of the game.
         n^2 entries (replays upstream exactly);
   64    the labels are the first n^2 entries of a permutation of 64 symbols and the one-hots
         have 64 entries, so the observation shape is the same for every n <= 8.
+The size-generalisation variants of the spec (§3.1) are plain configurations: `maze_size` 3..8
+with `vocabulary=64` and `max_episode_steps` 100 or 200 (`SIZE_VARIANTS`).
+
+`oracle_extras` (project option, default off) adds the extra `optimal_actions`, int32[5]: the
+actions that start a shortest route to collecting the goal shown in this timestep's observation
+(a move that brings the goal one torus step closer, or Collect on the goal). The `oracle`
+reference policy reads it; it is the only way the map reaches a policy.
 
 Extras (on every timestep, int32 scalars), which describe a task: its 1-based `task_index`
 within the episode, `steps_in_task` (actions spent on it so far, Collect included),
@@ -52,6 +59,19 @@ COLLECT = 4
 # (dx, dy) of each action, in ACTION_NAMES order.
 DIRECTIONS = np.array([(0, 1), (0, -1), (-1, 0), (1, 0), (0, 0)], np.int32)  # [5, 2]
 VOCABULARIES = (None, 64)
+# (maze_size, max_episode_steps) of the spec's size-generalisation evaluations (§3.1); each is
+# run with vocabulary=64 so one agent sees the same observation shape on every map.
+SIZE_VARIANTS = (
+    (3, 20),
+    (4, 50),
+    (4, 100),
+    (5, 100),
+    (5, 200),
+    (6, 100),
+    (6, 200),
+    (8, 100),
+    (8, 200),
+)
 
 
 class MPGState(NamedTuple):
@@ -108,6 +128,7 @@ class MemoryPlanningGame(Environment):
     max_episode_steps: int = 100
     random_respawn: bool = False
     vocabulary: int | None = None
+    oracle_extras: bool = False
     target_reward: float = 1.0
     per_step_reward: float = 0.0
 
@@ -120,6 +141,7 @@ class MemoryPlanningGame(Environment):
         core.check_positive_int("maze_size", self.maze_size, minimum=2)
         core.check_positive_int("max_episode_steps", self.max_episode_steps)
         core.validate_choice("random_respawn", self.random_respawn, (False, True))
+        core.validate_choice("oracle_extras", self.oracle_extras, (False, True))
         if self.vocabulary is not None and (
             isinstance(self.vocabulary, bool) or not isinstance(self.vocabulary, numbers.Integral)
         ):
@@ -159,7 +181,10 @@ class MemoryPlanningGame(Environment):
 
     def extras_spec(self) -> dict[str, ArraySpec]:
         names = ("task_index", "steps_in_task", "sp_at_task_start", "tasks_completed")
-        return {k: ArraySpec((), jnp.int32, k) for k in names}
+        spec = {k: ArraySpec((), jnp.int32, k) for k in names}
+        if self.oracle_extras:
+            spec["optimal_actions"] = ArraySpec((self.num_actions,), jnp.int32, "optimal_actions")
+        return spec
 
     # -- rules
     def observe(self, state: MPGState) -> dict[str, jax.Array]:
@@ -179,6 +204,19 @@ class MemoryPlanningGame(Environment):
             "tasks_completed": state.tasks_completed,
         }
 
+    def optimal_actions(self, state: MPGState) -> jax.Array:
+        """int32 [5]: moves that bring the goal one torus step closer; Collect iff on the goal."""
+        n = self.maze_size
+        here = torus_distance(state.position, state.goal, n)  # []
+        moved = (state.position[None] + jnp.asarray(DIRECTIONS[:COLLECT])) % n  # [4, 2]
+        closer = torus_distance(moved, state.goal[None], n) == here - 1  # [4]
+        return jnp.concatenate([closer, (here == 0)[None]]).astype(jnp.int32)
+
+    def _timestep_extras(self, state: MPGState, extras: dict) -> dict:
+        if self.oracle_extras:
+            extras = {**extras, "optimal_actions": self.optimal_actions(state)}
+        return extras
+
     def initial_state(self, labels, start, goal) -> MPGState:
         """The state at reset from given labels ([n^2], per cell in node order), start and goal."""
         start = jnp.asarray(start, jnp.int32)
@@ -197,7 +235,9 @@ class MemoryPlanningGame(Environment):
 
     def reset_from(self, state: MPGState) -> tuple[MPGState, TimeStep]:
         """Start an episode from a given initial state (see `initial_state`)."""
-        return state, core.first(self.observe(state), self._extras(state))
+        return state, core.first(
+            self.observe(state), self._timestep_extras(state, self._extras(state))
+        )
 
     def _reset(self, key: jax.Array) -> tuple[MPGState, TimeStep]:
         k_labels, k_start, k_goal = jax.random.split(key, 3)
@@ -246,7 +286,7 @@ class MemoryPlanningGame(Environment):
         extras = core.select_tree(collected, self._extras(finished), self._extras(new_state))
         done = t >= self.max_episode_steps
         return new_state, core.transition_or_termination(
-            self.observe(new_state), reward, done, extras
+            self.observe(new_state), reward, done, self._timestep_extras(new_state, extras)
         )
 
 
