@@ -21,46 +21,25 @@ class UsageError(ValueError):
     pass
 
 
-def _seeds(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--seeds must be a positive integer, got {value!r}"
-        ) from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--seeds must be a positive integer, got {value!r}")
-    return n
+def _int_option(option: str, minimum: int, accepted: str):
+    """An argparse type for an integer option >= `minimum`; errors name the option and value."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{option} must be {accepted}, got {value!r}")
+        return n
+
+    return parse
 
 
-def _non_negative(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"--seed must be an integer >= 0, got {value!r}")
-    return n
-
-
-def _steps(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--max-steps must be a positive integer, got {value!r}")
-    return n
-
-
-def _every(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--every must be a positive integer, got {value!r}")
-    return n
+_seeds = _int_option("--seeds", 1, "a positive integer")
+_non_negative = _int_option("--seed", 0, "an integer >= 0")
+_steps = _int_option("--max-steps", 1, "a positive integer")
+_every = _int_option("--every", 1, "a positive integer")
 
 
 def _fps(value: str) -> float:
