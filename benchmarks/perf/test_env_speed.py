@@ -100,9 +100,11 @@ def calibrate_steps(run, target: float = TARGET_SECONDS) -> int:
         steps *= 4
 
 
-@pytest.mark.parametrize("env_id,batch", _cases())
-def test_env_steps_per_second(benchmark, env_id, batch):
-    env = environments.make(env_id)
+def measure_env(benchmark, env, batch: int) -> dict:
+    """Benchmark `batch` random-action auto-reset steps of `env`; its speed as extra_info fields.
+
+    Compile time is measured apart; steps per call are calibrated to about a second.
+    """
     key = jax.random.PRNGKey(0)
     start = time.perf_counter()
     compiled = rollout_fn(env, batch).lower(key, jnp.int32(1)).compile()
@@ -116,14 +118,17 @@ def test_env_steps_per_second(benchmark, env_id, batch):
     (_, ts), _ = benchmark(lambda: jax.block_until_ready(run(steps)))
     seconds = benchmark.stats.stats.median if benchmark.enabled else time.perf_counter() - start
     assert ts.reward.shape == (batch,)
-    benchmark.extra_info.update(
-        {
-            "kind": "env",
-            "env": env_id,
-            "batch": batch,
-            "steps_per_call": steps,
-            "seconds_per_call": seconds,
-            "steps_per_second": batch * steps / seconds,
-            "compile_seconds": compile_s,
-        }
-    )
+    return {
+        "kind": "env",
+        "batch": batch,
+        "steps_per_call": steps,
+        "seconds_per_call": seconds,
+        "steps_per_second": batch * steps / seconds,
+        "compile_seconds": compile_s,
+    }
+
+
+@pytest.mark.parametrize("env_id,batch", _cases())
+def test_env_steps_per_second(benchmark, env_id, batch):
+    info = measure_env(benchmark, environments.make(env_id), batch)
+    benchmark.extra_info.update({**info, "env": env_id})

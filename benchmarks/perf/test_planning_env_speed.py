@@ -13,14 +13,10 @@ Run: `pytest benchmarks/perf/test_planning_env_speed.py --benchmark-only`.
 
 from __future__ import annotations
 
-import time
-
-import jax
-import jax.numpy as jnp
 import pytest
 
 import environments
-from benchmarks.perf.test_env_speed import DISABLED_STEPS, calibrate_steps, rollout_fn
+from benchmarks.perf.test_env_speed import measure_env
 
 BATCH = 4096
 STREET = {"split": "test", "bank_size": 1000}
@@ -41,29 +37,7 @@ CASES = {
 def test_planning_env_steps_per_second(benchmark, case):
     env_id, config = CASES[case]
     env = environments.make(env_id, **config)
-    key = jax.random.PRNGKey(0)
-    start = time.perf_counter()
-    compiled = rollout_fn(env, BATCH).lower(key, jnp.int32(1)).compile()
-    compile_s = time.perf_counter() - start
-
-    def run(num_steps: int):
-        return compiled(key, jnp.int32(num_steps))
-
-    steps = calibrate_steps(run) if benchmark.enabled else DISABLED_STEPS
-    start = time.perf_counter()
-    (_, ts), _ = benchmark(lambda: jax.block_until_ready(run(steps)))
-    seconds = benchmark.stats.stats.median if benchmark.enabled else time.perf_counter() - start
-    assert ts.reward.shape == (BATCH,)
+    info = measure_env(benchmark, env, BATCH)
     benchmark.extra_info.update(
-        {
-            "kind": "env",
-            "env": f"{env.id}[{case}]",
-            "case": case,
-            "config": env.config(),
-            "batch": BATCH,
-            "steps_per_call": steps,
-            "seconds_per_call": seconds,
-            "steps_per_second": BATCH * steps / seconds,
-            "compile_seconds": compile_s,
-        }
+        {**info, "env": f"{env.id}[{case}]", "case": case, "config": env.config()}
     )
