@@ -13,11 +13,13 @@ generic per-experiment learning curves are still drawn for every track.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+
+from benchmarks import store
 
 
 class Figure(NamedTuple):
@@ -55,6 +57,35 @@ def load_hook(spec: str) -> Hook:
     return hook
 
 
+def read_extra_tables(
+    folders: Iterable[Path],
+    name: str,
+    notes: list[str],
+    keep: Callable[[tuple[str, str, str, int]], bool] = lambda key: True,
+) -> pd.DataFrame:
+    """Extra table `name` of every run folder whose (track, experiment, agent, seed) key passes
+    `keep`, in key order, with experiment, agent and seed columns added. Unreadable (truncated,
+    edited) tables are skipped and named in `notes`; runs without the table are left out."""
+    keyed = []
+    for folder in folders:
+        try:
+            key = store.run_key(folder)
+        except store.ResultsError:
+            continue
+        if keep(key):
+            keyed.append((key, Path(folder)))
+    parts = []
+    for (_, experiment, agent, seed), folder in sorted(keyed):
+        try:
+            table = store.read_extra_table(folder, name)
+        except store.ResultsError as e:
+            notes.append(f"skipped {e}")
+            continue
+        if table is not None:
+            parts.append(table.assign(experiment=experiment, agent=agent, seed=seed))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub Markdown table (cells as given; floats with 3 decimals)."""
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -64,4 +95,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-__all__ = ["Figure", "Hook", "Table", "TrackReport", "load_hook", "markdown_table"]
+__all__ = [
+    "Figure",
+    "Hook",
+    "Table",
+    "TrackReport",
+    "load_hook",
+    "markdown_table",
+    "read_extra_tables",
+]

@@ -43,7 +43,13 @@ from baselines.lm import flops as lm_flops  # noqa: E402
 from baselines.lm.mod import MoDConfig  # noqa: E402
 from baselines.lm.transformer import TransformerConfig  # noqa: E402
 from benchmarks import store  # noqa: E402
-from benchmarks.figures import Figure, Table, TrackReport, markdown_table  # noqa: E402
+from benchmarks.figures import (  # noqa: E402
+    Figure,
+    Table,
+    TrackReport,
+    markdown_table,
+    read_extra_tables,
+)
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
 
 TRACK = "compute"
@@ -223,16 +229,7 @@ def _folders(folders: Iterable[Path]) -> dict[tuple[str, str, int], Path]:
 
 def read_tables(folders, name: str, notes: list[str]) -> pd.DataFrame:
     """Extra table `name` of every run that has it, with experiment, agent and seed columns."""
-    parts = []
-    for (experiment, agent, seed), folder in sorted(_folders(folders).items()):
-        try:
-            table = store.read_extra_table(folder, name)
-        except store.ResultsError as e:
-            notes.append(f"skipped {e}")
-            continue
-        if table is not None:
-            parts.append(table.assign(experiment=experiment, agent=agent, seed=seed))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return read_extra_tables(folders, name, notes, lambda key: key[0] == TRACK)
 
 
 def wall_times(folders) -> dict[tuple[str, str, int], float]:

@@ -29,7 +29,13 @@ import pandas as pd  # noqa: E402
 
 from benchmarks import stats, store  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
-from benchmarks.figures import Figure, Table, TrackReport, markdown_table  # noqa: E402
+from benchmarks.figures import (  # noqa: E402
+    Figure,
+    Table,
+    TrackReport,
+    markdown_table,
+    read_extra_tables,
+)
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
 
 BASELINE = "vtrace_lstm"
@@ -313,33 +319,15 @@ def _k5_assessed(frame: pd.DataFrame, experiment: str) -> str:
 # --------------------------------------------------------------------------- extra tables
 
 
-def _folders_of(folders: Iterable[Path], experiment: str, agent: str) -> list[tuple[int, Path]]:
-    found = []
-    for folder in folders:
-        try:
-            _, exp, agent_dir, seed = store.run_key(folder)
-        except store.ResultsError:
-            continue
-        if exp == experiment and agent_dir == store.safe_name(agent):
-            found.append((seed, Path(folder)))
-    return sorted(found)
-
-
 def read_tables(
     folders: Iterable[Path], experiment: str, agent: str, name: str, notes: list[str]
 ) -> pd.DataFrame:
     """One extra table of every seed of (experiment, agent), with a `seed` column; unreadable
     tables are skipped and named in `notes`."""
-    parts = []
-    for seed, folder in _folders_of(folders, experiment, agent):
-        try:
-            table = store.read_extra_table(folder, name)
-        except store.ResultsError as e:
-            notes.append(f"skipped {e}")
-            continue
-        if table is not None:
-            parts.append(table.assign(seed=seed))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    agent_dir = store.safe_name(agent)
+    keep = lambda key: key[1] == experiment and key[2] == agent_dir
+    table = read_extra_tables(folders, name, notes, keep)
+    return table.drop(columns=["experiment", "agent"]) if not table.empty else table
 
 
 # ------------------------------------------------------------------------------- figures
