@@ -261,26 +261,59 @@ class RoutedBlock(Block):
     def decode(
         self, x: Array, position: Array, cache: KVCache
     ) -> tuple[Array, KVCache, DecodeDecision]:
-        """One decode step (batch 1): run the block only if the token's causal decision says so.
+        """One decode step: run the block only on the tokens whose causal decision says so.
 
         Routed: attend to this block's cache, append the token's K/V at row `fill`, and update
-        x + r f. Skipped: x and the cache pass through untouched (`lax.cond`, so no block work).
+        x + r f. Skipped: x and the cache pass through untouched. Batch 1 (`fill` []) skips with
+        `lax.cond`; a batch (`fill` [B]) gathers the routed sequences into the smallest bucket
+        of size 0, 1, 2, 4, ... that holds them (`lax.switch`), so the block's work scales with
+        how many sequences route this token, not with B (vmapping the batch-1 step would turn
+        the cond into a select that always runs the block).
         """
-        u, r, q = self.scores(x)  # r, q: [1, 1]
-        decision = self.causal_decision(r, q)[0, 0]
+        u, r, q = self.scores(x)  # r, q: [B, 1]
+        decision = self.causal_decision(r, q)[:, 0]  # [B]
         scale = self.update_scale(r)
+        logit = (q if q is not None else r)[:, 0]
 
         def run(operands: tuple[Array, KVCache]) -> tuple[Array, KVCache]:
-            x_in, cache_in = operands
-            a, m, cache_out = self.decode_deltas(x_in, position, cache_in, u=u)
-            return x_in + scale[..., None] * (a + m), cache_out
+            x_in, u_in, scale_in, cache_in = operands
+            a, m, cache_out = self.decode_deltas(x_in, position, cache_in, u=u_in)
+            return x_in + scale_in[..., None] * (a + m), cache_out
 
-        def skip(operands: tuple[Array, KVCache]) -> tuple[Array, KVCache]:
-            return operands
+        if cache.fill.ndim == 0:
+            if x.shape[0] != 1:
+                raise ValueError(
+                    f"a batch of {x.shape[0]} needs a routed cache with a fill count per "
+                    "sequence (init_caches(..., batch=B))"
+                )
+            skip = lambda ops: (ops[0], ops[3])
+            x_out, cache = hk.cond(decision[0], run, skip, (x, u, scale, cache))
+        else:
+            x_out, cache = self._decode_routed_rows(run, decision, (x, u, scale, cache))
+        return x_out, cache, DecodeDecision(decision, r[:, 0], logit)
 
-        x_out, cache = hk.cond(decision, run, skip, (x, cache))
-        logit = (q if q is not None else r)[0, 0]
-        return x_out, cache, DecodeDecision(decision, r[0, 0], logit)
+    def _decode_routed_rows(self, run, decision: Array, operands) -> tuple[Array, KVCache]:
+        """`run` on the rows where `decision` [B] is set, in a bucket of static size."""
+        batch = decision.shape[0]
+        sizes = [0] + [2**i for i in range(math.ceil(math.log2(batch)) + 1)]
+        sizes = sorted({min(s, batch) for s in sizes})  # e.g. B = 8: 0, 1, 2, 4, 8
+        count = jnp.sum(decision.astype(jnp.int32))
+        branch = jnp.searchsorted(jnp.asarray(sizes), count)  # smallest bucket >= count
+
+        def bucket(size: int):
+            def fn(ops):
+                if size == 0:
+                    return ops[0], ops[3]
+                rows = jnp.nonzero(decision, size=size, fill_value=batch)[0]  # [size]
+                picked = jax.tree.map(lambda t: t[jnp.minimum(rows, batch - 1)], ops)
+                x_new, cache_new = run(picked)
+                # Padding rows (index B) are dropped by the scatter.
+                put = lambda full, new: full.at[rows].set(new, mode="drop")
+                return put(ops[0], x_new), jax.tree.map(put, ops[3], cache_new)
+
+            return fn
+
+        return hk.switch(branch, [bucket(s) for s in sizes], operands)
 
 
 class MoDTransformer(Transformer):

@@ -1,10 +1,11 @@
 """Autoregressive sampling with a KV cache, skipping routed blocks per token (spec §2.4).
 
-Batch 1. Every block keeps its own cache (`KVCache`). A dense block writes row p for the token
+Every block keeps its own cache (`KVCache`). A dense block writes row p for the token
 at position p. A routed block decides per token by its causal rule (sigma(q) > 0.5 under
 `causal="predictor"`, sigma(r) > 0.5 under `causal="aux"`, never a top-k over one token): if
 routed, it runs on the new token against its own cache and appends the token's K/V at its own
-fill count; otherwise `lax.cond` skips it and nothing is written.
+fill count; otherwise it is skipped and nothing is written (batch 1: `lax.cond`; a batch: the
+routed sequences are gathered into a bucket of static size, `RoutedBlock.decode`).
 
 The prompt is prefilled token by token through the same step, i.e. in `causal` mode, so greedy
 decoding reproduces the argmax of the `causal` teacher-forced forward pass on the same prefix.
@@ -52,21 +53,30 @@ def make_step(model: LanguageModel):
     return step.apply
 
 
-def init_caches(model: LanguageModel, max_len: int) -> tuple[KVCache, ...]:
-    """One empty cache of `max_len` rows per layer (batch 1)."""
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
-    return tuple(empty_cache(model.config, max_len) for _ in range(model.config.num_layers))
+def init_caches(model: LanguageModel, max_len: int, batch: int = 1) -> tuple[KVCache, ...]:
+    """One empty cache of `max_len` rows per layer; routed layers of a batch (B > 1) keep a fill
+    count per sequence, since each sequence routes its own tokens."""
+    for name, value in (("max_len", max_len), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    routed = set(routed_layer_indices(model))
+    return tuple(
+        empty_cache(model.config, max_len, batch, per_row_fill=batch > 1 and i in routed)
+        for i in range(model.config.num_layers)
+    )
 
 
 class SampleResult(NamedTuple):
-    """Output of `generate`. Positions 0..P+N-2 are the tokens fed through the step."""
+    """Output of `generate` (batch 1; `generate_batch` adds a leading [B] to all but caches).
+
+    Positions 0..P+N-2 are the tokens fed through the step.
+    """
 
     tokens: Array  # int32 [P + N]: prompt then generated tokens
     logits: Array  # float32 [P + N - 1, V]: logits after feeding token t (predicting t + 1)
     routed: Array  # bool [P + N - 1, R]: per fed token, did routed block j process it
     decision_logits: Array  # float32 [P + N - 1, R]: q (predictor) or r (aux)
-    caches: tuple[KVCache, ...]  # final caches
+    caches: tuple[KVCache, ...]  # final caches ([B, ...] rows)
 
 
 def routed_layer_indices(model: LanguageModel) -> tuple[int, ...]:
@@ -79,43 +89,55 @@ def routed_layer_indices(model: LanguageModel) -> tuple[int, ...]:
 def _generate(
     model: LanguageModel,
     params: PyTree,
-    prompt: Array,
+    prompts: Array,  # [B, P]
     num_tokens: int,
     key: Array,
     temperature: float,
 ) -> SampleResult:
     step = make_step(model)
-    prompt_len = prompt.shape[0]
+    batch, prompt_len = prompts.shape
     total = prompt_len + num_tokens
     routed_layers = routed_layer_indices(model)
-    caches = init_caches(model, total)
-    padded = jnp.concatenate([prompt, jnp.zeros((num_tokens,), jnp.int32)])  # [P + N]
+    caches = init_caches(model, total, batch)
+    padded = jnp.concatenate([prompts, jnp.zeros((batch, num_tokens), jnp.int32)], 1)
 
     def body(carry, position):
-        caches, token, key = carry
-        logits, caches, infos = step(params, token[None], position, caches)
-        logits = logits[0]  # [V]
+        caches, token, key = carry  # token [B]
+        logits, caches, infos = step(params, token, position, caches)  # logits [B, V]
         key, sub = jax.random.split(key)
         if temperature == 0.0:
-            chosen = jnp.argmax(logits).astype(jnp.int32)
+            chosen = jnp.argmax(logits, -1).astype(jnp.int32)
         else:
             chosen = jax.random.categorical(sub, logits / temperature).astype(jnp.int32)
-        next_token = jnp.where(position + 1 < prompt_len, padded[position + 1], chosen)
+        next_token = jnp.where(position + 1 < prompt_len, padded[:, position + 1], chosen)
         decisions = [infos[i] for i in routed_layers]
-        routed = jnp.stack([d.routed for d in decisions]) if decisions else jnp.zeros((0,), bool)
-        dlogits = (
-            jnp.stack([d.decision_logit for d in decisions])
-            if decisions
-            else jnp.zeros((0,), jnp.float32)
-        )
+        if decisions:
+            routed = jnp.stack([d.routed for d in decisions], -1)  # [B, R]
+            dlogits = jnp.stack([d.decision_logit for d in decisions], -1)
+        else:
+            routed = jnp.zeros((batch, 0), bool)
+            dlogits = jnp.zeros((batch, 0), jnp.float32)
         return (caches, next_token, key), (next_token, logits, routed, dlogits)
 
     positions = jnp.arange(total - 1, dtype=jnp.int32)
     (caches, _, _), (next_tokens, logits, routed, dlogits) = jax.lax.scan(
-        body, (caches, prompt[0], key), positions
+        body, (caches, prompts[:, 0], key), positions
     )
-    tokens = jnp.concatenate([prompt[:1], next_tokens])  # [P + N]
-    return SampleResult(tokens, logits, routed, dlogits, caches)
+    batch_major = lambda t: jnp.moveaxis(t, 0, 1)  # [P + N - 1, B, ...] -> [B, P + N - 1, ...]
+    tokens = jnp.concatenate([prompts[:, :1], batch_major(next_tokens)], 1)  # [B, P + N]
+    return SampleResult(
+        tokens, batch_major(logits), batch_major(routed), batch_major(dlogits), caches
+    )
+
+
+def _check_sampling(num_tokens: int, temperature: float, key: Array | None) -> Array:
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
+        raise ValueError(f"num_tokens must be an integer >= 1, got {num_tokens!r}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if temperature > 0 and key is None:
+        raise ValueError("sampling with temperature > 0 needs a key")
+    return jax.random.PRNGKey(0) if key is None else key
 
 
 def generate(
@@ -134,14 +156,30 @@ def generate(
     prompt = jnp.asarray(prompt, dtype=jnp.int32)
     if prompt.ndim != 1 or prompt.shape[0] < 1:
         raise ValueError(f"prompt must be a non-empty 1-D token array, got shape {prompt.shape}")
-    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
-        raise ValueError(f"num_tokens must be an integer >= 1, got {num_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    if temperature > 0 and key is None:
-        raise ValueError("sampling with temperature > 0 needs a key")
-    key = jax.random.PRNGKey(0) if key is None else key
-    return _generate(model, params, prompt, num_tokens, key, float(temperature))
+    key = _check_sampling(num_tokens, temperature, key)
+    result = _generate(model, params, prompt[None], num_tokens, key, float(temperature))
+    return result._replace(**{f: getattr(result, f)[0] for f in SampleResult._fields[:4]})
+
+
+def generate_batch(
+    model: LanguageModel,
+    params: PyTree,
+    prompts: Array | np.ndarray,
+    num_tokens: int,
+    key: Array | None = None,
+    temperature: float = 0.0,
+) -> SampleResult:
+    """`generate` for B prompts of one length (int [B, P]) in one batched program.
+
+    Each sequence makes its own routing decisions; a routed block runs only on the sequences
+    that route the current token (see `RoutedBlock.decode`). Row b of the result equals
+    `generate` on prompt b (greedy).
+    """
+    prompts = jnp.asarray(prompts, dtype=jnp.int32)
+    if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
+        raise ValueError(f"prompts must be a non-empty [B, P] token array, got {prompts.shape}")
+    key = _check_sampling(num_tokens, temperature, key)
+    return _generate(model, params, prompts, num_tokens, key, float(temperature))
 
 
 class RoutingReport(NamedTuple):
@@ -181,6 +219,7 @@ __all__ = [
     "RoutingReport",
     "SampleResult",
     "generate",
+    "generate_batch",
     "init_caches",
     "make_step",
     "routed_layer_indices",

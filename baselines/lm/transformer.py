@@ -132,20 +132,24 @@ class KV(NamedTuple):
 
 
 class KVCache(NamedTuple):
-    """One block's decode cache (batch 1): rotated keys and values, and how many rows are filled.
+    """One block's decode cache: rotated keys and values, and how many rows are filled.
 
-    Dense blocks fill row p at position p; a routed block appends only the tokens it processes,
-    so its `fill` counts its own routed tokens.
+    Dense blocks fill row p at position p for every sequence (`fill` []); a routed block
+    appends only the tokens it processes, so its `fill` counts its own routed tokens, per
+    sequence ([B]) when decoding a batch.
     """
 
     k: Array  # [B, T, h, dh]
     v: Array  # [B, T, h, dh]
-    fill: Array  # int32 []
+    fill: Array  # int32 [] (shared) or [B] (per sequence)
 
 
-def empty_cache(config: TransformerConfig, max_len: int, batch: int = 1) -> KVCache:
+def empty_cache(
+    config: TransformerConfig, max_len: int, batch: int = 1, per_row_fill: bool = False
+) -> KVCache:
     shape = (batch, max_len, config.heads, config.head_dim)
-    return KVCache(jnp.zeros(shape), jnp.zeros(shape), jnp.int32(0))
+    fill = jnp.zeros((batch,), jnp.int32) if per_row_fill else jnp.int32(0)
+    return KVCache(jnp.zeros(shape), jnp.zeros(shape), fill)
 
 
 class Block(hk.Module):
@@ -220,10 +224,17 @@ class Block(hk.Module):
             u = self.attn_norm(x)
         pos = jnp.full(x.shape[:2], position, dtype=jnp.int32)  # [B, 1]
         q, kv = self.qkv(u, pos)
-        k = jax.lax.dynamic_update_slice_in_dim(cache.k, kv.k, cache.fill, axis=1)
-        v = jax.lax.dynamic_update_slice_in_dim(cache.v, kv.v, cache.fill, axis=1)
-        visible = jnp.arange(k.shape[1]) <= cache.fill  # [T]
-        mask = jnp.broadcast_to(visible, (x.shape[0], 1, k.shape[1]))  # [B, 1, T]
+        rows = jnp.arange(cache.k.shape[1])  # [T]
+        if cache.fill.ndim == 0:  # one fill count for every row
+            k = jax.lax.dynamic_update_slice_in_dim(cache.k, kv.k, cache.fill, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(cache.v, kv.v, cache.fill, axis=1)
+            visible = jnp.broadcast_to(rows <= cache.fill, (x.shape[0], k.shape[1]))  # [B, T]
+        else:  # a fill count per row (a routed block's batched cache)
+            here = (rows[None] == cache.fill[:, None])[..., None, None]  # [B, T, 1, 1]
+            k = jnp.where(here, kv.k, cache.k)
+            v = jnp.where(here, kv.v, cache.v)
+            visible = rows[None] <= cache.fill[:, None]  # [B, T]
+        mask = visible[:, None, :]  # [B, 1, T]
         a = self.attention_out(q, KV(k, v), mask)
         return a, self.mlp(x + a), KVCache(k, v, cache.fill + 1)
 

@@ -25,9 +25,10 @@ Measures:
                  every other block against dense, the gather/scatter cost alone
   decode         greedy generation with the KV cache: 32-token prompt (prefilled through the same
                  step) and 224 new tokens; time per step. Batch 1 skips a routed block per token
-                 with `lax.cond` (spec §2.4). Batch 8 vmaps the batch-1 program: `lax.cond` under
-                 `vmap` becomes a select that runs both branches, so batch 8 shows what a
-                 static-shape batched decoder pays, not the skip. The MoD arm's predictor output
+                 with `lax.cond` (spec §2.4). Batch 8 is one batched program
+                 (`sampling.generate_batch`): each sequence routes its own tokens and a routed
+                 block runs only on the sequences that route the current token, gathered into
+                 a bucket of 0, 1, 2, 4 or 8 rows (`lax.switch`). The MoD arm's predictor output
                  bias is set so that 12.5% of the prompt tokens are routed (untrained parameters
                  would route about half); the realised routed fraction is recorded.
 """
@@ -227,13 +228,13 @@ def test_train_step_ratio(benchmark, spec):
 
 
 def calibrate_predictor(model, params, tokens: jax.Array, fraction: float = TARGET_FRACTION):
-    """params with each predictor's output bias set so `fraction` of `tokens` [1, n] are routed
+    """params with each predictor's output bias set so `fraction` of `tokens` [B, n] are routed
     by the causal rule in every routed block (a stand-in for a trained predictor). Block by
     block, in order, since a block's inputs depend on the earlier blocks' decisions."""
     params = {k: dict(v) for k, v in params.items()}
     for j, layer in enumerate(model.routing.routed_layers(model.config.num_layers)):
         _, infos = model.apply(params, None, tokens, "causal")
-        q = np.asarray(infos[j].predictor_logits[0])  # [n], with the current bias
+        q = np.asarray(infos[j].predictor_logits).ravel()  # [B * n], with the current bias
         name = f"lm/~/block_{layer}/~/predictor_out"
         params[name]["b"] = params[name]["b"] - float(np.quantile(q, 1.0 - fraction))
     return params
@@ -246,13 +247,10 @@ def test_decode_ratio(benchmark, batch):
     key = jax.random.PRNGKey(0)
     prompts = jax.random.randint(key, (batch, PROMPT_TOKENS), 0, 256, jnp.int32)
     dense_params = dense.init(key, prompts)
-    mod_params = calibrate_predictor(mod, mod.init(key, prompts), prompts[:1])
+    mod_params = calibrate_predictor(mod, mod.init(key, prompts), prompts)
     fns, compile_seconds, routed = {}, {}, None
     for arm, model, params in (("dense", dense, dense_params), ("mod", mod, mod_params)):
-        one = lambda p, m=model, q=params: sampling._generate(
-            m, q, p, NEW_TOKENS, jax.random.PRNGKey(0), 0.0
-        )
-        fn = jax.jit(jax.vmap(one)) if batch > 1 else jax.jit(lambda p, one=one: one(p[0]))
+        fn = lambda p, m=model, q=params: sampling.generate_batch(m, q, p, NEW_TOKENS)
         start = time.perf_counter()
         result = jax.block_until_ready(fn(prompts))
         compile_seconds[arm] = time.perf_counter() - start
