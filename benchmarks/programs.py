@@ -36,14 +36,22 @@ class Program(Protocol):
 
 Builder = Callable[[Experiment, str, dict[str, Any]], Any]
 _BUILDERS: dict[str, Builder] = {}
+# kind -> what its step axis counts (figure x labels).
+STEP_UNITS: dict[str, str] = {}
 
 
-def register_kind(kind: str):
+def register_kind(kind: str, step_unit: str):
     def decorator(fn: Builder) -> Builder:
         _BUILDERS[kind] = fn
+        STEP_UNITS[kind] = step_unit
         return fn
 
     return decorator
+
+
+def step_unit(kind: str) -> str:
+    """What the step axis of an experiment of this kind counts (per seed)."""
+    return STEP_UNITS.get(kind, "steps")
 
 
 def build(experiment: Experiment, agent: str, agent_config: dict[str, Any] | None = None):
@@ -69,7 +77,7 @@ def describe(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
     }
 
 
-@register_kind("rl")
+@register_kind("rl", "environment steps")
 def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -> RLProgram:
     env = environments.make(experiment.env, **experiment.env_config)
     return RLProgram(
@@ -77,7 +85,7 @@ def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
     )
 
 
-@register_kind("envpool")
+@register_kind("envpool", "frames")
 def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
     """A host-stepped run against envpool (Atari Skiing); the budget counts frames."""
     from benchmarks.host_training import HostRLProgram
@@ -90,7 +98,7 @@ def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, An
     )
 
 
-@register_kind("lm")
+@register_kind("lm", "training FLOPs")
 def build_lm(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
     """A language-model run (track `compute`); its budget and step axis count training FLOPs."""
     from benchmarks.lm_training import build_program

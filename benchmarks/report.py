@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks import figures as track_figures  # noqa: E402
-from benchmarks import stats, store  # noqa: E402
+from benchmarks import programs, stats, store  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "tracks", "figure.dpi": 110, "font.size": 9})
@@ -115,16 +115,14 @@ def _definition(track: str):
         return None
 
 
-def _experiment_info(track: str, experiment: str):
-    """(primary metric, label) of an experiment from the track definitions, when known."""
+def _experiment_info(track: str, experiment: str) -> tuple[str, str, str]:
+    """(primary metric, label, step unit) of an experiment from the track definitions."""
     definition = _definition(track)
-    if definition is None:
-        return "episode_return", experiment
-    for tier in definition.tiers.values():
+    for tier in definition.tiers.values() if definition is not None else ():
         for e in tier.experiments:
             if e.name == experiment:
-                return e.primary_metric, e.label or e.name
-    return "episode_return", experiment
+                return e.primary_metric, e.label or e.name, programs.step_unit(e.kind)
+    return "episode_return", experiment, programs.step_unit("rl")
 
 
 def _metric_label(track: str, metric: str) -> str:
@@ -151,7 +149,12 @@ def save_figure(fig, path: Path) -> list[str]:
 
 
 def learning_curve_figure(
-    frame: pd.DataFrame, metric: str, title: str, path: Path, y_label: str | None = None
+    frame: pd.DataFrame,
+    metric: str,
+    title: str,
+    path: Path,
+    y_label: str | None = None,
+    x_label: str = "environment steps",
 ) -> list[str]:
     """IQM over seeds at every log point, a 95% bootstrap band, n seeds in the legend."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
@@ -163,7 +166,7 @@ def learning_curve_figure(
         n = int(curve.n.max())
         ax.plot(curve.step, curve.iqm, color=colour, label=f"{agent} (n={n} seeds)", lw=1.6)
         ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.2, lw=0)
-    ax.set_xlabel("environment steps (per seed)")
+    ax.set_xlabel(f"{x_label} (per seed)")
     ax.set_ylabel(textwrap.fill(y_label or metric, 40))
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -176,7 +179,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Final score per (track, experiment, agent): IQM with 95% CI over seeds."""
     rows = []
     for (track, experiment), sub in frame.groupby(["track", "experiment"], sort=True):
-        metric, label = _experiment_info(track, experiment)
+        metric, label, _ = _experiment_info(track, experiment)
         scores = stats.final_scores(sub, metric)
         for agent in sorted(sub.agent.unique()):
             # An agent with no episode ending in the final window has no final score (n = 0).
@@ -269,7 +272,7 @@ def task_scores(frame: pd.DataFrame, track: str) -> dict[str, tuple[str, dict[st
     out = {}
     for experiment in sorted(frame.experiment.unique()):
         sub = frame[frame.experiment == experiment]
-        metric, _ = _experiment_info(track, experiment)
+        metric, _, _ = _experiment_info(track, experiment)
         scores = stats.final_scores(sub, metric)
         per_agent = {}
         if not scores.empty:
@@ -590,9 +593,9 @@ def _build_section(
     if ran:
         for experiment in sorted(frame.experiment.unique()):
             sub = frame[frame.experiment == experiment]
-            metric, label = _experiment_info(track, experiment)
+            metric, label, unit = _experiment_info(track, experiment)
             names = learning_curve_figure(
-                sub, metric, label, track_out / experiment, _metric_label(track, metric)
+                sub, metric, label, track_out / experiment, _metric_label(track, metric), unit
             )
             curves.append((label, [f"{track}/{n}" for n in names]))
         table.to_csv(track_out / "summary.csv", index=False, float_format="%.6g")

@@ -62,7 +62,18 @@ def test_rewards_are_never_clipped():
     np.testing.assert_allclose(metrics["value_loss"], 5000.0**2, rtol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [{"torso": "resnet"}, {"learning_rate": 0}, {"discount": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"torso": "resnet"},
+        {"learning_rate": 0},
+        {"discount": 1.5},
+        {"optimizer": "sgd"},
+        {"value_loss": "l1"},
+        {"entropy_cost_final": -0.1},
+        {"anneal_updates": 0},
+    ],
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         VTraceConfig(**bad)
@@ -85,3 +96,80 @@ def test_learns_a_contextual_bandit():
     carry, logs = program.run_chunk(program.init([0]))
     success = logs["chose_correctly"][0]
     assert success[-1] > 0.9 and success[0] < 0.8, success
+
+
+def test_smooth_l1_value_loss_is_huber():
+    M, L = StepType.MID, StepType.LAST
+    traj = _trajectory([M, L], [1, 0], [0, -5.0])
+    config = VTraceConfig(value_loss="smooth_l1")
+    _, metrics = vtrace_loss(jnp.zeros((2, 1, 2)), jnp.zeros((2, 1)), traj, config)
+    np.testing.assert_allclose(metrics["value_loss"], 5.0 - 0.5, rtol=1e-6)  # |x| - 0.5 past 1
+
+
+def _mpg_program(num_envs=4, unroll=6, **config):
+    env = environments.make("memory_planning_game", maze_size=2, max_episode_steps=5)
+    agent = baselines.make_agent("vtrace_lstm", env.specs(), torso_width=8, lstm_size=8, **config)
+    train = TrainConfig(
+        total_steps=num_envs * unroll * 4,
+        num_envs=num_envs,
+        unroll_length=unroll,
+        log_every=num_envs * unroll,
+        logs_per_chunk=4,
+    )
+    return env, agent, RLProgram(env, agent, train)
+
+
+def test_entropy_cost_anneals_linearly_then_stays():
+    _, _, program = _mpg_program(entropy_cost=0.01, entropy_cost_final=0.004, anneal_updates=2)
+    _, logs = program.run_chunk(program.init([0]))
+    # One update per log point; the cost is read before each update: 0.01, 0.007, 0.004, 0.004.
+    np.testing.assert_allclose(logs["entropy_cost"][0], [0.01, 0.007, 0.004, 0.004], rtol=1e-5)
+
+
+def test_previous_action_and_reward_reach_the_network_and_reset_at_first():
+    env, agent, _ = _mpg_program(prev_action_reward=True)
+    state = agent.init(jax.random.PRNGKey(0), env.specs(), 1)
+    _, ts = env.reset(jax.random.PRNGKey(1))
+    ts = jax.tree.map(lambda x: x[None], ts)
+    mid = ts._replace(step_type=jnp.full((1,), StepType.MID, jnp.int32))
+
+    def logits(timestep, prev_action):
+        _, _, info = agent.act(
+            state._replace(prev_action=jnp.array([prev_action])), timestep, jax.random.PRNGKey(2)
+        )
+        return np.asarray(info["logits"])
+
+    base = logits(mid, 0)
+    assert not np.allclose(base, logits(mid, 3))  # the previous action is an input
+    assert not np.allclose(base, logits(mid._replace(reward=mid.reward + 1.0), 0))  # and reward
+    # At FIRST both are masked: whatever came before, the output is the same.
+    np.testing.assert_array_equal(logits(ts, 0), logits(ts._replace(reward=ts.reward + 1), 3))
+
+
+def test_learner_unroll_matches_the_actor_with_previous_inputs():
+    """The learner rebuilds a_{t-1} and r_{t-1} from the trajectory exactly as the actor saw
+    them, so on-policy importance ratios are 1 (log-prob difference 0) at every step."""
+    env, agent, program = _mpg_program(prev_action_reward=True)
+    from baselines import vtrace
+
+    captured = {}
+    real_update = agent.update
+
+    def spy(state, trajectory, key):
+        captured["traj"] = trajectory
+        return real_update(state, trajectory, key)
+
+    program = RLProgram(env, agent._replace(update=spy), program.config)
+    carry = program.init_one(jnp.uint32(0))
+    carry, _ = program._update(carry, None)  # the first unroll (starts at FIRST)
+    carry, _ = program._update(carry, None)  # the second: crosses an episode boundary
+    traj = captured["traj"]
+    config = vtrace.VTraceConfig(torso_width=8, lstm_size=8, prev_action_reward=True)
+    network = vtrace.build_network(env.specs(), config)
+    start = traj.start_state
+    actions = jnp.concatenate([start.prev_action[None], traj.actions])
+    prev_a, prev_r = vtrace.previous_inputs(traj.timesteps, actions, config)
+    inputs = vtrace.NetInputs(traj.timesteps.observation, traj.timesteps.first(), prev_a, prev_r)
+    # Parameters before the second update are the ones the actor used in this unroll.
+    (learner_logits, _), _ = network.unroll(start.params, inputs, start.core_state)
+    np.testing.assert_allclose(learner_logits[:-1], traj.infos["logits"], atol=1e-5)
