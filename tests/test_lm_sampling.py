@@ -66,7 +66,7 @@ def test_routed_decode_equals_causal_teacher_forcing(causal):
     for j, layer in enumerate((1, 3)):
         cache = result.caches[layer]
         assert int(cache.fill) == routed[:, j].sum()
-        assert float(jnp.abs(cache.k[:, int(cache.fill) :]).max()) == 0.0
+        assert float(jnp.abs(cache.k[:, :, int(cache.fill) :]).max()) == 0.0
     report = routing_report(model, params, result)
     np.testing.assert_allclose(report.routed_fraction, routed.mean(axis=0))
     assert 0.0 <= float(report.overall_accuracy) <= 1.0

@@ -293,27 +293,48 @@ class RoutedBlock(Block):
         return x_out, cache, DecodeDecision(decision, r[:, 0], logit)
 
     def _decode_routed_rows(self, run, decision: Array, operands) -> tuple[Array, KVCache]:
-        """`run` on the rows where `decision` [B] is set, in a bucket of static size."""
-        batch = decision.shape[0]
+        """`run` on the rows where `decision` [B] is set, in a bucket of static size.
+
+        The branches only read the cache and return fixed-size results (padded to B rows); the
+        routed rows' new K/V are then scattered in at (row, fill) outside the switch, so no
+        branch copies a whole cache.
+        """
+        x, cache = operands[0], operands[3]
+        batch, max_len = decision.shape[0], cache.k.shape[2]
         sizes = [0] + [2**i for i in range(math.ceil(math.log2(batch)) + 1)]
         sizes = sorted({min(s, batch) for s in sizes})  # e.g. B = 8: 0, 1, 2, 4, 8
         count = jnp.sum(decision.astype(jnp.int32))
         branch = jnp.searchsorted(jnp.asarray(sizes), count)  # smallest bucket >= count
+        empty_kv = jnp.zeros((batch, cache.k.shape[1], cache.k.shape[3]), cache.k.dtype)
 
         def bucket(size: int):
             def fn(ops):
+                rows = jnp.full((batch,), batch, jnp.int32)  # B marks padding (dropped)
                 if size == 0:
-                    return ops[0], ops[3]
-                rows = jnp.nonzero(decision, size=size, fill_value=batch)[0]  # [size]
-                picked = jax.tree.map(lambda t: t[jnp.minimum(rows, batch - 1)], ops)
-                x_new, cache_new = run(picked)
-                # Padding rows (index B) are dropped by the scatter.
-                put = lambda full, new: full.at[rows].set(new, mode="drop")
-                return put(ops[0], x_new), jax.tree.map(put, ops[3], cache_new)
+                    return rows, x, empty_kv, empty_kv
+                picked_rows = jnp.nonzero(decision, size=size, fill_value=batch)[0]  # [size]
+                picked = jax.tree.map(lambda t: t[jnp.minimum(picked_rows, batch - 1)], ops)
+                x_new, cache_new = run(picked)  # cache_new: [size, T, ...], fill [size]
+                at_fill = lambda t: jnp.take_along_axis(
+                    t, picked[3].fill[:, None, None, None], axis=2
+                )[:, :, 0]  # [size, h, dh]: the row each routed sequence just wrote
+                pad = lambda t: jnp.zeros((batch, *t.shape[1:]), t.dtype).at[:size].set(t)
+                return (
+                    rows.at[:size].set(picked_rows),
+                    x.at[picked_rows].set(x_new, mode="drop"),
+                    pad(at_fill(cache_new.k)),
+                    pad(at_fill(cache_new.v)),
+                )
 
             return fn
 
-        return hk.switch(branch, [bucket(s) for s in sizes], operands)
+        rows, x_out, k_new, v_new = hk.switch(branch, [bucket(s) for s in sizes], operands)
+        # Scatter the new K/V rows at (sequence, its fill); padding rows fall outside and drop.
+        valid = rows < batch
+        fill_at = jnp.where(valid, cache.fill[jnp.minimum(rows, batch - 1)], max_len)
+        k = cache.k.at[rows, :, fill_at].set(k_new, mode="drop")
+        v = cache.v.at[rows, :, fill_at].set(v_new, mode="drop")
+        return x_out, KVCache(k, v, cache.fill + decision.astype(jnp.int32))
 
 
 class MoDTransformer(Transformer):

@@ -119,6 +119,19 @@ def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return jnp.einsum("bhnm,bmhd->bnhd", weights, v)
 
 
+def attend_cached(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """`attend` against a head-major cache: k/v [B, h, m, dh], mask [B, n, m] -> [B, n, h, dh].
+
+    The decode cache is head-major so that (B, h) are the leading batch dimensions of both
+    contractions and no step transposes the whole cache.
+    """
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    logits = jnp.einsum("bnhd,bhmd->bhnm", q, k)  # [B, h, n, m]
+    logits = jnp.where(mask[:, None], logits, MASKED_LOGIT)
+    weights = jax.nn.softmax(logits, axis=-1)
+    return jnp.einsum("bhnm,bhmd->bnhd", weights, v)
+
+
 def causal_mask(q_positions: Array, k_positions: Array) -> Array:
     """bool [B, n, m]: key j is visible to query i iff pos_j <= pos_i."""
     return k_positions[:, None, :] <= q_positions[:, :, None]
@@ -139,15 +152,15 @@ class KVCache(NamedTuple):
     sequence ([B]) when decoding a batch.
     """
 
-    k: Array  # [B, T, h, dh]
-    v: Array  # [B, T, h, dh]
+    k: Array  # [B, h, T, dh] (head-major, see `attend_cached`)
+    v: Array  # [B, h, T, dh]
     fill: Array  # int32 [] (shared) or [B] (per sequence)
 
 
 def empty_cache(
     config: TransformerConfig, max_len: int, batch: int = 1, per_row_fill: bool = False
 ) -> KVCache:
-    shape = (batch, max_len, config.heads, config.head_dim)
+    shape = (batch, config.heads, max_len, config.head_dim)
     fill = jnp.zeros((batch,), jnp.int32) if per_row_fill else jnp.int32(0)
     return KVCache(jnp.zeros(shape), jnp.zeros(shape), fill)
 
@@ -224,18 +237,20 @@ class Block(hk.Module):
             u = self.attn_norm(x)
         pos = jnp.full(x.shape[:2], position, dtype=jnp.int32)  # [B, 1]
         q, kv = self.qkv(u, pos)
-        rows = jnp.arange(cache.k.shape[1])  # [T]
+        new_k, new_v = (jnp.swapaxes(t, 1, 2) for t in kv)  # [B, h, 1, dh]
+        rows = jnp.arange(cache.k.shape[2])  # [T]
         if cache.fill.ndim == 0:  # one fill count for every row
-            k = jax.lax.dynamic_update_slice_in_dim(cache.k, kv.k, cache.fill, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(cache.v, kv.v, cache.fill, axis=1)
-            visible = jnp.broadcast_to(rows <= cache.fill, (x.shape[0], k.shape[1]))  # [B, T]
+            k = jax.lax.dynamic_update_slice_in_dim(cache.k, new_k, cache.fill, axis=2)
+            v = jax.lax.dynamic_update_slice_in_dim(cache.v, new_v, cache.fill, axis=2)
+            visible = jnp.broadcast_to(rows <= cache.fill, (x.shape[0], rows.shape[0]))  # [B, T]
         else:  # a fill count per row (a routed block's batched cache)
-            here = (rows[None] == cache.fill[:, None])[..., None, None]  # [B, T, 1, 1]
-            k = jnp.where(here, kv.k, cache.k)
-            v = jnp.where(here, kv.v, cache.v)
+            here = (rows[None] == cache.fill[:, None])[:, None, :, None]  # [B, 1, T, 1]
+            k = jnp.where(here, new_k, cache.k)
+            v = jnp.where(here, new_v, cache.v)
             visible = rows[None] <= cache.fill[:, None]  # [B, T]
         mask = visible[:, None, :]  # [B, 1, T]
-        a = self.attention_out(q, KV(k, v), mask)
+        o = attend_cached(q, k, v, mask)  # [B, 1, h, dh]
+        a = self.o_proj(o.reshape(*o.shape[:-2], self.config.d_model))
         return a, self.mlp(x + a), KVCache(k, v, cache.fill + 1)
 
     def decode(self, x: Array, position: Array, cache: KVCache) -> tuple[Array, KVCache, Any]:
