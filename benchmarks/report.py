@@ -10,8 +10,8 @@ and skipped; the rest of the report still builds.
 Every track found in the results gets:
 
 - claim verdicts from its report hook (`Track.report`, see benchmarks.figures), one line per
-  claim with its outcome: reproduced, not reproduced, or not run (the hook's INSUFFICIENT DATA
-  and INSUFFICIENT BUDGET: too few seeds or too little budget to judge);
+  claim with its outcome: reproduced, partial, not reproduced, or not run (the hook's
+  INSUFFICIENT DATA and INSUFFICIENT BUDGET: too few seeds or too little budget to judge);
 - run metadata (runs, seeds, tiers, commits, package versions, platform, wall time);
 - a summary table (final score per experiment and agent: IQM over seeds with a 95% CI);
 - the hook's figures and tables;
@@ -93,6 +93,7 @@ LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte
 OUTCOMES = {
     "REPRODUCED": "reproduced",
     "NOT REPRODUCED": "not reproduced",
+    "PARTIAL": "partial",  # part of a claim's criterion holds (e.g. planning P1's 1.3x tier)
     "INSUFFICIENT DATA": "not run",
     "INSUFFICIENT BUDGET": "not run",
     "NOT RUN": "not run",
@@ -822,7 +823,7 @@ figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#444}
 .badge{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em;
 white-space:nowrap;color:#fff}
-.reproduced{background:#2e7d32}.not-reproduced{background:#c62828}
+.reproduced{background:#2e7d32}.not-reproduced{background:#c62828}.partial{background:#ef6c00}
 .not-run{background:#757575}.unknown{background:#6d4c41}
 ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white-space:nowrap}
 .problems li{color:#a00}
