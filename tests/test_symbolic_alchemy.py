@@ -3,6 +3,7 @@ recording (E3), the rules step by step, chemistry inputs, determinism and compil
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import itertools
 import json
@@ -560,3 +561,267 @@ def test_bad_config_raises_naming_accepted_values():
     assert registry.make("symbolic_alchemy").level == (
         "perceptual_mapping_randomized_with_random_bottleneck"
     )
+
+
+# ------------------------------------------------- alchemist options (spec §4.3, §4.4, §7)
+
+ALCH = SymbolicAlchemy(
+    level="all_fixed", obs_repr="potion_counts", action_space="colour", shaping=True, num_trials=2
+)
+ALCH_STEP = jax.jit(ALCH.step)
+ALCH_RESET_FROM = jax.jit(ALCH.reset_from)
+# Fixed maps: potion colour = latent type (0 = x-, 1 = x+, 2 = y-, 3 = y+, 4 = z-, 5 = z+).
+
+
+def _colour_action(stone, colour, env=ALCH):
+    """Colour action: stone into the last unused potion of `colour` (6 = the cauldron)."""
+    return jnp.int32(1 + 7 * stone + colour + int(env.end_trial_action))
+
+
+def _alch_start(stones, potions):
+    return ALCH_RESET_FROM(_chem(), *_items(stones, potions, ALCH.num_trials))
+
+
+def test_alchemist_options_default_to_dm_alchemy_and_are_recorded():
+    config = ENV.config()
+    assert (config["obs_repr"], config["action_space"], config["shaping"]) == (
+        "slots",
+        "slot",
+        False,
+    )
+    assert config["belief_dim_map"] == "reference"
+    assert ALCH.config()["action_space"] == "colour" and ALCH.config()["shaping"] is True
+    assert ALCH.num_actions == 22 and ENV.num_actions == 40
+    assert SymbolicAlchemy(action_space="colour", end_trial_action=True).num_actions == 23
+    spec = ALCH.observation_spec()
+    assert spec.shape == (21,) and (spec.minimum, spec.maximum) == (-1.0, 12.0)
+    assert SymbolicAlchemy(obs_repr="potion_counts", chem_input="ground_truth").observation_spec(
+    ).shape == (49,)  # fmt: skip
+    assert SymbolicAlchemy(chem_input="belief_state").observation_spec().shape == (67,)
+
+
+def test_potion_counts_observation_counts_unused_potions_per_colour():
+    potions = [0, 0, 1, 5, 5, 5, 2, 3, 4, 4, 0, 1]
+    state, ts = _alch_start([7, 0, 3], potions)
+    obs = np.asarray(ts.observation)
+    np.testing.assert_array_equal(obs[:15], np.asarray(RESET_FROM_SLOTS([7, 0, 3], potions))[:15])
+    np.testing.assert_array_equal(obs[15:], [3, 2, 1, 1, 2, 3])
+    state, ts = ALCH_STEP(state, _colour_action(1, 5), KEY)  # a z+ potion is used up
+    np.testing.assert_array_equal(np.asarray(ts.observation)[15:], [3, 2, 1, 1, 2, 2])
+
+
+def RESET_FROM_SLOTS(stones, potions):
+    """The default env's first observation for the same items."""
+    return ENV.reset_from(_chem(), *_items(stones, potions))[1].observation
+
+
+def test_colour_action_uses_highest_index_unused_slot_and_is_a_noop_when_none():
+    # Colour 1 (x+) sits in slots 2, 5 and 9; colour 3 (y+) nowhere.
+    potions = [0, 0, 1, 0, 2, 1, 0, 2, 4, 1, 4, 0]
+    state, ts = _alch_start([0, 0, 0], potions)
+    expected_slots = [9, 5, 2]
+    for k, slot in enumerate(expected_slots):
+        before = state
+        state, ts = ALCH_STEP(state, _colour_action(k, 1), KEY)
+        used = np.flatnonzero(np.asarray(before.potion_present) & ~np.asarray(state.potion_present))
+        assert used.tolist() == [slot]
+        assert EVENTS[ts.extras["event"]] == "potion_effect" and int(state.stones[k]) == 1
+    before = state
+    state, ts = ALCH_STEP(state, _colour_action(0, 1), KEY)  # no x+ potion is left
+    state, ts = ALCH_STEP(state, _colour_action(0, 3), KEY)  # never had a y+ potion
+    for field in ("stones", "stone_present", "potion_present"):
+        np.testing.assert_array_equal(getattr(state, field), getattr(before, field))
+    assert float(ts.reward) == 0.0 and EVENTS[ts.extras["event"]] == "potion_slot_empty"
+    state, ts = ALCH_STEP(state, _colour_action(2, 6), KEY)  # stone 2 into the cauldron
+    assert EVENTS[ts.extras["event"]] == "cauldron" and float(ts.reward) == -1.0
+    assert not bool(state.stone_present[2])
+    state, ts = ALCH_STEP(state, jnp.int32(0), KEY)
+    assert EVENTS[ts.extras["event"]] == "noop"
+
+
+def test_shaping_penalties_follow_spec_and_never_reach_the_reward():
+    # Stone 0 at latent 0; colours: 0 (x-) has no effect on it, 1 (x+) moves it.
+    state, ts = _alch_start([0, 0, 7], [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 5])
+    cases = [
+        (_colour_action(0, 0), -0.2),  # potion used up, stone unchanged
+        (_colour_action(0, 0), -0.2 - 1.0),  # the same (stone, colour) again: repeat penalty
+        (_colour_action(1, 0), -0.2),  # same colour, other stone: no repeat penalty
+        (_colour_action(1, 1), 0.0),  # moves stone 1
+        (_colour_action(0, 1), 0.0),  # same stone, other colour: no repeat penalty
+        (jnp.int32(0), 0.0),  # no-op: never penalised
+        (_colour_action(2, 6), 15.0),  # cash +15: reward, no penalty
+        (_colour_action(2, 6), -1.0),  # cash a used stone: nothing changes at all
+        (_colour_action(2, 6), -1.0),  # repeating the cauldron is not a (stone, colour) repeat
+        (_colour_action(1, 2), -0.2),  # y- into stone 1 (latent 1, y = -1): no effect
+    ]
+    for k, (action, shaped) in enumerate(cases):
+        state, ts = ALCH_STEP(state, action, KEY)
+        env_reward = 15.0 if k == 6 else 0.0
+        assert float(ts.reward) == env_reward, k
+        np.testing.assert_allclose(float(ts.extras["shaped_reward"]), shaped, err_msg=str(k))
+    unshaped = SymbolicAlchemy(level="all_fixed", obs_repr="potion_counts", action_space="colour")
+    assert unshaped.config()["shaping"] is False
+
+
+def test_no_shaping_on_a_trials_last_step_and_trial_start_extra():
+    env = SymbolicAlchemy(
+        level="all_fixed", action_space="colour", shaping=True, num_trials=2, trial_steps=3
+    )
+    stones, potions = np.zeros((2, 3), np.int32), np.zeros((2, 12), np.int32)
+    state, ts = env.reset_from(_chem(), stones, potions)  # x- potions never move latent 0
+    assert bool(ts.extras["trial_start"])
+    starts, shaped = [], []
+    for _ in range(6):  # stone 0 into colour 0 over and over: no effect, repeats
+        state, ts = env.step(state, _colour_action(0, 0, env), KEY)
+        starts.append(bool(ts.extras["trial_start"]))
+        shaped.append(round(float(ts.extras["shaped_reward"]), 6))
+        assert float(ts.reward) == 0.0
+    assert starts == [False, False, True, False, False, False]  # LAST is no trial start
+    assert shaped == [-0.2, -1.2, 0.0, -0.2, -1.2, 0.0]
+    assert int(ts.step_type) == StepType.LAST
+
+
+def test_shaped_rollout_has_the_unshaped_rewards_observations_and_steps():
+    plain = SymbolicAlchemy(action_space="colour", obs_repr="potion_counts", num_trials=3)
+    shaped = dataclasses.replace(plain, shaping=True)
+
+    @jax.jit
+    def rollout(key):
+        def run(env):
+            state, _ = env.reset(key)
+
+            def body(state, k):
+                state, ts = env.step(state, jax.random.randint(k, (), 0, env.num_actions), k)
+                return state, (ts.reward, ts.observation, ts.extras["shaped_reward"])
+
+            return jax.lax.scan(body, state, jax.random.split(key, env.max_episode_steps))[1]
+
+        return run(plain), run(shaped)
+
+    (r0, o0, s0), (r1, o1, s1) = jax.device_get(rollout(jax.random.PRNGKey(3)))
+    np.testing.assert_array_equal(r0, r1)
+    np.testing.assert_array_equal(o0, o1)
+    np.testing.assert_array_equal(s0, r0)  # without shaping the extra is the reward
+    assert (s1 <= r1).all() and (s1 < r1).any()
+
+
+def test_ground_truth_extra_matches_the_input_in_its_frame():
+    for frame in CHEM_GRAPH_FRAMES_ALL:
+        env = SymbolicAlchemy(chem_input="ground_truth", chem_graph_frame=frame)
+        _, ts = env.reset_from(_chem(graph=chem.BOTTLENECK1, stone_map=5, potion_map=17),
+                               *_items([0, 1, 2], [0] * 12))  # fmt: skip
+        np.testing.assert_array_equal(ts.extras["chem_ground_truth"], ts.observation[39:])
+
+
+CHEM_GRAPH_FRAMES_ALL = ("reference", "aligned")
+ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+
+
+def test_belief_input_equals_the_flat_exact_posterior_on_random_rollouts():
+    """Exact posterior of baselines/alchemy/posterior.py, from observations only (E5; leak)."""
+    from baselines.alchemy import posterior as post
+
+    env = SymbolicAlchemy(
+        level=ROTATION_LEVEL, chem_input="belief_state", num_trials=3, trial_steps=8
+    )
+
+    @jax.jit
+    def episodes(keys):
+        def episode(key):
+            state, ts = env.reset(key)
+
+            def body(state, k):
+                state, t = env.step(state, jax.random.randint(k, (), 0, env.num_actions), k)
+                x = t.extras
+                return state, (t.observation, x["trial_final_obs"], x["trial_start"])
+
+            keys = jax.random.split(key, env.max_episode_steps)
+            _, outs = jax.lax.scan(body, state, keys)
+            actions = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(keys)
+            return ts.observation, actions, outs
+
+        return jax.vmap(episode)(keys)
+
+    obs0, actions, (obs, final, start) = jax.device_get(
+        episodes(jax.random.split(jax.random.PRNGKey(11), 4))
+    )
+    tables, checked, identified = post.tables(ROTATION_LEVEL), 0, 0
+    for e in range(len(obs0)):
+        mask = post.observe_trial_start(tables, post.prior_mask(ROTATION_LEVEL), obs0[e][:39])
+        np.testing.assert_array_equal(obs0[e][39:], post.belief_vector(ROTATION_LEVEL, mask))
+        previous = obs0[e][:39]
+        for k in range(env.max_episode_steps):
+            mask = post.observe_action(tables, mask, previous, int(actions[e][k]), final[e][k])
+            if start[e][k]:
+                mask = post.observe_trial_start(tables, mask, obs[e][k][:39])
+            expected = post.belief_vector(ROTATION_LEVEL, mask)
+            np.testing.assert_array_equal(obs[e][k][39:], expected, err_msg=f"{e}, {k}")
+            previous = obs[e][k][:39]
+            checked += 1
+            identified += int((expected != 0.5).any())
+    assert checked == 4 * 24 and identified > 0
+
+
+def test_belief_stays_half_while_more_than_one_rotation_fits():
+    from baselines.alchemy import posterior as post
+
+    env = SymbolicAlchemy(level=ROTATION_LEVEL, chem_input="belief_state", stones_per_trial=1)
+    rot_z = 1  # under z, latent 0 (stone map 0) looks (0, -1, -1): also aligned 1 under y
+    _, ts = env.reset_from(_chem(rotation=rot_z), *_items([0, 0, 0], [0] * 12))
+    np.testing.assert_array_equal(ts.observation[39:], np.full(28, 0.5, np.float32))
+    mask = post.observe_trial_start(
+        post.tables(ROTATION_LEVEL), post.prior_mask(ROTATION_LEVEL), np.asarray(ts.observation)
+    )
+    assert set(post.space(ROTATION_LEVEL).rotation[mask].tolist()) == {1, 2}
+    assert int(ts.extras["n_consistent"]) == int(mask.sum())
+    three = dataclasses.replace(env, stones_per_trial=3)  # zeros on axes 0 and 1: only z fits
+    _, ts = three.reset_from(_chem(rotation=rot_z), *_items([0, 1, 2], [0] * 12))
+    np.testing.assert_array_equal(ts.observation[39 + 24 :], np.eye(4, dtype=np.float32)[rot_z])
+
+
+def test_belief_depends_on_observations_only():
+    """Chemistries that agree on every stone seen give the same belief (no ground-truth leak)."""
+    env = SymbolicAlchemy(chem_input="belief_state")
+    beliefs, truths = [], []
+    for graph, potion_map in ((chem.FULL_CUBE, 0), (chem.BOTTLENECK3, 0), (chem.BOTTLENECK1, 8)):
+        # Potion map 8 swaps latent axes 1 and 2 of the potions: colours carry no evidence.
+        chemistry = _chem(graph=graph, potion_map=potion_map)
+        _, ts = env.reset_from(chemistry, *_items([0, 3, 5], [0] * 12))
+        beliefs.append(np.asarray(ts.observation[39:]))
+        truths.append(np.asarray(ts.extras["chem_ground_truth"]))
+    np.testing.assert_array_equal(beliefs[0], beliefs[1])
+    np.testing.assert_array_equal(beliefs[0], beliefs[2])
+    assert not np.array_equal(truths[0], truths[1]) and not np.array_equal(truths[0], truths[2])
+
+
+def test_alchemist_env_vmaps_and_compiles_once():
+    env = SymbolicAlchemy(
+        level=ROTATION_LEVEL,
+        obs_repr="potion_counts",
+        action_space="colour",
+        shaping=True,
+        chem_input="belief_state",
+        trial_steps=15,
+    )
+    reset, step = jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))
+    keys = jax.random.split(KEY, 8)
+    state, ts = reset(keys)
+    for i in range(3):
+        state, ts = step(state, jnp.full((8,), 1 + i, jnp.int32), keys)
+    assert ts.observation.shape == (8, 49) and ts.extras["shaped_reward"].shape == (8,)
+    assert ts.extras["trial_start"].dtype == jnp.bool_
+    assert step._cache_size() == 1 and reset._cache_size() == 1
+    assert env.max_episode_steps == 150
+
+
+def test_bad_alchemist_options_raise_naming_accepted_values():
+    with pytest.raises(ValueError, match="potion_counts"):
+        SymbolicAlchemy(obs_repr="counts")
+    with pytest.raises(ValueError, match="'colour'"):
+        SymbolicAlchemy(action_space="color")
+    with pytest.raises(ValueError, match="belief_state"):
+        SymbolicAlchemy(chem_input="belief")
+    with pytest.raises(ValueError, match="exact"):
+        SymbolicAlchemy(belief_dim_map="aligned")
+    with pytest.raises(ValueError, match="shaping must be a bool"):
+        SymbolicAlchemy(shaping=1)
