@@ -127,3 +127,15 @@ def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
         update=lambda state, trajectory, key: (state, {}),
         learns=False,
     )
+
+
+def make_ideal_observer_budgeted(specs: EnvSpecs, **config: Any) -> Agent:
+    """Agent `ideal_observer_budgeted`: the ideal observer's posterior with the node-budgeted
+    planner. An approximation, so it has its own id and is never reported as the ideal observer."""
+    planner = config.pop("io_planner", "budgeted")
+    if planner != "budgeted":
+        raise ValueError(
+            f"agent 'ideal_observer_budgeted' always plans with io_planner='budgeted', got "
+            f"{planner!r}; use agent 'ideal_observer' for the exhaustive planner"
+        )
+    return make_ideal_observer(specs, io_planner="budgeted", **config)

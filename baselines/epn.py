@@ -1,0 +1,552 @@
+"""Episodic Planning Network (planning spec §2.1), agent id `epn`, on the shared V-trace learner.
+
+Memory (param-free data, per environment): at every non-FIRST step t the slot
+m_t = [o_{t-1}; one_hot(a_{t-1}); o_t] is appended (o = the `position` code; the goal is never
+stored); FIRST clears it. `memory="dedup_moves"` keeps only move transitions (a_{t-1} is not
+Collect, the last action of MPG and street navigation) and drops a slot equal to one already held.
+Slots fill in order and a write to a full memory is dropped, so the valid slots are always the
+prefix `count` of the buffer (never the case at the documented sizes: `all` with N >= episode
+length, `dedup_moves` with N >= 4n^2 on MPG).
+
+Read, with the current goal g_t and position o_t (all masked to the valid slots):
+    x_i = MLP_emb([m_i; g_t])                       2 layers, ReLU, width D
+    K x:  x <- x + MHA(LN(x));  x <- x + MLP(LN(x))  one shared pre-LN block, MLP hidden 2D
+    y_i = MLP_out([x_i; o_t]);  z = max_i y_i       feature-wise max over valid slots, 0 if none
+    (logits, value) = heads(z)                      optionally after an LSTM (`post_lstm`)
+
+Speed (spec §2.5: the EPN is FLOP-bound). The read of one step is independent of every other
+step once its memory is known, and the memory is data, not a function of the parameters. So the
+learner's unroll first replays the writes (a cheap scan over data: the exact `write` of acting)
+to get every step's memory, then reads all T+1 steps x B environments as one batch: no
+sequential network steps, no gathers or scatters in the differentiated part. The batch is cut
+into chunks of `query_chunk` reads along time (`lax.map`) so each chunk's working set stays in
+cache. The shared block has a hand-written backward (`block`, checked against `block_reference`),
+per-head projections without transposes and the key mask folded into the score product.
+
+Test-time K: no parameter depends on `num_iterations`, so the agent state trained with one K runs
+unchanged under `make(specs, **{**config, "num_iterations": K_test})` (see `with_iterations`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines.types import Agent
+from baselines.vtrace import NetInputs, Network, VTraceConfig, make_learner
+from environments.core import EnvSpecs, check_positive_int, validate_choice
+
+MEMORY_MODES = ("all", "dedup_moves")
+# VTraceConfig fields that configure the LSTM network, not the learner: not accepted here.
+_NETWORK_ONLY = ("torso", "torso_width", "lstm_size", "prev_action_reward")
+LEARNER_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(VTraceConfig) if f.name not in _NETWORK_ONLY
+)
+_NEG = -1e9  # additive mask of invalid keys: exp underflows to exactly 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EPNConfig:
+    """The network's options (the learner's are VTraceConfig's)."""
+
+    d_model: int = 32  # D (quick 32, paper 64)
+    num_heads: int = 2  # H (quick 2, paper 4); must divide D
+    num_iterations: int = 4  # K, applications of the shared block
+    memory: str = "all"  # all | dedup_moves
+    memory_slots: int | None = None  # N; None: the environment's episode length
+    post_lstm: bool = False  # an LSTM between the pool and the heads (UNVERIFIED)
+    post_lstm_size: int = 64
+    # Learner reads per chunk, rounded to whole steps of all environments (speed only: small
+    # chunks keep the working set in cache; 0: one batched call over the whole unroll).
+    query_chunk: int = 64
+
+    def __post_init__(self):
+        for name in ("d_model", "num_heads", "num_iterations", "post_lstm_size"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("query_chunk", self.query_chunk, minimum=0)
+        validate_choice("memory", self.memory, MEMORY_MODES)
+        validate_choice("post_lstm", self.post_lstm, (False, True))
+        if self.memory_slots is not None:
+            check_positive_int("memory_slots", self.memory_slots)
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads!r} must divide d_model={self.d_model!r}; "
+                f"accepted: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}"
+            )
+
+
+NETWORK_OPTIONS = tuple(f.name for f in dataclasses.fields(EPNConfig))
+
+
+def split_config(
+    overrides: dict[str, Any], network_options: tuple[str, ...]
+) -> tuple[dict[str, Any], VTraceConfig]:
+    """(network options, VTraceConfig) from one flat config; unknown keys raise a ValueError."""
+    unknown = sorted(set(overrides) - set(network_options) - set(LEARNER_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {unknown}; accepted: "
+            f"{', '.join(sorted(network_options + LEARNER_OPTIONS))}"
+        )
+    network = {k: v for k, v in overrides.items() if k in network_options}
+    learner = VTraceConfig(**{k: v for k, v in overrides.items() if k in LEARNER_OPTIONS})
+    return network, learner
+
+
+def planning_observation(observation: Any) -> tuple[jax.Array, jax.Array]:
+    """(position code, goal code) as float32 from a {"position", "goal"} observation."""
+    if not isinstance(observation, dict) or set(observation) != {"position", "goal"}:
+        keys = sorted(observation) if isinstance(observation, dict) else type(observation)
+        raise ValueError(
+            f"the planning agents need observations {{'position', 'goal'}}, got {keys!r}"
+        )
+    return (
+        observation["position"].astype(jnp.float32),
+        observation["goal"].astype(jnp.float32),
+    )
+
+
+# ----------------------------------------------------------------------------- layers (pure)
+def dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Array]:
+    """haiku's default Linear init: truncated normal with std 1/sqrt(fan_in), zero bias."""
+    std = 1.0 / math.sqrt(fan_in)
+    w = jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out), jnp.float32) * std
+    return {"w": w / 0.87962566, "b": jnp.zeros((fan_out,), jnp.float32)}
+
+
+def norm_init(d: int) -> dict[str, jax.Array]:
+    return {"scale": jnp.ones((d,), jnp.float32), "offset": jnp.zeros((d,), jnp.float32)}
+
+
+def layer_norm(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+    """LayerNorm over the last axis (eps 1e-5, as haiku)."""
+    mean = jnp.mean(x, -1, keepdims=True)
+    centred = x - mean
+    var = jnp.mean(centred * centred, -1, keepdims=True)
+    return centred * (jax.lax.rsqrt(var + 1e-5) * p["scale"]) + p["offset"]
+
+
+def linear(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+    return x @ p["w"] + p["b"]
+
+
+def heads_init(key: jax.Array, d_in: int, hidden: int, num_actions: int) -> dict[str, Any]:
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "hidden": dense_init(k1, d_in, hidden),
+        "policy": dense_init(k2, hidden, num_actions),
+        "value": dense_init(k3, hidden, 1),
+    }
+
+
+def heads(p: dict[str, Any], z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """MLP(z) -> (policy logits [..., A], value [...])."""
+    h = jax.nn.relu(linear(p["hidden"], z))
+    return linear(p["policy"], h), linear(p["value"], h)[..., 0]
+
+
+def block_init(key: jax.Array, d: int, mlp_hidden: int) -> dict[str, Any]:
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return {
+        "ln_attn": norm_init(d),
+        "qkv": dense_init(k1, d, 3 * d),  # fused [Q | K | V], head h at columns h*dh:(h+1)*dh
+        "attn_out": dense_init(k2, d, d),
+        "ln_mlp": norm_init(d),
+        "mlp_in": dense_init(k3, d, mlp_hidden),
+        "mlp_out": dense_init(k4, mlp_hidden, d),
+    }
+
+
+def block_reference(
+    p: dict[str, Any], x: jax.Array, key_bias: jax.Array, num_heads: int
+) -> jax.Array:
+    """One pre-LN block, plainly written (differentiated by JAX): the definition `block` meets.
+
+    x [R, S, D]; key_bias [R, S] (0 for a valid key, -1e9 otherwise).
+    """
+    r, s, d = x.shape
+    dh = d // num_heads
+    qkv = linear(p["qkv"], layer_norm(p["ln_attn"], x)).reshape(r, s, 3, num_heads, dh)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [R, S, H, dh]
+    logits = jnp.einsum("rshd,rthd->rhst", q / math.sqrt(dh), k) + key_bias[:, None, None, :]
+    out = jnp.einsum("rhst,rthd->rshd", jax.nn.softmax(logits, -1), v).reshape(r, s, d)
+    x = x + linear(p["attn_out"], out)
+    return x + linear(p["mlp_out"], jax.nn.relu(linear(p["mlp_in"], layer_norm(p["ln_mlp"], x))))
+
+
+# The block's forward and backward are written out by hand (`block` is a custom VJP). Why: XLA's
+# CPU autodiff of the plain block emits ~2x more ops (softmax backward over [S, S] in several
+# passes, head transposes, re-materialised broadcasts), and the backward is the larger half of the
+# learner. Layout: every head's q, k, v come from their own projection as contiguous [R, S, dh]
+# (no head transposes or slices, so XLA's CPU backend fuses a whole iteration when acting); the
+# key mask rides in the score product ([q, 1] . [k, bias]) instead of a broadcast [R, S, S] add;
+# the backward uses dS = P * (dP - rowsum(dO * O)) and one concatenated dQKV.
+def _normalise(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    centred = x - jnp.mean(x, -1, keepdims=True)
+    inv = jax.lax.rsqrt(jnp.mean(centred * centred, -1, keepdims=True) + 1e-5)
+    return centred * inv, inv  # [R, S, D], [R, S, 1]
+
+
+def _layer_norm_backward(da, normed, inv, scale):
+    """(dx, dscale, doffset) of a = normed * scale + offset, normed = LN(x) without affine."""
+    dn = da * scale
+    dx = inv * (
+        dn - jnp.mean(dn, -1, keepdims=True) - normed * jnp.mean(dn * normed, -1, keepdims=True)
+    )
+    return dx, _sum_rows(da * normed), _sum_rows(da)
+
+
+def _sum_rows(g: jax.Array) -> jax.Array:
+    return jnp.sum(g.reshape(-1, g.shape[-1]), 0)
+
+
+def _rows_matmul(a: jax.Array, w: jax.Array) -> jax.Array:
+    return jnp.einsum("rsi,ij->rsj", a, w)  # [R, S, I] @ [I, J]
+
+
+def _weight_grad(a: jax.Array, g: jax.Array) -> jax.Array:
+    return jnp.einsum("rsi,rsj->ij", a, g)  # sum over rows of a^T g
+
+
+def _head_projections(p, a1, h, dh, d):
+    """q (pre-scaled), k, v [R, S, dh] of head h straight from LN(x): contiguous, no slicing."""
+    w, b = p["qkv"]["w"], p["qkv"]["b"]
+    scale = 1.0 / math.sqrt(dh)
+    cols = [slice(j * d + h * dh, j * d + (h + 1) * dh) for j in range(3)]
+    q = _rows_matmul(a1, w[:, cols[0]] * scale) + b[cols[0]] * scale
+    return (
+        q,
+        _rows_matmul(a1, w[:, cols[1]]) + b[cols[1]],
+        _rows_matmul(a1, w[:, cols[2]]) + b[cols[2]],
+    )
+
+
+def _masked_scores(q, k, key_bias):
+    """[R, S, S] q k^T + key_bias, the mask folded into the product: [q, 1] . [k, bias]."""
+    ones = jnp.ones(q.shape[:-1] + (1,), q.dtype)
+    q1 = jnp.concatenate([q, ones], -1)
+    kb = jnp.concatenate([k, key_bias[..., None]], -1)
+    return jnp.einsum("rsd,rtd->rst", q1, kb)
+
+
+def _block_forward(p, x, key_bias, num_heads):
+    d = x.shape[-1]
+    dh = d // num_heads
+    normed1, inv1 = _normalise(x)
+    a1 = normed1 * p["ln_attn"]["scale"] + p["ln_attn"]["offset"]
+    x1 = x + p["attn_out"]["b"]
+    heads_saved = []
+    for h in range(num_heads):
+        q, k, v = _head_projections(p, a1, h, dh, d)  # [R, S, dh]
+        probs = jax.nn.softmax(_masked_scores(q, k, key_bias), -1)  # [R, S, S]
+        o = jnp.einsum("rst,rtd->rsd", probs, v)
+        x1 = x1 + _rows_matmul(o, p["attn_out"]["w"][h * dh : (h + 1) * dh])
+        heads_saved.append((q, k, v, probs, o))
+    normed2, inv2 = _normalise(x1)
+    a2 = normed2 * p["ln_mlp"]["scale"] + p["ln_mlp"]["offset"]
+    hidden = jnp.maximum(_rows_matmul(a2, p["mlp_in"]["w"]) + p["mlp_in"]["b"], 0.0)
+    x2 = x1 + _rows_matmul(hidden, p["mlp_out"]["w"]) + p["mlp_out"]["b"]
+    return x2, (normed1, inv1, a1, heads_saved, normed2, inv2, a2, hidden)
+
+
+def _block_backward(p, saved, dx2, num_heads):
+    normed1, inv1, a1, heads_saved, normed2, inv2, a2, hidden = saved
+    d = normed1.shape[-1]
+    dh = d // num_heads
+    scale = 1.0 / math.sqrt(dh)  # q is saved pre-scaled
+    grads = {"mlp_out": {"w": _weight_grad(hidden, dx2), "b": _sum_rows(dx2)}}
+    dpre = jnp.where(hidden > 0, _rows_matmul(dx2, p["mlp_out"]["w"].T), 0.0)
+    grads["mlp_in"] = {"w": _weight_grad(a2, dpre), "b": _sum_rows(dpre)}
+    dx1, dscale, doffset = _layer_norm_backward(
+        _rows_matmul(dpre, p["mlp_in"]["w"].T), normed2, inv2, p["ln_mlp"]["scale"]
+    )
+    grads["ln_mlp"] = {"scale": dscale, "offset": doffset}
+    dx1 = dx1 + dx2
+    w_out = p["attn_out"]["w"]
+    dw_out, dqs, dks, dvs = [], [], [], []
+    for h, (q, k, v, probs, o) in enumerate(heads_saved):
+        dw_out.append(_weight_grad(o, dx1))
+        do = _rows_matmul(dx1, w_out[h * dh : (h + 1) * dh].T)  # [R, S, dh]
+        dvs.append(jnp.einsum("rst,rsd->rtd", probs, do))
+        dp = jnp.einsum("rsd,rtd->rst", do, v)
+        ds = probs * (dp - jnp.sum(do * o, -1, keepdims=True))  # [R, S, S]
+        dqs.append(jnp.einsum("rst,rtd->rsd", ds, k) * scale)
+        dks.append(jnp.einsum("rst,rsd->rtd", ds, q))
+    dqkv = jnp.concatenate(dqs + dks + dvs, -1)  # [R, S, 3D]
+    grads["attn_out"] = {"w": jnp.concatenate(dw_out, 0), "b": _sum_rows(dx1)}
+    grads["qkv"] = {"w": _weight_grad(a1, dqkv), "b": _sum_rows(dqkv)}
+    dx, dscale, doffset = _layer_norm_backward(
+        _rows_matmul(dqkv, p["qkv"]["w"].T), normed1, inv1, p["ln_attn"]["scale"]
+    )
+    grads["ln_attn"] = {"scale": dscale, "offset": doffset}
+    return dx + dx1, grads
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def block(p: dict[str, Any], x: jax.Array, key_bias: jax.Array, num_heads: int) -> jax.Array:
+    """One pre-LN block over the slots (attention, then a ReLU MLP): `block_reference`'s values
+    with a hand-written backward. x [R, S, D]; key_bias [R, S] (0 valid key, -1e9 masked)."""
+    return _block_forward(p, x, key_bias, num_heads)[0]
+
+
+def _block_fwd(p, x, key_bias, num_heads):
+    out, saved = _block_forward(p, x, key_bias, num_heads)
+    return out, (p, saved)
+
+
+def _block_bwd(num_heads, residuals, dx2):
+    p, saved = residuals
+    dx, grads = _block_backward(p, saved, dx2, num_heads)
+    return grads, dx, None
+
+
+block.defvjp(_block_fwd, _block_bwd)
+
+
+def lstm_init(key: jax.Array, d_in: int, size: int) -> dict[str, jax.Array]:
+    p = dense_init(key, d_in + size, 4 * size)
+    return {"w": p["w"], "b": p["b"]}
+
+
+def lstm_step(p: dict[str, jax.Array], x: jax.Array, state: tuple, reset: jax.Array):
+    """One LSTM step (gates i, g, f, o as haiku, forget bias 1); state zeroed where `reset`."""
+    h, c = (jnp.where(reset[:, None], 0.0, s) for s in state)
+    gates = jnp.concatenate([x, h], -1) @ p["w"] + p["b"]
+    i, g, f, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return h, (h, c)
+
+
+# ----------------------------------------------------------------------------- memory (data)
+class EPNMemory(NamedTuple):
+    """The episodic memory of each environment (no parameters involved)."""
+
+    slots: jax.Array  # [B, N, M] float32, M = 2P + A; slots [:count] are valid
+    count: jax.Array  # [B] int32 valid slots
+    prev_position: jax.Array  # [B, P] float32, o_{t-1}
+
+
+class EPNState(NamedTuple):
+    memory: EPNMemory
+    lstm: tuple  # (h, c) [B, S] with `post_lstm`, else ()
+
+
+def write(
+    memory: EPNMemory,
+    position: jax.Array,  # [B, P] o_t
+    first: jax.Array,  # [B] bool
+    prev_action: jax.Array,  # [B] int32 a_{t-1}
+    num_actions: int,
+    dedup_moves: bool,
+) -> EPNMemory:
+    """Clear at FIRST (zeroed), else append [o_{t-1}; one_hot(a_{t-1}); o_t] (dropped when
+    full)."""
+    n = memory.slots.shape[1]
+    count = jnp.where(first, 0, memory.count)  # [B]
+    held_slots = jnp.where(first[:, None, None], 0.0, memory.slots)
+    slot = jnp.concatenate(
+        [memory.prev_position, jax.nn.one_hot(prev_action, num_actions), position], -1
+    )  # [B, M]
+    keep = ~first & (count < n)
+    index = jnp.arange(n)[None, :]  # [1, N]
+    if dedup_moves:
+        held = index < count[:, None]  # [B, N]
+        same = jnp.all(held_slots == slot[:, None, :], axis=-1) & held  # [B, N]
+        keep &= (prev_action != num_actions - 1) & ~jnp.any(same, axis=-1)
+    at = (index == count[:, None]) & keep[:, None]  # [B, N]
+    slots = jnp.where(at[..., None], slot[:, None, :], held_slots)
+    return EPNMemory(slots, count + keep.astype(jnp.int32), position)
+
+
+# ----------------------------------------------------------------------------- the network
+def init_params(
+    key: jax.Array, position_dim: int, goal_dim: int, num_actions: int, config: EPNConfig
+) -> dict[str, Any]:
+    """Parameters; none depends on `num_iterations` (the block is shared across iterations)."""
+    d = config.d_model
+    slot_dim = 2 * position_dim + num_actions
+    keys = jax.random.split(key, 8)
+    params = {
+        "embed_in": dense_init(keys[0], slot_dim + goal_dim, d),
+        "embed_out": dense_init(keys[1], d, d),
+        "block": block_init(keys[2], d, 2 * d),
+        "readout_in": dense_init(keys[3], d + position_dim, d),
+        "readout_out": dense_init(keys[4], d, d),
+    }
+    head_in = d
+    if config.post_lstm:
+        params["lstm"] = lstm_init(keys[5], d, config.post_lstm_size)
+        head_in = config.post_lstm_size
+    params["heads"] = heads_init(keys[6], head_in, d, num_actions)
+    return params
+
+
+def pooled_read(
+    params: dict[str, Any],
+    slots: jax.Array,  # [R, N, M]
+    count: jax.Array,  # [R]
+    goal: jax.Array,  # [R, G]
+    position: jax.Array,  # [R, P]
+    config: EPNConfig,
+) -> jax.Array:
+    """z [R, D]: embed with the current goal, K shared blocks, read out with o_t, masked max.
+
+    Slots at or beyond `count` never change the result (keys masked, pool masked); they must
+    be finite (`write` keeps them zero).
+    """
+    n, m = slots.shape[1], slots.shape[2]
+    valid = jnp.arange(n)[None, :] < count[:, None]  # [R, N]; slots beyond are masked out
+    w_in = params["embed_in"]["w"]  # [M + G, D]
+    goal_term = goal @ w_in[m:] + params["embed_in"]["b"]  # [R, D], once per query
+    x = jax.nn.relu(slots @ w_in[:m] + goal_term[:, None, :])  # [R, N, D]
+    x = linear(params["embed_out"], x)
+    key_bias = jnp.where(valid, 0.0, _NEG)  # [R, N]
+    for _ in range(config.num_iterations):
+        x = block(params["block"], x, key_bias, config.num_heads)
+    w_r = params["readout_in"]["w"]  # [D + P, D]
+    d = config.d_model
+    pos_term = position @ w_r[d:] + params["readout_in"]["b"]  # [R, D]
+    y = linear(params["readout_out"], jax.nn.relu(x @ w_r[:d] + pos_term[:, None, :]))
+    z = jnp.max(jnp.where(valid[..., None], y, -jnp.inf), axis=1)  # [R, D]
+    return jnp.where(count[:, None] > 0, z, 0.0)
+
+
+def time_chunked(fn, num_steps: int, chunk_steps: int):
+    """Apply `fn(*arrays [c, B, ...])` to chunks of `chunk_steps` leading (time) steps with
+    `lax.map` (a bitcast split of the leading axis, padded at the end when needed)."""
+    if chunk_steps >= num_steps:
+        return fn
+    num_chunks = -(-num_steps // chunk_steps)
+    pad = num_chunks * chunk_steps - num_steps
+
+    def apply(*arrays):
+        def split(a):
+            if pad:
+                a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)])
+            return a.reshape(num_chunks, chunk_steps, *a.shape[1:])
+
+        out = jax.lax.map(lambda xs: fn(*xs), tuple(split(a) for a in arrays))
+        merge = lambda o: o.reshape(num_chunks * chunk_steps, *o.shape[2:])[:num_steps]
+        return jax.tree.map(merge, out)
+
+    return apply
+
+
+def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
+    """The EPN as a `Network` over NetInputs ({"position", "goal"} observations)."""
+    num_actions = specs.action.num_values
+    position_dim = int(np.prod(specs.observation["position"].shape))
+    goal_dim = int(np.prod(specs.observation["goal"].shape))
+    num_slots = config.memory_slots
+    if num_slots is None:
+        if specs.max_episode_steps is None:
+            raise ValueError("memory_slots=None needs an environment with max_episode_steps")
+        num_slots = int(specs.max_episode_steps)
+    slot_dim = 2 * position_dim + num_actions
+    dedup = config.memory == "dedup_moves"
+
+    def initial_state(num_envs: int) -> EPNState:
+        memory = EPNMemory(
+            jnp.zeros((num_envs, num_slots, slot_dim), jnp.float32),
+            jnp.zeros((num_envs,), jnp.int32),
+            jnp.zeros((num_envs, position_dim), jnp.float32),
+        )
+        lstm = ()
+        if config.post_lstm:
+            zeros = jnp.zeros((num_envs, config.post_lstm_size), jnp.float32)
+            lstm = (zeros, zeros)
+        return EPNState(memory, lstm)
+
+    def init(key: jax.Array, inputs: NetInputs, state: EPNState):
+        del inputs, state
+        return init_params(key, position_dim, goal_dim, num_actions, config)
+
+    def step(params, inputs: NetInputs, state: EPNState):
+        position, goal = planning_observation(inputs.observation)
+        memory = write(state.memory, position, inputs.first, inputs.prev_action, num_actions, dedup)
+        z = pooled_read(params, memory.slots, memory.count, goal, position, config)
+        lstm = state.lstm
+        if config.post_lstm:
+            z, lstm = lstm_step(params["lstm"], z, lstm, inputs.first)
+        return heads(params["heads"], z), EPNState(memory, lstm)
+
+    def unroll(params, inputs: NetInputs, state: EPNState):
+        position, goal = planning_observation(inputs.observation)  # [T, B, P], [T, B, G]
+        t, b = inputs.first.shape
+
+        def replay(memory, xs):
+            memory = write(memory, *xs, num_actions, dedup)
+            return memory, (memory.slots, memory.count)
+
+        memory, (slots, count) = jax.lax.scan(
+            replay, state.memory, (position, inputs.first, inputs.prev_action)
+        )  # slots [T, B, N, M]: the memory every step reads, as acting saw it
+
+        def read(*arrays):  # [c, B, ...] -> z [c, B, D]: one batched read of c steps
+            c = arrays[0].shape[0]
+            flat = [a.reshape(c * b, *a.shape[2:]) for a in arrays]
+            return pooled_read(params, *flat, config).reshape(c, b, -1)
+
+        chunk_steps = max(1, config.query_chunk // b) if config.query_chunk else t
+        z = time_chunked(read, t, chunk_steps)(slots, count, goal, position)  # [T, B, D]
+        lstm = state.lstm
+        if config.post_lstm:
+
+            def lstm_scan(carry, xs):
+                z_t, first_t = xs  # [B, D], [B]
+                out, carry = lstm_step(params["lstm"], z_t, carry, first_t)
+                return carry, out
+
+            lstm, z = jax.lax.scan(lstm_scan, lstm, (z, inputs.first))
+        return heads(params["heads"], z), EPNState(memory, lstm)
+
+    return Network(init=init, step=step, unroll=unroll, initial_state=initial_state)
+
+
+def make(specs: EnvSpecs, **config: Any) -> Agent:
+    """The EPN agent: network options of `EPNConfig` plus the learner options of VTraceConfig."""
+    network, learner = split_config(config, NETWORK_OPTIONS)
+    return make_learner(specs, learner, build_network(specs, EPNConfig(**network)))
+
+
+def with_iterations(config: dict[str, Any], num_iterations: int) -> dict[str, Any]:
+    """The same agent config with another K: its agent reuses a trained state unchanged."""
+    return {**config, "num_iterations": num_iterations}
+
+
+def forward_flops(
+    config: EPNConfig, num_slots: int, position_dim: int, goal_dim: int, num_actions: int
+) -> dict[str, int]:
+    """Matmul FLOPs (2 per multiply-add) of one read, by part, and the backward's extra.
+
+    forward  = embed 2N(M+D)D + 2GD  + K(16ND^2 + 4N^2D)  + readout 2N(2D^2) + 2PD  + heads
+    backward = 2 x forward, less the input gradient of the data-fed products (slots, goal, o_t).
+    """
+    d, n, k = config.d_model, num_slots, config.num_iterations
+    m = 2 * position_dim + num_actions
+    embed = 2 * n * m * d + 2 * n * d * d + 2 * goal_dim * d
+    plan = k * (16 * n * d * d + 4 * n * n * d)
+    readout = 4 * n * d * d + 2 * position_dim * d
+    head = 2 * (d * d + d * num_actions + d)
+    lstm = 0
+    if config.post_lstm:
+        s = config.post_lstm_size
+        lstm = 2 * (d + s) * 4 * s
+        head = 2 * (s * d + d * num_actions + d)
+    forward = embed + plan + readout + head + lstm
+    data_fed = 2 * n * m * d + 2 * goal_dim * d + 2 * position_dim * d
+    return {
+        "embed": embed,
+        "plan": plan,
+        "readout": readout,
+        "heads": head + lstm,
+        "forward": forward,
+        "backward": 2 * forward - data_fed,
+    }

@@ -1,0 +1,245 @@
+"""Post-run evaluation of the abstraction track: a fixed Symbolic Alchemy evaluation set.
+
+Spec `abstraction.md` §5 scores every arm on the 1000-episode evaluation set with per-trial
+rewards, per-edge-class scores and behaviour counts. The released set (1000 chemistries and
+items, converted from dm_alchemy) is not in `../shared/reference/alchemy/` yet, so this module
+draws its own: episode i is `env.reset(fold_in(PRNGKey(EVAL_SET_SEED), i))`. That set
+
+- is the same for every arm, seed and run (paired comparisons, e.g. oracle − IO, are exact);
+- is prefix-stable (the first 100 episodes of a 1000-episode set are the 100-episode set), so a
+  slow policy evaluated on fewer episodes sees the same first episodes as everyone else;
+- depends only on the level and the number of trials (the chemistry and every trial's items are
+  drawn at reset), so 15-step-trial arms play the same chemistries and items as 20-step ones.
+
+Evaluation `alchemy_eval` plays the trained agent on that set, all episodes in parallel, from a
+fresh agent state (zero LSTM state, empty memory) holding the trained parameters. Learning agents
+are played with sampled actions (`sample`, the spec's default `eval_policy`) and greedy ones
+(`greedy`: argmax of the policy logits; the argmax is also what the agent sees as a_{t−1});
+`primary` names the policy that gives the arm's score (the baseline samples, the alchemist is
+greedy). Non-learning agents play their own policy (`own`). Action draws come from a key derived
+from the run's seed, so the table is a deterministic function of (trained agent, seed).
+
+Table `alchemy_eval`, one row per (policy, episode):
+
+    policy, primary (1 for the arm's scoring policy), episode, trial_steps, num_trials,
+    potions_per_trial,
+    episode_return (env reward only: checked equal to the sum of the step rewards, so shaping
+    can never leak into it), num_edges (graph edge count 7/8/9/10/12), trial_1 .. trial_<T>
+    (reward per trial), the environment's behaviour counts (potions_used, no_effect_potions,
+    negative_cashed, positive_left, degraded_15), cashed (stones put in the cauldron) and
+    invalid_actions (actions on used or absent slots).
+
+The agent id `ideal_observer_budgeted` (baselines.alchemy.agent) is the ideal observer with
+`io_planner="budgeted"`, so the approximation is stored and reported under its own name and
+never as the ideal observer (spec §2.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from baselines.types import Agent
+from benchmarks.evaluations import register_evaluation
+from benchmarks.tracks import Experiment
+from environments.core import EnvSpecs
+from environments.symbolic_alchemy import EVENTS
+
+EVALUATION = "alchemy_eval"
+TABLE = "alchemy_eval"
+ENV = "symbolic_alchemy"
+EVAL_SET_SEED = 0xA1C4E  # the evaluation set's key; never a training seed's
+ACT_KEY_SALT = 0x414C43  # folded into PRNGKey(seed) for the evaluation's action draws
+EVAL_EPISODES = 1000  # spec §5: the evaluation set has 1000 episodes
+POLICIES = ("sample", "greedy")  # learning agents; non-learning agents play "own"
+OWN_POLICY = "own"
+BEHAVIOUR = ("potions_used", "no_effect_potions", "negative_cashed", "positive_left", "degraded_15")
+_CAULDRON, _STONE_EMPTY, _POTION_EMPTY = (
+    EVENTS.index(name) for name in ("cauldron", "stone_slot_empty", "potion_slot_empty")
+)
+
+IO_BUDGETED = "ideal_observer_budgeted"
+
+
+# ------------------------------------------------------------------------------ the set
+
+
+def eval_set_keys(episodes: int, seed: int = EVAL_SET_SEED) -> jax.Array:
+    """Reset keys of the first `episodes` evaluation episodes (prefix-stable). [E, 2]"""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(episodes))
+
+
+def action_key(seed: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(seed), ACT_KEY_SALT)
+
+
+def eval_state(agent: Agent, specs: EnvSpecs, trained: Any, key: jax.Array, episodes: int):
+    """A fresh agent state for `episodes` envs, holding the trained parameters if it learns."""
+    fresh = agent.init(key, specs, episodes)
+    if not agent.learns:
+        return fresh
+    if not hasattr(fresh, "params") or not hasattr(trained, "params"):
+        raise ValueError(
+            f"{EVALUATION}: a learning agent's state must have a `params` field to be evaluated, "
+            f"got {type(trained).__name__}"
+        )
+    return fresh._replace(params=trained.params)
+
+
+@functools.lru_cache(maxsize=16)
+def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
+    """A jitted `(state, reset_keys, key) -> outputs` playing whole episodes in parallel.
+
+    Cached per (env, agent object, episodes, policy): every seed of a run group reuses one
+    compiled program.
+    """
+
+    def run(state, reset_keys, key):
+        env_state, ts = jax.vmap(env.reset)(reset_keys)
+
+        def step(carry, _):
+            state, env_state, ts, key = carry
+            key, k_act, k_env = jax.random.split(key, 3)
+            action, state, info = agent.act(state, ts, k_act)
+            if greedy:
+                if "logits" not in info:
+                    raise ValueError(f"{EVALUATION}: policy 'greedy' needs act to return logits")
+                action = jnp.argmax(info["logits"], axis=-1).astype(jnp.int32)
+                state = state._replace(prev_action=action)
+            env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_env, episodes))
+            event = ts.extras["event"]
+            return (state, env_state, ts, key), (ts.reward, event)
+
+        (_, _, last, _), (rewards, events) = jax.lax.scan(
+            step, (state, env_state, ts, key), None, length=env.max_episode_steps
+        )
+        counts = {
+            "cashed": jnp.sum(events == _CAULDRON, axis=0),
+            "invalid_actions": jnp.sum((events == _STONE_EMPTY) | (events == _POTION_EMPTY), 0),
+        }
+        return last, jnp.sum(rewards, axis=0), counts
+
+    return jax.jit(run)
+
+
+def play(
+    env,
+    agent: Agent,
+    trained: Any,
+    seed: int,
+    episodes: int,
+    policy: str,
+) -> pd.DataFrame:
+    """One policy of one trained agent on the first `episodes` evaluation episodes."""
+    key = action_key(seed)
+    k_init, k_act = jax.random.split(key)
+    state = eval_state(agent, env.specs(), trained, k_init, episodes)
+    greedy = policy == "greedy"
+    if greedy and not hasattr(state, "prev_action"):
+        raise ValueError(
+            f"{EVALUATION}: policy 'greedy' needs a state with `prev_action` (the V-trace "
+            f"learners), got {type(state).__name__}; use policies=('sample',)"
+        )
+    last, reward_sum, counts = jax.device_get(
+        _rollout_fn(env, agent, episodes, greedy)(state, eval_set_keys(episodes), k_act)
+    )
+    if not np.all(np.asarray(last.step_type) == 2):
+        raise AssertionError(f"{EVALUATION}: an episode did not end after max_episode_steps")
+    extras = last.extras
+    episode_return = np.asarray(extras["episode_return"], np.float64)
+    if not np.array_equal(episode_return, np.asarray(reward_sum, np.float64)):
+        raise AssertionError(
+            f"{EVALUATION}: the episode_return extra differs from the summed env rewards; "
+            "reported rewards must be env rewards exactly"
+        )
+    trials = np.asarray(extras["trial_returns"], np.float64)  # [E, T]
+    columns: dict[str, Any] = {
+        "policy": policy,
+        "episode": np.arange(episodes),
+        "trial_steps": int(env.trial_steps),
+        "num_trials": int(env.num_trials),
+        "potions_per_trial": int(env.potions_per_trial),
+        "episode_return": episode_return,
+        "num_edges": np.asarray(extras["num_edges"], np.int64),
+    }
+    for t in range(trials.shape[1]):
+        columns[f"trial_{t + 1}"] = trials[:, t]
+    for name in BEHAVIOUR:
+        columns[name] = np.asarray(extras[name], np.int64)
+    for name, value in counts.items():
+        columns[name] = np.asarray(value, np.int64)
+    return pd.DataFrame(columns)
+
+
+def _check_options(episodes: Any, policies: Any, primary: Any) -> tuple[int, tuple[str, ...]]:
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"{EVALUATION}: episodes must be a positive int, got {episodes!r}")
+    if isinstance(policies, str) or not isinstance(policies, Sequence) or not policies:
+        raise ValueError(
+            f"{EVALUATION}: policies must be a non-empty sequence of {POLICIES}, got {policies!r}"
+        )
+    policies = tuple(policies)
+    bad = [p for p in policies if p not in POLICIES]
+    if bad or len(set(policies)) != len(policies):
+        raise ValueError(
+            f"{EVALUATION}: policies {list(policies)} must be distinct names of {list(POLICIES)}"
+        )
+    if primary not in policies:
+        raise ValueError(f"{EVALUATION}: primary {primary!r} must be one of policies {policies}")
+    return episodes, policies
+
+
+@register_evaluation(EVALUATION)
+def alchemy_eval(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    episodes: int = EVAL_EPISODES,
+    policies: Sequence[str] = POLICIES,
+    primary: str = "sample",
+    level: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The trained agent on the evaluation set: table `alchemy_eval` (module docstring).
+
+    Every agent on `symbolic_alchemy` is evaluated ({} for other environments). Non-learning
+    agents play their own policy once (`policies` and `primary` apply to learning agents).
+    `level` evaluates on another level than the training one (the paper tier trains on the
+    rotation level and evaluates on the evaluation level); the environment is otherwise the same.
+    """
+    del experiment, agent, agent_config
+    episodes, policies = _check_options(episodes, policies, primary)
+    env = getattr(program, "env", None)
+    if env is None or env.name != ENV:
+        return {}
+    if level is not None and level != env.level:
+        env = dataclasses.replace(env, level=level)  # validates the name
+    learner: Agent = program.agent
+    if not learner.learns:
+        policies, primary = (OWN_POLICY,), OWN_POLICY
+    parts = [play(env, learner, agent_state, seed, episodes, p) for p in policies]
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(1, "primary", (table.policy == primary).astype(np.int64))
+    return {TABLE: table}
+
+
+__all__ = [
+    "EVALUATION",
+    "EVAL_EPISODES",
+    "EVAL_SET_SEED",
+    "IO_BUDGETED",
+    "TABLE",
+    "alchemy_eval",
+    "eval_set_keys",
+    "play",
+]

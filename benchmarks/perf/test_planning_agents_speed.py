@@ -1,0 +1,184 @@
+"""Training speed of the planning track's agents, and the EPN's achieved FLOP/s vs sgemm.
+
+All on the Memory & Planning Game 4 x 4 / 100 steps, 32 environments, unroll = one episode
+(100 steps + the LAST one = 101), one seed, through `RLProgram` (one timed call = one compiled
+update: 101 acting steps in 32 environments, then the learner).
+
+`test_agent_steps_per_second`: end-to-end environment steps/s of `epn` (quick and paper sizes),
+`transformer_memory` and `vtrace_lstm` (prev_action_reward, LSTM 128), pytest-benchmark rounds.
+
+`test_epn_flops_vs_sgemm`: the EPN training update's achieved FLOP/s divided by numpy's float32
+1024 x 1024 matmul FLOP/s, measured in the SAME run, interleaved (sgemm, update, sgemm, ...), so a
+busy machine slows both alike. Analytic FLOPs of one update (matmuls only, 2 per multiply-add):
+
+    B * [ T * F  +  (T + 1) * (F + F_bwd) ]
+    F     = one read (baselines.epn.forward_flops): embed 2N(M+D)D + 2GD, K blocks
+            K(16ND^2 + 4N^2D), readout 4ND^2 + 2PD, heads;  N = memory_slots (padded, as computed)
+    F_bwd = 2F less the input gradients of the data-fed products (memory slots, goal, o_t)
+
+with B environments, T acting steps (one read each) and T + 1 learner reads (fwd + bwd). The
+ratio per interleaved pair is recorded (median and best) with the load average, since another
+training run may share the two cores.
+
+Run: `pytest benchmarks/perf/test_planning_agents_speed.py --benchmark-only -s`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import baselines
+import environments
+from baselines import epn
+from benchmarks.training import RLProgram, TrainConfig
+
+ENV = ("memory_planning_game", {"maze_size": 4, "max_episode_steps": 100})
+NUM_ENVS = 32
+UNROLL = 101  # one episode: 100 steps and the LAST timestep
+EPN_SIZES = {
+    "quick": {
+        "d_model": 32,
+        "num_heads": 2,
+        "num_iterations": 4,
+        "memory": "dedup_moves",
+        "memory_slots": 64,
+    },
+    "paper": {
+        "d_model": 64,
+        "num_heads": 4,
+        "num_iterations": 4,
+        "memory": "all",
+        "memory_slots": 100,
+    },
+}
+AGENTS = {
+    "epn_quick": ("epn", EPN_SIZES["quick"]),
+    "epn_paper": ("epn", EPN_SIZES["paper"]),
+    "transformer_memory": ("transformer_memory", {}),
+    "vtrace_lstm": ("vtrace_lstm", {"prev_action_reward": True, "lstm_size": 128}),
+}
+PAIRS = 6  # interleaved (sgemm, update) pairs per FLOP/s measurement
+
+
+def build_program(agent: str, config: dict) -> RLProgram:
+    env = environments.make(ENV[0], **ENV[1])
+    steps = NUM_ENVS * UNROLL
+    train = TrainConfig(
+        total_steps=steps,
+        num_envs=NUM_ENVS,
+        unroll_length=UNROLL,
+        log_every=steps,
+        logs_per_chunk=1,
+    )
+    return RLProgram(env, baselines.make_agent(agent, env.specs(), **config), train)
+
+
+def update_flops(config: dict, env) -> int:
+    """Analytic matmul FLOPs of one EPN training update (see the module docstring)."""
+    specs = env.specs()
+    cfg = epn.EPNConfig(**config)
+    flops = epn.forward_flops(
+        cfg,
+        cfg.memory_slots or specs.max_episode_steps,
+        specs.observation["position"].shape[0],
+        specs.observation["goal"].shape[0],
+        specs.action.num_values,
+    )
+    f, f_bwd = flops["forward"], flops["backward"]
+    return NUM_ENVS * (UNROLL * f + (UNROLL + 1) * (f + f_bwd))
+
+
+def sgemm_seconds(a: np.ndarray, repeats: int = 3) -> float:
+    """Best time of a float32 [1024, 1024] @ [1024, 1024] matmul (numpy / BLAS, all cores)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _timed_update(program: RLProgram, state: dict) -> float:
+    start = time.perf_counter()
+    state["carry"], logs = program.run_chunk(state["carry"])
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_agent_steps_per_second(benchmark, name):
+    agent, config = AGENTS[name]
+    program = build_program(agent, config)
+    state = {"carry": program.init([0])}
+    first_s = _timed_update(program, state)
+
+    def update():
+        state["carry"], logs = program.run_chunk(state["carry"])
+        return logs
+
+    logs = benchmark(update)
+    assert logs["episodes"].shape == (1, 1)
+    seconds = benchmark.stats.stats.median if benchmark.enabled else _timed_update(program, state)
+    benchmark.extra_info.update(
+        {
+            "kind": "training",
+            "experiment": "mpg_4x4_T100",
+            "env": program.env.id,
+            "agent": agent,
+            "agent_config": config,
+            "baseline": "vtrace_lstm",
+            "num_envs": NUM_ENVS,
+            "unroll_length": UNROLL,
+            "seconds_per_update": seconds,
+            "steps_per_second": program.steps_per_chunk / seconds,
+            "compile_seconds": max(0.0, first_s - seconds),
+            "load_average": os.getloadavg(),
+        }
+    )
+
+
+@pytest.mark.parametrize("size", sorted(EPN_SIZES))
+def test_epn_flops_vs_sgemm(benchmark, size):
+    config = EPN_SIZES[size]
+    program = build_program("epn", config)
+    flops = update_flops(config, program.env)
+    state = {"carry": program.init([0])}
+    _timed_update(program, state)  # compile
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    sgemm_flops = 2 * 1024**3
+    pairs = []
+    for _ in range(PAIRS):
+        sgemm = sgemm_flops / sgemm_seconds(a)
+        achieved = flops / _timed_update(program, state)
+        pairs.append((sgemm, achieved))
+    # pytest-benchmark's own rounds time the update alone (its steps/s is in the test above).
+    benchmark.pedantic(lambda: _timed_update(program, state), rounds=1, iterations=1)
+    sgemm, achieved = np.asarray(pairs).T
+    ratios = achieved / sgemm
+    benchmark.extra_info.update(
+        {
+            "kind": "flops",
+            "agent": "epn",
+            "size": size,
+            "agent_config": config,
+            "flops_per_update": flops,
+            "env_steps_per_update": NUM_ENVS * UNROLL,
+            "sgemm_gflops_median": float(np.median(sgemm) / 1e9),
+            "achieved_gflops_median": float(np.median(achieved) / 1e9),
+            "ratio_median": float(np.median(ratios)),
+            "ratio_best": float(np.max(ratios)),
+            "steps_per_second_median": float(
+                NUM_ENVS * UNROLL * np.median(1.0 / (flops / achieved))
+            ),
+            "load_average": os.getloadavg(),
+        }
+    )
+    print(
+        f"\nEPN {size}: sgemm {np.median(sgemm) / 1e9:.1f} GFLOP/s, update "
+        f"{np.median(achieved) / 1e9:.1f} GFLOP/s, ratio median {np.median(ratios):.2f} "
+        f"best {np.max(ratios):.2f}, load {os.getloadavg()[0]:.1f}"
+    )
+    assert np.all(np.isfinite(ratios)) and np.all(ratios > 0)

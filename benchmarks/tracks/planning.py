@@ -1,0 +1,425 @@
+"""Track `planning`: rapid task-solving with Episodic Planning Networks (Ritter et al. 2021).
+
+Spec: shared/specs/planning.md. Every experiment's primary metric is `episode_return`, the reward
+per episode (= tasks completed: each Collect on the goal pays 1). Unrolls are one whole episode
+plus the dm_env reset step (T = episode length + 1, as in the credit track), 32 environments per
+update, so every update is 32 whole episodes and budgets count the reset step as an environment
+step. Learning agents share the spec's learner (§2.3): Adam 3e-4, entropy cost 0.01 annealed
+linearly to 0.003 over the run's updates, discount 0.99, value cost 0.5, global-norm clip 40.
+The reference policies (random, reactive, explore_plan, oracle) run as non-learning arms of the
+main experiments, so their measured scores sit beside the agents'; environments are built with
+`oracle_extras=True` for the oracle (learning agents ignore extras).
+
+All MPG experiments use MPG-V64 (one-hots over 64 symbols, spec §1.1), so a trained agent can be
+evaluated on 5x5 to 8x8 maps with the same observation shape (`planning_size`).
+
+Post-run evaluations (benchmarks.planning_evaluations): `planning_final` (500 episodes: the
+final score, first-task steps, later-task efficiency, steps per task index), `planning_size`
+(MPG-V64 4-8 x 100/200 steps, the EPN at K and 2K), `planning_k_sweep` (EPN, K_test 1-8) and
+`planning_osl` (held-out street neighbourhoods: A and B test banks and NYC at J = 5, 8, 12).
+
+Experiments carry a *role* (`ROLES`) that the report (benchmarks.figures.planning) reads:
+`mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
+paper tier), `mpg_epn_k1` / `mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`,
+`mpg_lstm_long` (the LSTM with 10x the steps), `osl` and `osl_structured` (street navigation,
+one-hot and structured codes).
+
+Quick tier, estimated time on the 2-core reference CPU (spec §2.5 / §4 speeds: EPN at the quick
+sizes ≈ 1,000 env steps/s for acting + learning, EPN K = 1 ≈ 2,500, transformer ≈ 10,000,
+LSTM(128) 20,000-60,000 (≈ 40,000 used below), reference policies ≈ 100,000; seeds of a run are
+vmapped, so a run costs seeds x steps at these rates):
+
+    mpg_v64_4x4              EPN (D 32, H 2, K 4, dedup N 64) 5 x 1M      83 min
+                             LSTM 5 x 1M; 4 references 5 x 1M each        2 + 4 min
+    mpg_v64_4x4_epn_k1       EPN K = 1, 3 x 1M                            20 min
+    mpg_v64_4x4_transformer  transformer (2 layers, D 64, H 4), 3 x 1M    5 min
+    mpg_v64_4x4_lstm_10m     LSTM 5 x 10M                                 21 min
+    osl_a_j5                 EPN (dedup N 96: 1.75x the FLOPs of N 64)     29 min
+                             2 x 0.5M; LSTM and references 2 x 0.5M      1 + 3 min
+    evaluations              final 500 episodes per seed; sizes 8 x 50     12 min
+                             episodes (EPN at K and 2K, N up to 256);
+                             K sweep 4 x 100; held-out streets 9 x 100
+
+Total ≈ 3.0 h at today's EPN speed, ≈ 2.5 h once the EPN runs at ≈ 1,500 steps/s. The EPN is
+most of it: `quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training
+budget (≈ 50 min, of which the evaluations are 12), for a machine that cannot spare 3 hours;
+its verdicts state that budget.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from benchmarks import planning_evaluations  # noqa: F401  (registers the evaluations)
+from benchmarks.planning_evaluations import SIZE_CONDITIONS
+from benchmarks.tracks import Experiment, Tier, Track, register
+from benchmarks.training import TrainConfig
+
+NUM_ENVS = 32
+PRIMARY_METRIC = "episode_return"
+REFERENCES = ("random", "reactive", "explore_plan", "oracle")
+EPN, LSTM, TRANSFORMER = "epn", "vtrace_lstm", "transformer_memory"
+
+# Roles (see the module docstring) and the experiment names that carry them, over every tier.
+ROLE_MPG, ROLE_EPN_K1, ROLE_EPN_K2 = "mpg", "mpg_epn_k1", "mpg_epn_k2"
+ROLE_TRANSFORMER, ROLE_LSTM_LONG = "mpg_transformer", "mpg_lstm_long"
+ROLE_OSL, ROLE_OSL_STRUCTURED = "osl", "osl_structured"
+ROLES: dict[str, str] = {}
+
+# ------------------------------------------------------------------------------ budgets
+
+QUICK_STEPS = 1_000_000  # MPG arms compared at equal env steps (P1)
+QUICK_LSTM_LONG_STEPS = 10_000_000  # the LSTM with 10x the steps
+QUICK_OSL_STEPS = 500_000
+QUICK_SEEDS, QUICK_EPN_K1_SEEDS, QUICK_TRANSFORMER_SEEDS, QUICK_OSL_SEEDS = 5, 3, 3, 2
+LITE_SCALE = 0.2  # tier quick_lite: every quick training budget times this
+PAPER_STEPS = 500_000_000  # spec §4: the community scale (the paper's budget is UNVERIFIED)
+PAPER_SEEDS = 5
+SMOKE_UPDATES, SMOKE_ENVS = 2, 4
+
+# ------------------------------------------------------------------------- environments
+
+MPG_SMOKE = {"maze_size": 3, "max_episode_steps": 20, "vocabulary": 64, "oracle_extras": True}
+MPG_4X4 = {"maze_size": 4, "max_episode_steps": 100, "vocabulary": 64, "oracle_extras": True}
+OSL_SMOKE = {
+    "family": "A",
+    "split": "train",
+    "num_junctions": 3,
+    "bank_size": 8,
+    "max_episode_steps": 20,
+    "oracle_extras": True,
+}
+OSL_J5 = {
+    "family": "A",
+    "split": "train",
+    "num_junctions": 5,
+    "max_episode_steps": 200,
+    "oracle_extras": True,
+}
+
+# ------------------------------------------------------------------------------- agents
+
+# Spec §2.3 learner; `anneal_updates` is set per run to its number of updates.
+LEARNER = {
+    "learning_rate": 3e-4,
+    "entropy_cost": 0.01,
+    "entropy_cost_final": 0.003,
+    "discount": 0.99,
+    "baseline_cost": 0.5,
+    "max_grad_norm": 40.0,
+}
+LSTM_QUICK = {"prev_action_reward": True, "lstm_size": 128, "torso_width": 128}
+LSTM_PAPER = {"prev_action_reward": True, "lstm_size": 256, "torso_width": 128}
+LSTM_SMOKE = {"prev_action_reward": True, "lstm_size": 16, "torso_width": 16}
+EPN_QUICK = {
+    "d_model": 32,
+    "num_heads": 2,
+    "num_iterations": 4,
+    "memory": "dedup_moves",
+    "memory_slots": 64,
+}
+EPN_QUICK_OSL = {**EPN_QUICK, "memory_slots": 96}
+EPN_PAPER = {"d_model": 64, "num_heads": 4, "num_iterations": 4, "memory": "all"}
+EPN_SMOKE = {
+    "d_model": 16,
+    "num_heads": 1,
+    "num_iterations": 2,
+    "memory": "all",
+    "memory_slots": 20,
+}
+TRANSFORMER_QUICK = {"num_layers": 2, "d_model": 64, "num_heads": 4}
+TRANSFORMER_PAPER = {"num_layers": 4, "d_model": 128, "num_heads": 4}
+TRANSFORMER_SMOKE = {"num_layers": 1, "d_model": 16, "num_heads": 1}
+REFERENCE_CONFIGS = {"explore_plan": {"maze_size": 4}}  # MPG-V64 cannot infer the torus size
+
+# ---------------------------------------------------------------------------- evaluations
+
+MPG_EVALUATIONS = ("planning_final", "planning_size", "planning_k_sweep")
+OSL_EVALUATIONS = ("planning_final", "planning_osl")
+SMOKE_OPTIONS = {
+    "planning_final": {"episodes": 4},
+    "planning_size": {"conditions": ((4, 20),), "episodes": 2},
+    # 4 episodes like planning_final, so K_test = K reuses its compiled evaluator.
+    "planning_k_sweep": {"k_values": (1, 2), "episodes": 4},
+    "planning_osl": {
+        "junctions": (3,),
+        "episodes": 2,
+        "bank_size": 8,
+        "nyc_download": False,
+    },
+}
+PAPER_OPTIONS = {
+    "planning_size": {"conditions": SIZE_CONDITIONS, "episodes": 200},
+    "planning_k_sweep": {"episodes": 200},
+    "planning_osl": {"episodes": 200},
+}
+
+
+def train_config(total_steps: int, unroll: int, points: int = 50, **kw) -> TrainConfig:
+    """Whole-episode unrolls in NUM_ENVS environments, about `points` log points over the run."""
+    per_update = NUM_ENVS * unroll
+    log_every = max(1, round(total_steps / points / per_update)) * per_update
+    return TrainConfig(total_steps, NUM_ENVS, unroll, log_every, **kw)
+
+
+def learner(train: TrainConfig) -> dict[str, Any]:
+    """The spec's learner with the entropy anneal spread over the run's updates."""
+    updates = math.ceil(train.num_logs * train.updates_per_log)
+    return {**LEARNER, "anneal_updates": max(1, updates)}
+
+
+def _configs(train: TrainConfig, agents: dict[str, dict[str, Any]]) -> dict[str, dict]:
+    """Per-agent configs: learning agents get the learner; references keep their own options."""
+    return {
+        agent: dict(config) if agent in REFERENCES else {**config, **learner(train)}
+        for agent, config in agents.items()
+    }
+
+
+def _options(options: dict[str, dict], evaluations: tuple[str, ...]) -> dict[str, dict]:
+    return {name: dict(options[name]) for name in evaluations if name in options}
+
+
+def experiment(
+    role: str,
+    name: str,
+    env: str,
+    env_config: dict[str, Any],
+    train: TrainConfig,
+    agents: dict[str, dict[str, Any]],
+    label: str,
+    evaluations: tuple[str, ...],
+    options: dict[str, dict] | None = None,
+    seeds: int | None = None,
+) -> Experiment:
+    """One planning experiment; its role is recorded in `ROLES` for the report."""
+    if ROLES.get(name, role) != role:
+        raise ValueError(f"experiment {name!r} has roles {ROLES[name]!r} and {role!r}")
+    ROLES[name] = role
+    return Experiment(
+        name=name,
+        env=env,
+        env_config=dict(env_config),
+        agents=tuple(agents),
+        train=train,
+        agent_configs=_configs(train, agents),
+        primary_metric=PRIMARY_METRIC,
+        label=label,
+        seeds=seeds,
+        evaluations=evaluations,
+        evaluation_options=_options(options or {}, evaluations),
+    )
+
+
+def _references(extra: dict[str, dict] | None = None) -> dict[str, dict]:
+    configs = {agent: dict(REFERENCE_CONFIGS.get(agent, {})) for agent in REFERENCES}
+    return {**configs, **(extra or {})}
+
+
+# ------------------------------------------------------------------------------------ smoke
+
+_SMOKE_TRAIN = TrainConfig(
+    total_steps=SMOKE_UPDATES * SMOKE_ENVS * 21,
+    num_envs=SMOKE_ENVS,
+    unroll_length=21,
+    log_every=SMOKE_ENVS * 21,
+    logs_per_chunk=1,
+)
+_SMOKE_REFERENCES = {
+    **{agent: {} for agent in REFERENCES},
+    "explore_plan": {"maze_size": 3},
+}
+
+SMOKE = Tier(
+    seeds=2,
+    description="seconds per pair: MPG-V64 3x3/20 and OSL-sub A J=3/20 (bank of 8), "
+    "2 updates x 4 envs, EPN D=16 H=1 K=2 N=20, LSTM 16, transformer 1 layer D=16",
+    experiments=(
+        experiment(
+            ROLE_MPG,
+            "smoke_mpg_v64_3x3",
+            "memory_planning_game",
+            MPG_SMOKE,
+            _SMOKE_TRAIN,
+            {EPN: EPN_SMOKE, LSTM: LSTM_SMOKE, TRANSFORMER: TRANSFORMER_SMOKE, **_SMOKE_REFERENCES},
+            "MPG-V64 3x3, 20 steps (smoke)",
+            MPG_EVALUATIONS,
+            SMOKE_OPTIONS,
+        ),
+        experiment(
+            ROLE_OSL,
+            "smoke_osl_a_j3",
+            "street_navigation",
+            OSL_SMOKE,
+            _SMOKE_TRAIN,
+            {EPN: EPN_SMOKE, LSTM: LSTM_SMOKE, **{agent: {} for agent in REFERENCES}},
+            "OSL-sub A, J=3, 20 steps (smoke)",
+            OSL_EVALUATIONS,
+            SMOKE_OPTIONS,
+        ),
+    ),
+)
+
+# ------------------------------------------------------------------------------------ quick
+
+
+def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
+    """The quick tier's design with every training budget times `scale` (names + `suffix`)."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    steps = round(QUICK_STEPS * scale)
+    long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
+    osl_steps = round(QUICK_OSL_STEPS * scale)
+    mpg_train = train_config(steps, 101, logs_per_chunk=5)
+    osl_train = train_config(osl_steps, 201, logs_per_chunk=5)
+    million = lambda s: f"{s / 1e6:g}M"
+    return Tier(
+        seeds=QUICK_SEEDS,
+        description=f"MPG-V64 4x4/100 at {million(steps)} steps: EPN (D=32, H=2, K=4, dedup N=64) "
+        f"5 seeds, EPN K=1 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), transformer "
+        f"3 seeds, references; OSL-sub A J=5 at {million(osl_steps)}: EPN (N=96) and LSTM, "
+        "2 seeds; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
+        experiments=(
+            experiment(
+                ROLE_MPG,
+                f"mpg_v64_4x4{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {EPN: EPN_QUICK, LSTM: LSTM_QUICK, **_references()},
+                "MPG-V64 4x4, 100 steps",
+                MPG_EVALUATIONS,
+            ),
+            experiment(
+                ROLE_EPN_K1,
+                f"mpg_v64_4x4_epn_k1{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {EPN: {**EPN_QUICK, "num_iterations": 1}},
+                "MPG-V64 4x4, 100 steps: EPN K=1",
+                MPG_EVALUATIONS,
+                seeds=QUICK_EPN_K1_SEEDS,
+            ),
+            experiment(
+                ROLE_TRANSFORMER,
+                f"mpg_v64_4x4_transformer{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {TRANSFORMER: TRANSFORMER_QUICK},
+                "MPG-V64 4x4, 100 steps: transformer memory",
+                MPG_EVALUATIONS,
+                seeds=QUICK_TRANSFORMER_SEEDS,
+            ),
+            experiment(
+                ROLE_LSTM_LONG,
+                f"mpg_v64_4x4_lstm_{million(long_steps).lower()}{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                train_config(long_steps, 101, logs_per_chunk=10),
+                {LSTM: LSTM_QUICK},
+                f"MPG-V64 4x4, 100 steps: LSTM, {million(long_steps)} steps",
+                MPG_EVALUATIONS,
+            ),
+            experiment(
+                ROLE_OSL,
+                f"osl_a_j5{suffix}",
+                "street_navigation",
+                OSL_J5,
+                osl_train,
+                {EPN: EPN_QUICK_OSL, LSTM: LSTM_QUICK, **_references({"explore_plan": {}})},
+                "OSL-sub A (train), J=5, 200 steps",
+                OSL_EVALUATIONS,
+                seeds=QUICK_OSL_SEEDS,
+            ),
+        ),
+    )
+
+
+QUICK = quick_tier()
+QUICK_LITE = quick_tier(LITE_SCALE, "_lite")
+
+# ------------------------------------------------------------------------------------ paper
+
+
+def _paper_tier() -> Tier:
+    mpg_train = train_config(PAPER_STEPS, 101, points=200)
+    osl_train = train_config(PAPER_STEPS, 201, points=200)
+    epn_mpg = {**EPN_PAPER, "memory_slots": 100}
+    epn_osl = {**EPN_PAPER, "memory_slots": 200}
+    osl_agents = {EPN: epn_osl, LSTM: LSTM_PAPER, TRANSFORMER: TRANSFORMER_PAPER}
+    return Tier(
+        seeds=PAPER_SEEDS,
+        description="5e8 env steps per run, 5 seeds (accelerators): MPG-V64 4x4/100 with EPN "
+        "D=64 H=4 K in {1, 2, 4}, N = episode length, LSTM 256, transformer 4 layers D=128; "
+        "OSL-sub A J=5 with one-hot (a) and structured (c) codes",
+        experiments=(
+            experiment(
+                ROLE_MPG,
+                "mpg_v64_4x4_paper",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {EPN: epn_mpg, LSTM: LSTM_PAPER, TRANSFORMER: TRANSFORMER_PAPER, **_references()},
+                "MPG-V64 4x4, 100 steps (paper sizes)",
+                MPG_EVALUATIONS,
+                PAPER_OPTIONS,
+            ),
+            *(
+                experiment(
+                    role,
+                    f"mpg_v64_4x4_epn_k{k}_paper",
+                    "memory_planning_game",
+                    MPG_4X4,
+                    mpg_train,
+                    {EPN: {**epn_mpg, "num_iterations": k}},
+                    f"MPG-V64 4x4, 100 steps: EPN K={k} (paper sizes)",
+                    MPG_EVALUATIONS,
+                    PAPER_OPTIONS,
+                )
+                for role, k in ((ROLE_EPN_K1, 1), (ROLE_EPN_K2, 2))
+            ),
+            experiment(
+                ROLE_OSL,
+                "osl_a_j5_paper",
+                "street_navigation",
+                OSL_J5,
+                osl_train,
+                {**osl_agents, **_references({"explore_plan": {}})},
+                "OSL-sub A (train), J=5, 200 steps, one-hot codes (paper sizes)",
+                OSL_EVALUATIONS,
+                PAPER_OPTIONS,
+            ),
+            experiment(
+                ROLE_OSL_STRUCTURED,
+                "osl_a_j5_structured_paper",
+                "street_navigation",
+                {**OSL_J5, "observation": "structured"},
+                osl_train,
+                osl_agents,
+                "OSL-sub A (train), J=5, 200 steps, structured codes (paper sizes)",
+                OSL_EVALUATIONS,
+                PAPER_OPTIONS,
+            ),
+        ),
+    )
+
+
+PAPER = _paper_tier()
+
+PLANNING = register(
+    Track(
+        name="planning",
+        description="Episodic Planning Network vs LSTM and transformer-memory agents on rapid "
+        "task-solving: explore a new map once, then plan in it",
+        tiers={"smoke": SMOKE, "quick": QUICK, "quick_lite": QUICK_LITE, "paper": PAPER},
+        metrics={
+            "episode_return": "reward per episode (tasks completed)",
+            "tasks_completed": "tasks completed per episode",
+            "episode_length": "steps per episode",
+        },
+        report="benchmarks.figures.planning:report",
+    )
+)

@@ -1,0 +1,294 @@
+"""The abstraction track's report hook: verdicts A1–A7 on designed results, figures, tables,
+trial-length labels and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import stats, store
+from benchmarks.abstraction_evaluations import BEHAVIOUR, TABLE
+from benchmarks.figures import abstraction as fig
+from benchmarks.report import build_report
+
+EPISODES = 200
+STEPS = np.arange(1, 11) * 100_000
+SPEC = {name: spec.value for name, spec in fig.SPEC_REFERENCES.items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_bootstrap():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stats, "BOOTSTRAP_REPS", 200)
+        patch.setattr(stats, "CURVE_REPS", 50)
+        yield
+
+
+def eval_table(
+    returns,
+    trials=None,
+    policies=("own",),
+    primary="own",
+    trial_steps=20,
+    edges=None,
+):
+    """An `alchemy_eval` table: per policy the same episodes with the given returns [E] and
+    per-trial rewards [E, 10] (default: the return spread evenly over trials)."""
+    returns = np.asarray(returns, np.float64)
+    n = returns.size
+    if trials is None:
+        trials = np.repeat(returns[:, None] / 10, 10, axis=1)
+    edges = np.resize(fig.EDGE_CLASSES, n) if edges is None else edges
+    parts = []
+    for policy in policies:
+        columns = {
+            "policy": policy,
+            "primary": int(policy == primary),
+            "episode": np.arange(n),
+            "trial_steps": trial_steps,
+            "num_trials": 10,
+            "potions_per_trial": 12,
+            "episode_return": returns,
+            "num_edges": edges,
+        }
+        for t in range(10):
+            columns[f"trial_{t + 1}"] = trials[:, t]
+        for name in BEHAVIOUR:
+            columns[name] = 1
+        columns["cashed"] = 20
+        columns["invalid_actions"] = 0
+        parts.append(pd.DataFrame(columns))
+    return pd.concat(parts, ignore_index=True)
+
+
+def noisy(mean, n=EPISODES, sd=30.0, seed=0):
+    x = np.random.default_rng(seed).normal(size=n)
+    return mean + sd * (x - x.mean()) / x.std(ddof=1)
+
+
+def write(root, experiment, agent, seed, table, steps=STEPS, final=None):
+    """One run: a training curve ramping with the step (to `final` at STEPS[-1]) and its
+    evaluation table."""
+    if final is None:
+        final = float(table.loc[table.primary == 1, "episode_return"].mean())
+    ramp = (0.3 + 0.7 * np.asarray(steps) / STEPS[-1]) * final
+    rows = pd.concat(
+        [
+            pd.DataFrame({"step": steps, "metric": "episodes", "value": 10.0}),
+            pd.DataFrame({"step": steps, "metric": "episode_return", "value": ramp}),
+        ],
+        ignore_index=True,
+    ).assign(
+        track="abstraction",
+        experiment=experiment,
+        env="symbolic_alchemy",
+        agent=agent,
+        seed=seed,
+        tier="quick",
+    )
+    meta = {
+        "config_hash": "x",
+        "seed": seed,
+        "wall_time": 1.0,
+        "evaluation_time": 2.0,
+        "seeds_in_program": [seed],
+    }
+    store.write_run(root, rows, meta, extra_tables={TABLE: table})
+
+
+def learner(mean, seed, delta=0.0, trial_steps=20, primary="sample"):
+    """A learning arm's table: per-trial rewards with trials 2–10 `delta` above trial 1."""
+    returns = noisy(mean, seed=seed + 10)
+    base = returns / 10 - 0.9 * delta
+    trials = np.repeat(base[:, None], 10, axis=1)
+    trials[:, 1:] += delta
+    return eval_table(
+        returns, trials, ("sample", "greedy"), primary=primary, trial_steps=trial_steps
+    )
+
+
+ARMS = {  # arm -> (agent, per-seed means, trial delta, trial_steps, primary)
+    "baseline": ("vtrace_lstm", (150, 152, 154, 156, 158), 0.2, 20, "sample"),
+    "alchemist": ("alchemist", (200, 202, 204, 206, 208), 2.0, 15, "greedy"),
+    "alchemist_no_shaping": ("alchemist", (170, 172, 174, 176, 178), 1.0, 15, "greedy"),
+    "ground_truth": ("vtrace_lstm", (240, 242, 244, 246, 248), 0.5, 20, "sample"),
+    "belief_state": ("vtrace_lstm", (200, 202, 204, 206, 208), 1.0, 20, "sample"),
+}
+
+
+def world(root, arms=None, references=True, io=True, io_above_oracle=False, seeds=5):
+    if references:
+        for i, (agent, value) in enumerate(SPEC.items()):
+            write(root, "references", agent, 0, eval_table(noisy(value, n=1000, seed=i)))
+    if io:
+        oracle = noisy(120, seed=7)
+        gap = np.where(np.arange(EPISODES) % 2 == 0, 0.0, 2.0)
+        io_trials = np.repeat((oracle - gap)[:, None] / 10, 10, axis=1)
+        if io_above_oracle:
+            io_trials[0, 0] += 1.0
+        write(root, "ideal_observer_6potions", "search_oracle", 0, eval_table(oracle))
+        write(
+            root,
+            "ideal_observer_6potions",
+            "ideal_observer",
+            0,
+            eval_table(io_trials.sum(1), io_trials),
+        )
+    for name, (agent, means, delta, steps, primary) in (ARMS if arms is None else arms).items():
+        budget = STEPS if name in ("baseline", "alchemist") else STEPS // 2
+        for seed, mean in enumerate(means[:seeds]):
+            table = learner(mean, seed, delta, steps, primary)
+            write(root, name, agent, seed, table, steps=budget)
+    return root
+
+
+def load(root):
+    frame, problems = store.load_results([root])
+    assert not problems
+    return frame, store.run_folders([root])
+
+
+def by_claim(lines):
+    return {line.split(" ")[0]: line for line in lines}
+
+
+def status(line):
+    return line.split(": ", 1)[1].split(" — ")[0]
+
+
+@pytest.fixture(scope="module")
+def designed(tmp_path_factory):
+    return load(world(tmp_path_factory.mktemp("designed")))
+
+
+@pytest.fixture(scope="module")
+def designed_report(designed, tmp_path_factory):
+    frame, folders = designed
+    return fig.report(frame, folders, tmp_path_factory.mktemp("designed_report"))
+
+
+def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report):
+    lines = by_claim(designed_report.verdicts)
+    assert list(lines) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]
+    for claim in ("A1", "A3", "A4", "A5", "A6"):
+        assert status(lines[claim]) == fig.REPRODUCED, lines[claim]
+    assert status(lines["A2"]) == fig.NOT_RUN and "IO trace" in lines["A2"]
+    assert status(lines["A7"]) == fig.NOT_RUN and "chemistry_probe" in lines["A7"]
+    assert "6 potions per trial" in lines["A1"] and "trials with oracle < IO: 0" in lines["A1"]
+    assert "+0.20" in lines["A3"] and "n=5 seeds" in lines["A3"]
+    assert "best arm ground_truth 244.0" in lines["A4"]
+    assert "alchemist [15-step trials] (greedy) 204.0" in lines["A5"]
+    assert "budget:" in lines["A5"] and "1e+06 steps/seed" in lines["A5"]
+    assert "training reward over the last 10% of 5e+05 steps" in lines["A5"]
+
+
+def test_failures_are_named(tmp_path):
+    arms = dict(ARMS)
+    arms["baseline"] = ("vtrace_lstm", (238, 240, 242, 244, 246), 3.0, 20, "sample")
+    arms["alchemist_no_shaping"] = ("alchemist", (250, 252, 254, 256, 258), 1.0, 15, "greedy")
+    frame, folders = load(world(tmp_path / "r", arms=arms, io_above_oracle=True))
+    lines = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
+    assert status(lines["A3"]) == fig.NOT_REPRODUCED and "baseline delta ≤ 1.0" in lines["A3"]
+    assert status(lines["A5"]) == fig.NOT_REPRODUCED
+    failed = lines["A5"].split("failed: ")[1]
+    assert "alchemist > baseline (disjoint CIs)" in failed
+    assert "removing shaping lowers the score" in failed
+    assert "equal env steps" not in failed
+    assert status(lines["A6"]) == fig.NOT_REPRODUCED and "ground_truth > baseline" in lines["A6"]
+    assert status(lines["A1"]) == fig.NOT_REPRODUCED
+    assert "IO never above the oracle in a trial" in lines["A1"].split("failed: ")[1]
+
+
+def test_a1_checks_reference_scores_against_the_spec(tmp_path):
+    root = world(tmp_path / "r", arms={})
+    folder = store.run_dir(root, "abstraction", "references", "cash_only", 0)
+    for path in folder.iterdir():
+        path.unlink()
+    write(root, "references", "cash_only", 0, eval_table(noisy(90.0, n=1000)))
+    frame, folders = load(root)
+    line = fig.verdict_a1(fig.load_evals(folders, []))
+    assert status(line) == fig.NOT_REPRODUCED and "E8 cash_only" in line.split("failed: ")[1]
+
+
+def test_spec_values_are_not_applied_to_smaller_episodes(designed):
+    frame, folders = designed
+    evals = fig.load_evals(folders, [])
+    smoke = evals.assign(num_trials=2, trial_steps=5)
+    line = fig.verdict_a1(smoke)
+    assert status(line) == fig.INSUFFICIENT_DATA
+    assert "random (2 trials x 5 steps x 12 potions)" in line
+    line = fig.verdict_a4(smoke, frame)
+    assert status(line) == fig.INSUFFICIENT_DATA and "best arm ground_truth (2 trials" in line
+
+
+def test_missing_arms_and_too_few_seeds_are_insufficient(tmp_path):
+    frame, folders = load(world(tmp_path / "r", references=False, io=False, seeds=2))
+    lines = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
+    for claim in ("A1", "A3", "A4", "A5", "A6"):
+        assert status(lines[claim]) == fig.INSUFFICIENT_DATA, lines[claim]
+    assert "missing reference arms" in lines["A1"]
+    assert "baseline has 2 seeds" in lines["A3"]
+
+
+def test_no_results_give_not_run_or_insufficient_and_skip_figures(tmp_path):
+    empty = pd.DataFrame(columns=list(store.COLUMNS))
+    out = fig.report(empty, [], tmp_path)
+    assert out.figures == []
+    assert all(status(v) in (fig.INSUFFICIENT_DATA, fig.NOT_RUN) for v in out.verdicts)
+    assert any("learning_curves` skipped" in n for n in out.notes)
+
+
+def test_fifteen_step_arms_are_labelled_in_tables(designed_report):
+    out = designed_report
+    summary = out.tables[0].frame.set_index("arm")
+    assert "alchemist [15-step trials]" in summary.index
+    assert summary.loc["alchemist [15-step trials]", "trial_steps"] == 15
+    assert summary.loc["alchemist [15-step trials]", "policy"] == "greedy"
+    assert summary.loc["baseline", "policy"] == "sample"
+    assert "ideal_observer@6potions" in summary.index
+    assert not any(i.startswith("alchemist") and "[15-step" not in i for i in summary.index)
+    edges = out.tables[1].frame.set_index("arm")
+    assert edges.loc["IO (spec)", "edges_7"] == "250.7"
+
+
+def test_report_builds_figures_and_is_identical_when_rebuilt(designed, tmp_path):
+    frame, folders = designed
+    root = folders[0].parents[3]
+    first = build_report([root], tmp_path / "r1")
+    build_report([root], tmp_path / "r2")
+    r1, r2 = tmp_path / "r1" / "abstraction", tmp_path / "r2" / "abstraction"
+    for name in ("learning_curves", "per_trial", "design_choices", "chem_inputs", "by_bottleneck"):
+        for ext in ("png", "svg"):
+            path = r1 / "figures" / f"{name}.{ext}"
+            assert path.stat().st_size > 1000, path
+            assert path.read_bytes() == (r2 / path.relative_to(r1)).read_bytes(), path
+    for name in ("verdicts.md", "claims_summary.md", "claims_summary.csv", "by_edges.csv"):
+        assert (r1 / name).read_bytes() == (r2 / name).read_bytes(), name
+    verdicts = first["verdicts"]["abstraction"]
+    assert len(verdicts) == 7
+    index = (tmp_path / "r1" / "index.md").read_text()
+    assert "chemistry_probe` not run" in index and "abstraction/figures/per_trial.png" in index
+
+
+def test_a_table_without_required_columns_is_a_clear_error(tmp_path):
+    table = eval_table(noisy(100.0)).drop(columns=["num_edges"])
+    write(tmp_path, "references", "cash_only", 0, table)
+    frame, folders = load(tmp_path)
+    with pytest.raises(ValueError, match=r"lacks columns \['num_edges'\]"):
+        fig.report(frame, folders, tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown policies"):
+        fig.check_eval_table(eval_table(noisy(1.0), policies=("argmax",), primary="argmax"))
+
+
+def test_paired_difference_and_arm_names():
+    assert fig.arm_name("references", "cash_only") == "cash_only"
+    assert fig.arm_name("ideal_observer_6potions", "search_oracle") == "search_oracle@6potions"
+    assert fig.arm_name("alchemist_memory", "alchemist") == "alchemist_memory"
+    assert fig.family("alchemist_memory") == "alchemist" and fig.family("belief_state") == (
+        "chem_input"
+    )
+    a = eval_table(np.array([10.0, 12.0, 14.0])).assign(arm="a", seed=0)
+    b = eval_table(np.array([9.0, 12.0, 15.0])).assign(arm="b", seed=0)
+    diff, below, trials = fig.paired_difference(pd.concat([a, b]), "a", "b")
+    assert diff.value == pytest.approx(0.0) and below == 10 and trials == 30

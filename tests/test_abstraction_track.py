@@ -1,0 +1,289 @@
+"""Track `abstraction`: tiers and budgets as the spec sets them, the evaluation set and the
+`alchemy_eval` evaluation, and the smoke tier end to end through the runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import baselines
+import environments
+from benchmarks import abstraction_evaluations as ae
+from benchmarks import evaluations, programs, runner, store, tracks
+from benchmarks.tracks import abstraction as track_def
+from benchmarks.training import TrainConfig
+
+TRACK = tracks.get("abstraction")
+HAS_ALCHEMIST = importlib.util.find_spec("baselines.alchemist") is not None
+needs_alchemist = pytest.mark.skipif(
+    not HAS_ALCHEMIST, reason="baselines/alchemist.py (agent `alchemist`) is missing"
+)
+
+
+def _experiments(tier: str):
+    return TRACK.tier(tier).experiments
+
+
+def _seeds(tier: str, e) -> int:
+    return min(e.seeds or TRACK.tier(tier).seeds, TRACK.tier(tier).seeds)
+
+
+def _last_step(train: TrainConfig) -> int:
+    """Env steps per seed the runner trains (whole chunks of log intervals)."""
+    per_log = train.updates_per_log * train.steps_per_update
+    return per_log * train.num_chunks * train.logs_per_chunk
+
+
+# -------------------------------------------------------------------------- definition
+
+
+def test_track_is_registered_with_tiers_evaluations_and_report_hook():
+    assert "abstraction" in tracks.names()
+    assert set(TRACK.tiers) == {"smoke", "quick", "paper"}
+    assert TRACK.envs == ["symbolic_alchemy"]
+    assert TRACK.report == "benchmarks.figures.abstraction:report"
+    assert ae.EVALUATION in evaluations.names()
+    for tier in TRACK.tiers.values():
+        names = [e.name for e in tier.experiments]
+        assert len(names) == len(set(names))
+        for e in tier.experiments:
+            assert e.kind == "rl" and e.evaluations == (ae.EVALUATION,)
+            evaluations.validate(e)
+
+
+@pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
+def test_env_configs_and_agent_ids_resolve(tier):
+    for e in _experiments(tier):
+        env = environments.make(e.env, **e.env_config)  # raises on a bad option
+        assert env.name == "symbolic_alchemy"
+        for agent in e.agents:
+            if agent == "alchemist" and not HAS_ALCHEMIST:
+                continue
+            baselines.make_agent(agent, env.specs(), **e.agent_config(agent))
+
+
+def test_the_budgeted_ideal_observer_has_its_own_name():
+    assert ae.IO_BUDGETED in baselines.names()
+    budgeted = {a for t in TRACK.tiers.values() for e in t.experiments for a in e.agents}
+    assert ae.IO_BUDGETED in budgeted
+    for tier in TRACK.tiers.values():
+        for e in tier.experiments:
+            for agent in e.agents:
+                if agent == "ideal_observer":  # the exact planner only under this name
+                    assert e.agent_config(agent).get("io_planner") == "exhaustive"
+    env = environments.make("symbolic_alchemy", potions_per_trial=2)
+    with pytest.raises(ValueError, match="io_planner='budgeted'.*'exhaustive'"):
+        baselines.make_agent(ae.IO_BUDGETED, env.specs(), io_planner="exhaustive")
+
+
+def test_quick_tier_follows_the_spec_budgets():
+    quick = {e.name: e for e in _experiments("quick")}
+    assert set(quick) == {
+        "references",
+        "ideal_observer_6potions",
+        "ideal_observer_budgeted",
+        "baseline",
+        "alchemist",
+        "alchemist_no_shaping",
+        "alchemist_memory",
+        "ground_truth",
+        "belief_state",
+    }
+    steps = {name: _last_step(e.train) for name, e in quick.items()}
+    # Equal env steps where the claims compare arms (A5: alchemist vs baseline).
+    assert steps["baseline"] == steps["alchemist"] == track_def.QUICK_MAIN_STEPS
+    for name in ("alchemist_no_shaping", "ground_truth", "belief_state"):
+        assert steps[name] == track_def.QUICK_ABLATION_STEPS
+    assert steps["alchemist_memory"] == track_def.QUICK_MEMORY_STEPS
+    assert abs(track_def.QUICK_MAIN_STEPS - 1e7) / 1e7 < 0.01
+    assert abs(track_def.QUICK_ABLATION_STEPS - 5e6) / 5e6 < 0.01
+    assert abs(track_def.QUICK_MEMORY_STEPS - 2e6) / 2e6 < 0.05
+    seeds = {name: _seeds("quick", e) for name, e in quick.items()}
+    assert seeds["alchemist_memory"] == 3
+    assert all(seeds[n] == 5 for n in ("baseline", "alchemist", "ground_truth", "belief_state"))
+    assert seeds["references"] == 1
+    baseline = quick["baseline"]
+    assert baseline.env_config == {"level": track_def.EVAL_LEVEL}
+    assert (baseline.train.num_envs, baseline.train.unroll_length) == (64, 40)
+    config = baseline.agent_config("vtrace_lstm")
+    assert config["prev_action_reward"] and config["reward_scale"] == pytest.approx(1 / 15)
+    assert config["lstm_size"] == 128
+    alchemist = quick["alchemist"]
+    assert alchemist.env_config["trial_steps"] == 15 and alchemist.env_config["shaping"]
+    assert quick["alchemist_no_shaping"].env_config["shaping"] is False
+    assert (alchemist.train.num_envs, alchemist.train.unroll_length) == (16, 20)
+    assert alchemist.evaluation_config(ae.EVALUATION)["primary"] == "greedy"
+    assert baseline.evaluation_config(ae.EVALUATION)["primary"] == "sample"
+    assert quick["ground_truth"].env_config["chem_input"] == "ground_truth"
+    assert quick["belief_state"].env_config["chem_input"] == "belief_state"
+    io = quick["ideal_observer_6potions"]
+    assert io.env_config["potions_per_trial"] == 6 and "search_oracle" in io.agents
+    for e in quick.values():
+        assert e.evaluation_config(ae.EVALUATION)["episodes"] in (1000, 50, 20)
+
+
+def test_smoke_tier_follows_the_spec():
+    for e in _experiments("smoke"):
+        env = environments.make(e.env, **e.env_config)
+        assert (env.num_trials, env.trial_steps) == (2, 5), e.name
+        assert e.evaluation_config(ae.EVALUATION)["episodes"] == 8
+        if e.name.startswith("ideal_observer"):
+            assert env.potions_per_trial == 2
+        for agent in e.agents:
+            config = e.agent_config(agent)
+            for key in ("torso_width", "lstm_size"):
+                assert config.get(key, 16) == 16
+        if any(a in ("vtrace_lstm", "alchemist") for a in e.agents):
+            assert e.train.num_envs == 4 and _last_step(e.train) // e.train.steps_per_update == 2
+
+
+def test_budget_rejects_totals_that_overshoot():
+    assert _last_step(track_def.budget(128_000, (64, 40))) == 128_000
+    with pytest.raises(ValueError, match="multiple of"):
+        track_def.budget(10_000_000, (64, 40))
+
+
+# -------------------------------------------------------------------------- evaluation set
+
+
+def test_eval_set_is_fixed_prefix_stable_and_shared_by_trial_lengths():
+    keys = ae.eval_set_keys(6)
+    np.testing.assert_array_equal(keys[:3], ae.eval_set_keys(3))
+    chem = {}
+    for trial_steps in (20, 15):
+        env = environments.make("symbolic_alchemy", trial_steps=trial_steps)
+        _, ts = jax.vmap(env.reset)(keys)
+        chem[trial_steps] = np.asarray(ts.extras["chemistry_id"])
+    np.testing.assert_array_equal(chem[20], chem[15])
+    assert len({tuple(c) for c in chem[20]}) == 6  # six different chemistries
+
+
+SMALL = {"num_trials": 2, "trial_steps": 5}
+
+
+def _program(agent: str, config=None, env_config=SMALL):
+    e = track_def.arm("t", agent, TrainConfig(40, 4, 5, 20, 1), env_config, config or {}, 8, "t")
+    return e, programs.build(e, agent, e.agent_config(agent))
+
+
+def test_alchemy_eval_table_of_a_reference_policy():
+    e, program = _program("cash_only")
+    tables = ae.alchemy_eval(e, "cash_only", {}, program, None, 0, episodes=8)
+    table = tables[ae.TABLE]
+    assert list(table.columns[:3]) == ["policy", "primary", "episode"]
+    assert set(table.policy) == {"own"} and table.primary.eq(1).all() and len(table) == 8
+    trials = table[["trial_1", "trial_2"]].sum(axis=1)
+    np.testing.assert_array_equal(trials, table.episode_return)
+    assert (table.trial_steps == 5).all() and table.num_edges.isin([7, 8, 9, 10, 12]).all()
+    assert (table.num_trials == 2).all() and (table.potions_per_trial == 12).all()
+    assert (table.potions_used == 0).all() and (table.negative_cashed == 0).all()
+    assert (table.cashed >= 0).all() and (table.episode_return >= 0).all()
+    again = ae.alchemy_eval(e, "cash_only", {}, program, None, 0, episodes=8)[ae.TABLE]
+    pd.testing.assert_frame_equal(table, again)
+    other = programs.build(
+        dataclasses.replace(e, env="chain", env_config={"length": 3}), "random", {}
+    )
+    assert ae.alchemy_eval(e, "random", {}, other, None, 0) == {}
+
+
+def test_greedy_is_seed_independent_and_sampling_is_not():
+    e, program = _program("vtrace_lstm", track_def.BASELINE_SMOKE)
+    carry = program.init([0])
+    state = evaluations.seed_slice(carry.agent_state, 0)
+    a = ae.alchemy_eval(e, "vtrace_lstm", {}, program, state, 0, episodes=16)[ae.TABLE]
+    b = ae.alchemy_eval(e, "vtrace_lstm", {}, program, state, 1, episodes=16)[ae.TABLE]
+    assert set(a.policy) == {"sample", "greedy"} and len(a) == 32
+    assert a[a.primary == 1].policy.unique().tolist() == ["sample"]
+    greedy = lambda t: t[t.policy == "greedy"].reset_index(drop=True)  # noqa: E731
+    sample = lambda t: t[t.policy == "sample"].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(greedy(a), greedy(b))
+    assert not sample(a).equals(sample(b))
+    assert ae._rollout_fn.cache_info().currsize >= 2
+
+
+def test_bad_evaluation_options_are_named():
+    e, program = _program("cash_only")
+    for kwargs, message in (
+        ({"episodes": 0}, "episodes must be a positive int"),
+        ({"policies": ("argmax",)}, "must be distinct names of"),
+        ({"policies": "sample"}, "non-empty sequence"),
+        ({"primary": "greedy", "policies": ("sample",)}, "primary 'greedy' must be one of"),
+        ({"level": "nosuch"}, "nosuch"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ae.alchemy_eval(e, "cash_only", {}, program, None, 0, **kwargs)
+
+
+# -------------------------------------------------------------------------- end to end
+
+# A subset of the smoke tier's agents, to keep the test short (`tracks run abstraction --tier
+# smoke` runs every arm): the oracle beside the exact ideal observer, a heuristic, the baseline.
+E2E = {
+    "references": ("cash_only",),
+    "ideal_observer_2potions": ("ideal_observer", "search_oracle"),
+    "baseline": ("vtrace_lstm",),
+}
+
+
+def _run_subset(tmp_path, subset, seeds=(0, 1)):
+    written, skipped = [], []
+    for e in _experiments("smoke"):
+        if e.name in subset:
+            out = runner.run(
+                TRACK, "smoke", [e], seeds, tmp_path, agents=subset[e.name], show_progress=False
+            )
+            written += out["written"]
+            skipped += out["skipped"]
+    return written, skipped
+
+
+@pytest.mark.slow
+def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
+    written, _ = _run_subset(tmp_path, E2E)
+    seeds = {e.name: _seeds("smoke", e) for e in _experiments("smoke")}
+    expected = sum(len(agents) * seeds[name] for name, agents in E2E.items())
+    assert len(written) == expected == 5
+    for folder in map(store.Path, written):
+        assert store.extra_table_names(folder) == [ae.TABLE]
+        table = store.read_extra_table(folder, ae.TABLE)
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["evaluations"] == [ae.EVALUATION]
+        learner = meta["agent"] == "vtrace_lstm"
+        assert len(table) == (16 if learner else 8)
+        assert set(table.policy) == ({"sample", "greedy"} if learner else {"own"})
+    io = store.read_extra_table(
+        store.run_dir(tmp_path, "abstraction", "ideal_observer_2potions", "ideal_observer", 0),
+        ae.TABLE,
+    )
+    oracle = store.read_extra_table(
+        store.run_dir(tmp_path, "abstraction", "ideal_observer_2potions", "search_oracle", 0),
+        ae.TABLE,
+    )
+    # The exact ideal observer never beats the search oracle in a trial (same episodes).
+    assert (io.potions_per_trial == 2).all()
+    for t in ("trial_1", "trial_2"):
+        assert (io[t] <= oracle[t]).all()
+    again, skipped = _run_subset(tmp_path, E2E)
+    assert again == [] and len(skipped) == expected
+
+
+@pytest.mark.slow
+@needs_alchemist
+def test_smoke_alchemist_arm_end_to_end(tmp_path):
+    """The alchemist through the runner, scored greedily (its evaluation policy, spec §4.3);
+    the memory and no-shaping arms differ only in options the CLI smoke run covers."""
+    smoke = next(e for e in _experiments("smoke") if e.name == "alchemist")
+    greedy_only = {ae.EVALUATION: {"episodes": 4, "policies": ("greedy",), "primary": "greedy"}}
+    e = dataclasses.replace(smoke, evaluation_options=greedy_only)
+    out = runner.run(TRACK, "smoke", [e], [0], tmp_path, show_progress=False)
+    (folder,) = map(store.Path, out["written"])
+    table = store.read_extra_table(folder, ae.TABLE)
+    assert table.policy.tolist() == ["greedy"] * 4 and table.primary.eq(1).all()
+    assert (table.trial_steps == 5).all() and np.isfinite(table.episode_return).all()
+    assert smoke.evaluation_config(ae.EVALUATION)["primary"] == "greedy"

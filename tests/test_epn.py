@@ -1,0 +1,327 @@
+"""The Episodic Planning Network: batched learner unroll == acting steps, the memory's rules, the
+planning spec's pitfalls (§5), the test-time K sweep, determinism and config errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import baselines
+import environments
+from baselines import epn
+from baselines.vtrace import NetInputs
+from benchmarks.training import RLProgram, TrainConfig
+from environments.core import auto_reset_step
+
+TINY = {"d_model": 16, "num_heads": 2, "num_iterations": 2}
+
+
+def _env(steps=12):
+    return environments.make("memory_planning_game", maze_size=3, max_episode_steps=steps)
+
+
+def rollout(env, num_envs, steps, seed=1, offsets=True):
+    """NetInputs [steps, B] of uniformly random play across episode boundaries (auto-reset).
+
+    With `offsets`, environment i first plays i extra steps, so episodes end at different times.
+    """
+    return _rollout(env, num_envs, steps, seed, offsets)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 4))
+def _rollout(env, num_envs, steps, seed, offsets):
+    key, k0 = jax.random.split(jax.random.PRNGKey(seed))
+    env_state, ts = jax.vmap(env.reset)(jax.random.split(k0, num_envs))
+    skip = jnp.arange(num_envs) if offsets else jnp.zeros(num_envs, jnp.int32)
+    extra = num_envs if offsets else 0
+
+    def body(carry, t):
+        env_state, ts, prev, key = carry
+        first = ts.first()
+        inputs = NetInputs(
+            ts.observation, first, jnp.where(first, -1, prev), jnp.where(first, 0.0, ts.reward)
+        )
+        key, ka, ks = jax.random.split(key, 3)
+        action = jax.random.randint(ka, (num_envs,), 0, env.num_actions)
+        stepped = jax.vmap(auto_reset_step, in_axes=(None, 0, 0, 0, 0))(
+            env, env_state, ts, action, jax.random.split(ks, num_envs)
+        )
+        play = t + skip >= extra  # environment i starts i steps before the recorded window
+        keep = lambda new, old: jnp.where(play.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
+        env_state, ts = jax.tree.map(keep, stepped, (env_state, ts))
+        return (env_state, ts, jnp.where(play, action, prev), key), inputs
+
+    carry = (env_state, ts, jnp.full((num_envs,), -1, jnp.int32), key)
+    _, inputs = jax.lax.scan(body, carry, jnp.arange(steps + extra))
+    return jax.tree.map(lambda x: x[extra:], inputs)
+
+
+def play():
+    """The aligned rollout most tests share (one compile): MPG 3x3, 12-step episodes, 2
+    environments, 30 timesteps; FIRST at t = 0, 13 and 26."""
+    return rollout(_env(), num_envs=2, steps=30, offsets=False)
+
+
+def _at(inputs, t):
+    return jax.tree.map(lambda x: x[t], inputs)
+
+
+def _network(env, **config):
+    """(network, params) for `env` and TINY + config; built once per configuration, so tests
+    that share one also share its compiled functions."""
+    return _build(env, tuple(sorted({**TINY, **config}.items())))
+
+
+@functools.cache
+def _build(env, config):
+    net = epn.build_network(env.specs(), epn.EPNConfig(**dict(config)))
+    return net, jax.jit(net.init)(jax.random.PRNGKey(0), None, None)
+
+
+def _steps(net, params, inputs, state):
+    """Acting, one `step` per timestep: (logits [T, B, A], values [T, B], states [T], final)."""
+    final, (logits, values, states) = _step_scan(net)(params, state, inputs)
+    return logits, values, states, final
+
+
+@functools.cache
+def _step_scan(net):
+    def run(params, state, inputs):
+        def body(state, x):
+            (logits, value), new = net.step(params, x, state)
+            return new, (logits, value, state)
+
+        return jax.lax.scan(body, state, inputs)
+
+    return jax.jit(run)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # fills up (writes dropped), chunked with padding, an LSTM after the pool
+        {"memory": "all", "memory_slots": 9, "query_chunk": 7, "post_lstm": True},
+        {"memory": "dedup_moves", "query_chunk": 0},
+    ],
+)
+def test_batched_unroll_matches_acting_steps(config):
+    env = _env(steps=12)
+    inputs = rollout(env, num_envs=3, steps=36)
+    net, params = _network(env, **config)
+    logits, values, states, final = _steps(net, params, inputs, net.initial_state(3))
+    start = 17  # mid-episode for every environment: a window not aligned with episodes
+    window = jax.tree.map(lambda x: x[start:], inputs)
+    assert np.all(np.asarray(states.memory.count[start]) > 0)  # non-empty start memory
+    firsts = np.asarray(window.first)
+    assert firsts.any() and not firsts[0].any()  # episode boundaries inside the window
+    (u_logits, u_values), u_final = jax.jit(net.unroll)(params, window, _at(states, start))
+    np.testing.assert_allclose(u_logits, logits[start:], atol=2e-5)
+    np.testing.assert_allclose(u_values, values[start:], atol=2e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), u_final, final)
+
+
+def test_custom_backward_matches_autodiff():
+    p = epn.block_init(jax.random.PRNGKey(0), 16, 32)
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 16))
+    count = jnp.array([0, 1, 4, 6])
+    bias = jnp.where(jnp.arange(6)[None, :] < count[:, None], 0.0, -1e9)  # [R, S]
+    loss = lambda fn: lambda p, x: jnp.sum(jnp.sin(fn(p, x, bias, 2)) * jnp.arange(16))
+    value_and_grad = lambda fn: jax.jit(jax.value_and_grad(loss(fn), argnums=(0, 1)))
+    got_value, got = value_and_grad(epn.block)(p, x)
+    want_value, want = value_and_grad(epn.block_reference)(p, x)
+    np.testing.assert_allclose(got_value, want_value, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_memory_slots_hold_transitions_and_dedup_drops_repeats_and_collects():
+    n = 3  # 3 labels, 5 actions: one-hot positions
+    o = jnp.eye(n)
+    memory = epn.EPNMemory(
+        jnp.zeros((1, 4, 2 * n + 5)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, n))
+    )
+    seq = [(0, True, -1), (1, False, 3), (2, False, 0), (1, False, 1), (2, False, 0), (2, False, 4)]
+    all_mem, dedup = memory, memory
+    for label, first, action in seq:
+        args = (o[label][None], jnp.array([first]), jnp.array([action], jnp.int32), 5)
+        all_mem = epn.write(all_mem, *args, dedup_moves=False)
+        dedup = epn.write(dedup, *args, dedup_moves=True)
+    # all: 5 writes into 4 slots, the last one dropped
+    assert int(all_mem.count[0]) == 4
+    np.testing.assert_array_equal(
+        all_mem.slots[0, 0], jnp.concatenate([o[0], jax.nn.one_hot(3, 5), o[1]])
+    )
+    np.testing.assert_array_equal(
+        all_mem.slots[0, 3], jnp.concatenate([o[1], jax.nn.one_hot(0, 5), o[2]])
+    )
+    # dedup: (1 -0-> 2) repeats and (2 -Collect-> 2) is not a move
+    assert int(dedup.count[0]) == 3
+    np.testing.assert_array_equal(dedup.slots[0, :3], all_mem.slots[0, :3])
+
+
+def _mid_episode_state(net, params, steps=8):
+    """(the next input, the state after `steps` timesteps of `play()`)."""
+    inputs = play()
+    _, _, states, _ = _steps(net, params, inputs, net.initial_state(2))
+    return _at(inputs, steps), _at(states, steps)
+
+
+def test_invalid_slots_do_not_change_outputs():
+    env = _env()
+    net, params = _network(env)
+    x, state = _mid_episode_state(net, params)
+    step = jax.jit(net.step)
+    (lg, v), after = step(params, x, state)
+    count = int(after.memory.count[0])
+    assert 0 < count < 12
+    noise = 1e3 * jax.random.normal(jax.random.PRNGKey(3), state.memory.slots.shape)
+    held = jnp.arange(12)[None, :, None] < state.memory.count[:, None, None]
+    noisy = state._replace(
+        memory=state.memory._replace(slots=jnp.where(held, state.memory.slots, noise))
+    )
+    (lg2, v2), _ = step(params, x, noisy)
+    np.testing.assert_allclose(lg2, lg, atol=1e-6)
+    np.testing.assert_allclose(v2, v, atol=1e-6)
+
+
+def test_empty_memory_gives_finite_outputs_from_a_zero_pool():
+    env = _env()
+    net, params = _network(env)
+    (logits, value), state = jax.jit(net.step)(params, _at(play(), 0), net.initial_state(2))
+    assert np.all(np.asarray(state.memory.count) == 0)
+    assert np.all(np.isfinite(logits)) and np.all(np.isfinite(value))
+    want_logits, want_value = epn.heads(params["heads"], jnp.zeros((2, TINY["d_model"])))
+    np.testing.assert_allclose(logits, want_logits, atol=1e-6)
+    np.testing.assert_allclose(value, want_value, atol=1e-6)
+
+
+def test_changing_only_the_goal_changes_the_output_without_a_new_write():
+    env = _env()
+    net, params = _network(env)
+    x, state = _mid_episode_state(net, params)
+    goal = x.observation["goal"]
+    other = jnp.roll(goal, 1, axis=-1)  # a different goal symbol
+    y = x._replace(observation={**x.observation, "goal": other})
+    step = jax.jit(net.step)
+    (lg, v), s1 = step(params, x, state)
+    (lg2, v2), s2 = step(params, y, state)
+    jax.tree.map(np.testing.assert_array_equal, s1.memory, s2.memory)  # goal is not stored
+    assert float(jnp.max(jnp.abs(lg - lg2))) > 1e-4
+    assert float(jnp.max(jnp.abs(v - v2))) > 1e-5
+
+
+@pytest.mark.parametrize("post_lstm", [False, True])
+def test_no_state_leaks_across_episodes(post_lstm):
+    env = _env()
+    net, params = _network(env, post_lstm=post_lstm, post_lstm_size=8)
+    inputs = play()
+    assert np.asarray(inputs.first[13]).all()  # episode 2 starts at t = 13
+    lg, v, _, _ = _steps(net, params, inputs, net.initial_state(2))
+    # episode 2 (and what follows) from a fresh state: the same outputs
+    fresh = jax.tree.map(lambda x: jnp.concatenate([x[13:], x[:13]]), inputs)
+    lg2, v2, _, _ = _steps(net, params, fresh, net.initial_state(2))
+    np.testing.assert_allclose(lg[13:], lg2[:17], atol=1e-6)
+    np.testing.assert_allclose(v[13:], v2[:17], atol=1e-6)
+
+
+def test_test_time_k_reuses_the_trained_state():
+    env = _env()
+    config = {**TINY, "num_iterations": 2}
+    trained = epn.make(env.specs(), **config)
+    swept = epn.make(env.specs(), **epn.with_iterations(config, 5))
+    # nothing in the agent state depends on K: the K=2 state is a valid K=5 state
+    shapes = lambda agent: jax.tree.map(
+        lambda x: x.shape, jax.eval_shape(lambda k: agent.init(k, env.specs(), 2), _KEY)
+    )
+    assert shapes(trained) == shapes(swept)
+    net2, params = _network(env, num_iterations=2)
+    net5, _ = _network(env, num_iterations=5)
+    inputs = play()
+    logits2 = _steps(net2, params, inputs, net2.initial_state(2))[0]
+    logits5 = _steps(net5, params, inputs, net5.initial_state(2))[0]  # K=2 params, K=5 read
+    assert np.all(np.isfinite(logits5))
+    np.testing.assert_array_equal(logits5[0], logits2[0])  # empty memory: K plays no part
+    assert float(jnp.max(jnp.abs(logits2[1:] - logits5[1:]))) > 1e-5
+
+
+_KEY = jax.random.PRNGKey(0)
+
+
+def test_same_seed_same_params_and_outputs_other_seed_differs():
+    env = _env()
+    net, _ = _network(env)
+    inputs = play()
+    init = jax.jit(net.init)
+    run = lambda seed: _steps(
+        net, init(jax.random.PRNGKey(seed), None, None), inputs, net.initial_state(2)
+    )[0]
+    p0, p0b, p1 = (init(jax.random.PRNGKey(s), None, None) for s in (0, 0, 1))
+    jax.tree.map(np.testing.assert_array_equal, p0, p0b)
+    np.testing.assert_array_equal(run(0), run(0))
+    assert float(jnp.max(jnp.abs(run(0) - run(1)))) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"memory": "lru"}, "memory 'lru'.*'all', 'dedup_moves'"),
+        ({"num_heads": 3}, "num_heads=3 must divide d_model=16"),
+        ({"num_iterations": 0}, "num_iterations must be an integer >= 1"),
+        ({"memory_slots": 0}, "memory_slots must be an integer >= 1"),
+        ({"post_lstm": "yes"}, "post_lstm 'yes'"),
+        ({"d_modle": 8}, r"unknown config key\(s\) \['d_modle'\]; accepted: .*d_model"),
+        ({"torso": "mlp"}, r"unknown config key\(s\) \['torso'\]"),
+        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_accepted_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        epn.make(_env().specs(), **{**TINY, **bad})
+
+
+def test_street_navigation_with_float_codes_steps():
+    env = environments.make(
+        "street_navigation",
+        split="test",
+        bank_size=4,
+        max_episode_steps=10,
+        observation="gaussian",
+    )
+    net, params = _network(env, memory="dedup_moves", memory_slots=20)
+    env_state, ts = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 2))
+    state, prev, counts = net.initial_state(2), -1, []
+    step, env_step = jax.jit(net.step), jax.jit(jax.vmap(env.step))
+    for t, action in enumerate([0, 1, 0, 3, 0]):  # Forward, Left, Forward, Collect, Forward
+        inputs = NetInputs(ts.observation, ts.first(), jnp.full((2,), prev), jnp.zeros(2))
+        (logits, value), state = step(params, inputs, state)
+        assert np.all(np.isfinite(logits)) and np.all(np.isfinite(value))
+        counts.append(np.asarray(state.memory.count))
+        keys = jax.random.split(jax.random.PRNGKey(t), 2)
+        env_state, ts = env_step(env_state, jnp.full((2,), action), keys)
+        prev = action
+    assert np.all(counts[0] == 0) and np.all(counts[1] == 1)
+    assert np.all(counts[3] >= 2)
+    np.testing.assert_array_equal(counts[4], counts[3])  # a Collect transition is not kept
+
+
+def test_training_update_runs_through_the_registry():
+    env = _env(steps=6)
+    agent = baselines.make_agent(
+        "epn",
+        env.specs(),
+        d_model=8,
+        num_heads=1,
+        num_iterations=1,
+        memory="dedup_moves",
+        memory_slots=12,
+        entropy_cost_final=0.003,
+        anneal_updates=10,
+    )
+    config = TrainConfig(
+        total_steps=2 * 7 * 2, num_envs=2, unroll_length=7, log_every=2 * 7, logs_per_chunk=2
+    )
+    program = RLProgram(env, agent, config)
+    _, logs = program.run_chunk(program.init([0]))
+    assert np.isfinite(logs["loss"]).all() and logs["episodes"].sum() == 4  # 2 per env

@@ -1,0 +1,348 @@
+"""The planning track's report: verdicts P1–P7 on synthetic results (reproduced, partial, not
+reproduced, missing data, too small a budget), figures and tables, reproducible rebuilds.
+
+Results are written with `store.write_run` from hand-made numbers (no training): a training
+curve per run and the tables the planning evaluations would store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import stats, store
+from benchmarks.figures import planning as fig
+from benchmarks.planning_evaluations import SUMMARY_COLUMNS, TASK_COLUMNS
+from benchmarks.report import build_report, parse_verdict
+
+SPREAD = (-0.4, -0.2, 0.0, 0.2, 0.4)  # per-seed offsets (times an arm's spread)
+BUDGET = 1_000_000
+
+
+@dataclasses.dataclass
+class ArmSpec:
+    """One arm's per-seed numbers: value = mean + offset x spread."""
+
+    reward: float
+    efficiency: float = 1.2
+    spread: float = 1.0
+    seeds: int = 5
+
+
+@dataclasses.dataclass
+class Scenario:
+    epn: ArmSpec = dataclasses.field(default_factory=lambda: ArmSpec(25.0, 1.15))
+    lstm: ArmSpec = dataclasses.field(default_factory=lambda: ArmSpec(8.0, 2.6))
+    transformer: ArmSpec | None = dataclasses.field(
+        default_factory=lambda: ArmSpec(9.0, 2.4, seeds=3)
+    )
+    k1: ArmSpec | None = dataclasses.field(default_factory=lambda: ArmSpec(14.0, 1.6, seeds=3))
+    oracle: float = 31.6
+    explore: float = 28.7
+    size_6x6: dict = dataclasses.field(
+        default_factory=lambda: {"epn_k": 14.0, "epn_2k": 15.0, "lstm": 2.5, "oracle": 24.2}
+    )
+    osl: dict = dataclasses.field(
+        default_factory=lambda: {"epn": 30.0, "lstm": 9.0, "nyc_efficiency": 1.3}
+    )
+    nyc_skipped: str | None = None
+    budget: int = BUDGET
+    osl_seeds: int = 2
+
+
+def _summary(reward: float, efficiency: float, episodes: int = 500, steps: int = 100) -> dict:
+    row = dict.fromkeys(SUMMARY_COLUMNS, 0.0)
+    row.update(
+        episodes=episodes,
+        steps=steps,
+        reward_mean=reward,
+        reward_se=0.1,
+        tasks_mean=reward,
+        task1_completed=1.0,
+        first_task_steps=9.0,
+        later_tasks=int(reward * episodes),
+        later_task_steps=3.2 * efficiency,
+        later_task_sp1=3.2,
+        later_task_efficiency=efficiency,
+        tasks_started=int((reward + 1) * episodes),
+        unfinished_fraction=1 / (reward + 1),
+    )
+    return row
+
+
+def _tasks(efficiency: float) -> pd.DataFrame:
+    rows = [
+        {
+            "task_index": i,
+            "started": 500,
+            "completed": 480 - 10 * i,
+            "unfinished_fraction": (20 + 10 * i) / 500,
+            "steps_mean": 3.2 * (3.0 if i == 1 else efficiency),
+            "sp1_mean": 3.2,
+            "efficiency": 3.0 if i == 1 else efficiency,
+        }
+        for i in range(1, 11)
+    ]
+    return pd.DataFrame(rows, columns=TASK_COLUMNS).assign(condition="train")
+
+
+def _write(root, experiment, env, agent, seed, reward, tables, budget):
+    steps = np.linspace(budget / 10, budget, 10).astype(np.int64)
+    ramp = np.linspace(0.3, 1.0, 10)
+    rows = pd.concat(
+        [
+            pd.DataFrame({"step": steps, "metric": "episodes", "value": 320.0}),
+            pd.DataFrame({"step": steps, "metric": "episode_return", "value": reward * ramp}),
+        ],
+        ignore_index=True,
+    ).assign(track="planning", experiment=experiment, env=env, agent=agent, seed=seed, tier="quick")
+    store.write_run(root, rows, {"config_hash": "x", "seed": seed, "wall_time": 1.0}, tables)
+
+
+def _size_rows(agent: str, reward_k: float, reward_2k: float | None, k: float) -> pd.DataFrame:
+    rows = []
+    for factor, reward in ((1, reward_k), (2, reward_2k)):
+        if reward is None:
+            continue
+        rows.append(
+            {
+                "condition": f"size_6x6_T100_{factor}",
+                "maze_size": 6,
+                "k_train": k,
+                "k_test": factor * k if agent == "epn" else np.nan,
+                "memory_slots": 144,
+                **_summary(reward, 1.3, episodes=50),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _osl_rows(reward: float, nyc_efficiency: float, nyc_skipped: str | None) -> pd.DataFrame:
+    rows = []
+    for family in ("A", "B", "nyc"):
+        for j in (5, 8, 12):
+            head = {"condition": f"osl_{family}_test_J{j}", "family": family, "num_junctions": j}
+            head.update(bank_size=10_000, k_train=4.0, memory_slots=96)
+            if family == "nyc" and nyc_skipped:
+                rows.append({**head, "status": f"skipped: {nyc_skipped}"})
+                continue
+            efficiency = nyc_efficiency if family == "nyc" else 1.4
+            rows.append(
+                {**head, "status": "ok", **_summary(reward / (j / 5), efficiency, 100, 200)}
+            )
+    return pd.DataFrame(rows)
+
+
+def make_results(root, s: Scenario) -> None:
+    """Write the quick tier's runs with the scenario's numbers."""
+    mpg_arms = [("mpg_v64_4x4", "epn", s.epn, 4.0), ("mpg_v64_4x4", "vtrace_lstm", s.lstm, None)]
+    if s.transformer:
+        mpg_arms.append(("mpg_v64_4x4_transformer", "transformer_memory", s.transformer, None))
+    if s.k1:
+        mpg_arms.append(("mpg_v64_4x4_epn_k1", "epn", s.k1, 1.0))
+    size = s.size_6x6
+    for experiment, agent, arm, k in mpg_arms:
+        for seed in range(arm.seeds):
+            offset = SPREAD[seed] * arm.spread
+            reward = arm.reward + offset
+            final = {"condition": "train", "k_train": k or np.nan, "k_test": k or np.nan}
+            tables = {
+                "planning_final": pd.DataFrame([{**final, **_summary(reward, arm.efficiency)}]),
+                "planning_tasks": _tasks(arm.efficiency),
+            }
+            if experiment == "mpg_v64_4x4":
+                if agent == "epn":
+                    tables["planning_size"] = _size_rows(
+                        agent, size["epn_k"] + offset / 10, size["epn_2k"] + offset / 10, k
+                    )
+                    sweep = [
+                        {"condition": f"k{kt}", "k_train": k, "k_test": float(kt)}
+                        | _summary(reward - abs(kt - k), arm.efficiency, 100)
+                        for kt in (1, 2, 4, 8)
+                    ]
+                    tables["planning_k_sweep"] = pd.DataFrame(sweep)
+                else:
+                    tables["planning_size"] = _size_rows(agent, size["lstm"] + offset / 10, None, 0)
+            _write(root, experiment, "memory_planning_game", agent, seed, reward, tables, s.budget)
+    for policy, value in (("oracle", s.oracle), ("explore_plan", s.explore), ("random", 0.9)):
+        for seed in range(2):
+            tables = {
+                "planning_final": pd.DataFrame(
+                    [
+                        {"condition": "train", "k_train": np.nan, "k_test": np.nan}
+                        | _summary(value, 1.0)
+                    ]
+                ),
+                "planning_tasks": _tasks(1.0),
+                "planning_size": _size_rows(policy, size["oracle"] * value / s.oracle, None, 0),
+            }
+            _write(
+                root, "mpg_v64_4x4", "memory_planning_game", policy, seed, value, tables, s.budget
+            )
+    for agent, reward in (("epn", s.osl["epn"]), ("vtrace_lstm", s.osl["lstm"])):
+        for seed in range(s.osl_seeds):
+            efficiency = s.osl["nyc_efficiency"] if agent == "epn" else 3.0
+            osl = _osl_rows(reward + SPREAD[seed], efficiency, s.nyc_skipped)
+            tables = {
+                "planning_final": pd.DataFrame([{"condition": "train"} | _summary(reward, 1.4)]),
+                "planning_osl": osl,
+            }
+            _write(
+                root, "osl_a_j5", "street_navigation", agent, seed, reward, tables, s.budget // 2
+            )
+
+
+def _verdicts(root, tmp_path) -> dict[str, str]:
+    """The verdict lines by claim (figures are not drawn: see the figure tests)."""
+    frame, problems = store.load_results([root])
+    assert problems == []
+    data = fig.load(frame, list(store.run_folders([root])), [])
+    return {line.split(" ", 1)[0]: line for line in fig.verdicts(data)}
+
+
+def _status(line: str) -> str:
+    return parse_verdict("planning", line).status
+
+
+@pytest.fixture(autouse=True)
+def _fast_bootstrap(monkeypatch):
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 300)
+    monkeypatch.setattr(stats, "CURVE_REPS", 100)
+
+
+def test_every_claim_reproduced_on_designed_results(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario())
+    v = _verdicts(root, tmp_path)
+    assert list(v) == ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
+    for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
+        assert _status(v[claim]) == "REPRODUCED", v[claim]
+    assert _status(v["P7"]) == "NOT RUN"
+    # Numbers, n and budget are stated.
+    assert "EPN 25.00 [" in v["P1"] and "(n=5)" in v["P1"] and "(n=3)" in v["P1"]
+    assert "budget 1M env steps per seed" in v["P1"]
+    assert "evaluation (500 episodes per seed)" in v["P1"]
+    assert "oracle 31.60 (measured, n=2)" in v["P3"]
+    assert "NYC J=5: EPN later-task efficiency 1.30" in v["P6"]
+
+
+def test_p1_partial_between_1_3x_and_2x_or_with_overlapping_cis(tmp_path):
+    root = tmp_path / "a"
+    make_results(root, Scenario(epn=ArmSpec(14.0, 1.15)))  # 14 / 9 = 1.56x
+    assert _status(_verdicts(root, tmp_path)["P1"]) == "PARTIAL"
+    # 2.3x the best baseline, but wide seeds make the CIs overlap.
+    root = tmp_path / "b"
+    make_results(root, Scenario(epn=ArmSpec(21.0, 1.15, spread=40.0)))
+    line = _verdicts(root, tmp_path)["P1"]
+    assert _status(line) == "PARTIAL" and "CIs disjoint from every baseline: no" in line
+
+
+def test_failures_are_named_with_the_budget(tmp_path):
+    root = tmp_path / "results"
+    scenario = Scenario(
+        epn=ArmSpec(9.5, 2.8),
+        k1=ArmSpec(9.4, 2.9, seeds=3),
+        size_6x6={"epn_k": 3.0, "epn_2k": 2.0, "lstm": 2.5, "oracle": 24.2},
+        osl={"epn": 10.0, "lstm": 9.0, "nyc_efficiency": 2.5},
+    )
+    make_results(root, scenario)
+    v = _verdicts(root, tmp_path)
+    for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
+        assert _status(v[claim]) == "NOT REPRODUCED", v[claim]
+    assert "below 1.3× at this budget" in v["P1"]
+    assert "failed: EPN ≤ 1.3" in v["P2"] and "LSTM" not in v["P2"].split("failed:")[1]
+    assert "budget (1M steps) was too small" in v["P2"]
+    assert "failed: EPN ≥ 22.12" in v["P3"] and "paper tier" in v["P3"]
+    assert "K=4 > K=1 with disjoint CIs" in v["P4"] and "K_test = 2K ≥ K_test = K" in v["P4"]
+    assert "failed: ≥ 2.0×" in v["P5"]
+    assert "NYC EPN efficiency ≤ 1.5" in v["P6"] and "A J=5: EPN ≥ 2.0× LSTM" in v["P6"]
+
+
+def test_missing_arms_and_conditions_are_insufficient_data(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario(transformer=None, k1=None, nyc_skipped="wheel not cached"))
+    v = _verdicts(root, tmp_path)
+    assert _status(v["P1"]) == "REPRODUCED" and "transformer not run" in v["P1"]
+    assert _status(v["P4"]) == "INSUFFICIENT DATA" and "not run: EPN K=1" in v["P4"]
+    assert _status(v["P6"]) == "INSUFFICIENT DATA"
+    assert "NYC J=5 not evaluated: skipped: wheel not cached" in v["P6"]
+    # Too few seeds for a CI comparison.
+    root = tmp_path / "few"
+    make_results(root, Scenario(epn=ArmSpec(25.0, 1.1, seeds=2)))
+    v = _verdicts(root, tmp_path)
+    assert _status(v["P1"]) == "INSUFFICIENT DATA" and "need ≥ 3 seeds: EPN has 2" in v["P1"]
+    assert _status(v["P2"]) == "REPRODUCED"  # 2 seeds suffice without a CI comparison
+
+
+def test_smoke_budgets_are_not_judged(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario(budget=168))
+    v = _verdicts(root, tmp_path)
+    for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
+        assert _status(v[claim]) == "INSUFFICIENT BUDGET", v[claim]
+        assert ("EPN 84 steps" if claim == "P6" else " 168 steps") in v[claim]
+
+
+def test_no_results_give_not_judged_verdicts_and_skip_every_figure(tmp_path):
+    empty = pd.DataFrame(columns=store.COLUMNS)
+    report = fig.report(empty, [], tmp_path)
+    assert report.figures == [] and report.tables == []
+    statuses = [_status(line) for line in report.verdicts]
+    assert statuses == ["INSUFFICIENT DATA"] * 6 + ["NOT RUN"]
+    assert any("mpg_curves" in n or "no results" in n for n in report.notes)
+
+
+def test_figures_tables_and_reproducible_rebuild(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario(nyc_skipped="no wheel"))
+    out = tmp_path / "report"
+    summary = build_report([root], out)
+    names = {f.name for f in (out / "planning" / "figures").iterdir()}
+    for figure in ("mpg_curves", "steps_per_task", "k_sweep", "size_generalisation", "osl_heldout"):
+        assert {f"{figure}.png", f"{figure}.svg"} <= names
+    outcomes = summary["outcomes"]["planning"]
+    assert outcomes["P1"] == "reproduced" and outcomes["P7"] == "not run"
+    table = pd.read_csv(out / "planning" / "planning_summary.csv")
+    epn = table[(table.arm == "EPN") & (table.experiment == "mpg_v64_4x4")].iloc[0]
+    assert epn["reward per episode"].startswith("25.00 [") and epn["steps per seed"] == "1M"
+    assert epn["÷ oracle"].startswith("0.791")  # 25 / 31.6 measured
+    sizes = pd.read_csv(out / "planning" / "planning_sizes.csv").set_index("arm")
+    assert sizes.loc["EPN", "6x6/100"].startswith(f"{14 / 24.2:.3f}")
+    assert float(sizes.loc["explore+plan", "6x6/100"]) == pytest.approx(28.7 / 31.6, abs=1e-3)
+    osl = pd.read_csv(out / "planning" / "planning_osl.csv").set_index("arm")
+    assert osl.loc["EPN", "NYC J=5"] == "not run"
+    # The hook rebuilt from the same results gives the same verdicts and tables.
+    frame, _ = store.load_results([root])
+    again = fig.report(frame, list(store.run_folders([root])), tmp_path / "again")
+    assert again.verdicts == summary["verdicts"]["planning"]
+    assert pd.read_csv(tmp_path / "again" / "planning_summary.csv").equals(table)
+    for name in ("k_sweep.svg", "osl_heldout.svg"):
+        first = (out / "planning" / "figures" / name).read_bytes()
+        assert (tmp_path / "again" / "figures" / name).read_bytes() == first
+
+
+def test_reference_values_prefer_measured_then_spec(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario(oracle=30.0))
+    frame, _ = store.load_results([root])
+    data = fig.load(frame, list(store.run_folders([root])), [])
+    assert fig.reference_value(data, "oracle") == (30.0, "measured, n=2")
+    assert fig.reference_value(data, "reactive") == (5.18, "spec §1.1")
+    assert fig.size_reference(data, "oracle", 6, 100) == (pytest.approx(24.2 * 30 / 30), "measured")
+    assert fig.size_reference(data, "oracle", 8, 100) == (19.44, "spec §1.1")
+    assert fig.osl_reference(data, "oracle", "nyc", 8) == (41.01, "docs/planning.md")
+
+
+def test_ratio_ci_brackets_the_ratio_and_chooses_the_largest_budget(tmp_path):
+    est = fig.ratio_ci(np.array([20.0, 22, 24, 26, 28]), np.array([9.0, 10, 11]))
+    assert est.value == pytest.approx(24 / 10) and est.low < est.value < est.high and est.n == 3
+    frame = pd.DataFrame(
+        {
+            "experiment": ["mpg_v64_4x4", "mpg_v64_4x4_lite", "smoke_mpg_v64_3x3", "other"],
+            "step": [1_000_000, 600_000, 168, 5],
+        }
+    )
+    assert fig.choose_experiments(frame) == {"mpg": "mpg_v64_4x4"}
