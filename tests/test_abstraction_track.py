@@ -45,7 +45,7 @@ def _last_step(train: TrainConfig) -> int:
 
 def test_track_is_registered_with_tiers_evaluations_and_report_hook():
     assert "abstraction" in tracks.names()
-    assert set(TRACK.tiers) == {"smoke", "quick", "paper"}
+    assert set(TRACK.tiers) == {"smoke", "quick", "quick_lite", "paper"}
     assert TRACK.envs == ["symbolic_alchemy"]
     assert TRACK.report == "benchmarks.figures.abstraction:report"
     assert ae.EVALUATION in evaluations.names()
@@ -57,7 +57,7 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
             evaluations.validate(e)
 
 
-@pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("tier", ["smoke", "quick", "quick_lite", "paper"])
 def test_env_configs_and_agent_ids_resolve(tier):
     for e in _experiments(tier):
         env = environments.make(e.env, **e.env_config)  # raises on a bad option
@@ -126,6 +126,30 @@ def test_quick_tier_follows_the_spec_budgets():
     assert io.env_config["potions_per_trial"] == 6 and "search_oracle" in io.agents
     for e in quick.values():
         assert e.evaluation_config(ae.EVALUATION)["episodes"] in (1000, 50, 20)
+
+
+def test_quick_lite_scales_only_the_training_budgets():
+    quick = {e.name: e for e in _experiments("quick")}
+    lite = {e.name: e for e in _experiments("quick_lite")}
+    assert set(lite) == set(quick)
+    scale = track_def.LITE_SCALE
+    for name, e in lite.items():
+        full = quick[name]
+        assert (e.env_config, e.agents, e.seeds) == (full.env_config, full.agents, full.seeds)
+        assert e.evaluation_options == full.evaluation_options
+        steps, full_steps = _last_step(e.train), _last_step(full.train)
+        if full_steps > 10_000:  # learning arms: scaled down to whole updates of both batches
+            quantum = track_def.LOG_POINTS * 64 * 40
+            assert scale * full_steps - quantum < steps <= scale * full_steps, name
+        else:
+            assert steps == full_steps
+    # Equal env steps for the compared arms survive the rounding.
+    assert _last_step(lite["baseline"].train) == _last_step(lite["alchemist"].train)
+    assert _last_step(lite["ground_truth"].train) == _last_step(
+        lite["alchemist_no_shaping"].train
+    )
+    with pytest.raises(ValueError, match="scale must be in"):
+        track_def.quick_tier(1.5)
 
 
 def test_smoke_tier_follows_the_spec():
