@@ -145,9 +145,7 @@ def test_quick_lite_scales_only_the_training_budgets():
             assert steps == full_steps
     # Equal env steps for the compared arms survive the rounding.
     assert _last_step(lite["baseline"].train) == _last_step(lite["alchemist"].train)
-    assert _last_step(lite["ground_truth"].train) == _last_step(
-        lite["alchemist_no_shaping"].train
-    )
+    assert _last_step(lite["ground_truth"].train) == _last_step(lite["alchemist_no_shaping"].train)
     with pytest.raises(ValueError, match="scale must be in"):
         track_def.quick_tier(1.5)
 

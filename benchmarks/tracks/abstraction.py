@@ -380,6 +380,7 @@ SMOKE = Tier(
 
 QUICK_ENV = {"level": EVAL_LEVEL}
 
+
 def scaled(total_steps: int, scale: float, batch: tuple[int, int]) -> int:
     """`total_steps` x `scale`, rounded down to whole log intervals of `batch` (at least one)."""
     quantum = LOG_POINTS * batch[0] * batch[1]
