@@ -181,6 +181,8 @@ def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report
     assert "alchemist [15-step trials] (greedy) 204.0" in lines["A5"]
     assert "budget:" in lines["A5"] and "1e+06 steps/seed" in lines["A5"]
     assert "training reward over the last 10% of 5e+05 steps" in lines["A5"]
+    # A6 compares ground_truth with the baseline at the chemistry arm's (smaller) budget.
+    assert "at equal env steps (training reward over the last 10% of 5e+05 steps)" in lines["A6"]
 
 
 def test_failures_are_named(tmp_path):
