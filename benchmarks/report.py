@@ -212,6 +212,10 @@ def _markdown_table(table: pd.DataFrame) -> str:
     lines = [
         f"| {r.experiment} | {r.agent} | {r.metric} | {r.iqm:.3f} | "
         f"[{r.ci_low:.3f}, {r.ci_high:.3f}] | {r.seeds} |"
+        if r.seeds
+        # No episode ended in the final window (e.g. a non-learning arm scored only by its
+        # post-run evaluation, which the track's own tables report).
+        else f"| {r.experiment} | {r.agent} | {r.metric} | — | no episode ended in training | 0 |"
         for r in table.itertuples()
     ]
     return header + "\n".join(lines) + "\n"

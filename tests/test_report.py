@@ -378,3 +378,17 @@ def test_score_matrix_normalise_and_profiles():
     assert np.array_equal(a.fraction, expected["a"])  # rliable's own profile
     assert np.all(a.low <= a.fraction) and np.all(a.fraction <= a.high)
     assert (a.runs, a.tasks) == (2, 2)
+
+
+def test_summary_markdown_names_runs_without_a_final_score():
+    table = pd.DataFrame(
+        [
+            ("t", "e", "learner", "episode_return", 1.5, 1.0, 2.0, 3),
+            ("t", "e", "reference", "episode_return", np.nan, np.nan, np.nan, 0),
+        ],
+        columns=["track", "experiment", "agent", "metric", "iqm", "ci_low", "ci_high", "seeds"],
+    )
+    learner, reference = report._markdown_table(table).splitlines()[2:]
+    assert learner == "| e | learner | episode_return | 1.500 | [1.000, 2.000] | 3 |"
+    assert reference == "| e | reference | episode_return | — | no episode ended in training | 0 |"
+    assert "nan" not in reference
