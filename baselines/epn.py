@@ -40,7 +40,7 @@ import numpy as np
 
 from baselines.types import Agent
 from baselines.vtrace import NetInputs, Network, VTraceConfig, make_learner
-from environments.core import EnvSpecs, check_positive_int, validate_choice
+from environments.core import EnvSpecs, check_heads_divide, check_positive_int, validate_choice
 
 MEMORY_MODES = ("all", "dedup_moves")
 # VTraceConfig fields that configure the LSTM network, not the learner: not accepted here.
@@ -74,11 +74,7 @@ class EPNConfig:
         validate_choice("post_lstm", self.post_lstm, (False, True))
         if self.memory_slots is not None:
             check_positive_int("memory_slots", self.memory_slots)
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"num_heads={self.num_heads!r} must divide d_model={self.d_model!r}; "
-                f"accepted: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}"
-            )
+        check_heads_divide(self.d_model, self.num_heads)
 
 
 NETWORK_OPTIONS = tuple(f.name for f in dataclasses.fields(EPNConfig))

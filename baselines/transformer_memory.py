@@ -40,7 +40,7 @@ from baselines.epn import (
 )
 from baselines.types import Agent
 from baselines.vtrace import NetInputs, Network, make_learner, prev_features
-from environments.core import EnvSpecs, check_positive_int
+from environments.core import EnvSpecs, check_heads_divide, check_positive_int
 
 _NEG = -1e9
 
@@ -58,11 +58,7 @@ class TransformerConfig:
             check_positive_int(name, getattr(self, name))
         if self.window is not None:
             check_positive_int("window", self.window)
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"num_heads={self.num_heads!r} must divide d_model={self.d_model!r}; "
-                f"accepted: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}"
-            )
+        check_heads_divide(self.d_model, self.num_heads)
 
 
 NETWORK_OPTIONS = tuple(f.name for f in dataclasses.fields(TransformerConfig))
