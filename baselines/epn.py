@@ -384,6 +384,34 @@ def init_params(
     return params
 
 
+def _slot_iterates(params, slots, count, goal, config: EPNConfig):
+    """([x after 0..K blocks], valid [R, N]): the slot vectors embedded with the goal, then after
+    every application of the shared block."""
+    n, m = slots.shape[1], slots.shape[2]
+    valid = jnp.arange(n)[None, :] < count[:, None]  # [R, N]; slots beyond are masked out
+    w_in = params["embed_in"]["w"]  # [M + G, D]
+    goal_term = goal @ w_in[m:] + params["embed_in"]["b"]  # [R, D], once per query
+    x = jax.nn.relu(slots @ w_in[:m] + goal_term[:, None, :])  # [R, N, D]
+    iterates = [linear(params["embed_out"], x)]
+    key_bias = jnp.where(valid, 0.0, _NEG)  # [R, N]
+    for _ in range(config.num_iterations):
+        iterates.append(block(params["block"], iterates[-1], key_bias, config.num_heads))
+    return iterates, valid
+
+
+def slot_iterates(
+    params: dict[str, Any],
+    slots: jax.Array,  # [R, N, M]
+    count: jax.Array,  # [R]
+    goal: jax.Array,  # [R, G]
+    config: EPNConfig,
+) -> jax.Array:
+    """[K + 1, R, N, D]: every slot's vector after k = 0..K iterations (k = 0: the embedding),
+    what the wavefront probe reads (spec planning §3). Invalid slots are included; mask them
+    with `count`."""
+    return jnp.stack(_slot_iterates(params, slots, count, goal, config)[0])
+
+
 def pooled_read(
     params: dict[str, Any],
     slots: jax.Array,  # [R, N, M]
@@ -397,15 +425,8 @@ def pooled_read(
     Slots at or beyond `count` never change the result (keys masked, pool masked); they must
     be finite (`write` keeps them zero).
     """
-    n, m = slots.shape[1], slots.shape[2]
-    valid = jnp.arange(n)[None, :] < count[:, None]  # [R, N]; slots beyond are masked out
-    w_in = params["embed_in"]["w"]  # [M + G, D]
-    goal_term = goal @ w_in[m:] + params["embed_in"]["b"]  # [R, D], once per query
-    x = jax.nn.relu(slots @ w_in[:m] + goal_term[:, None, :])  # [R, N, D]
-    x = linear(params["embed_out"], x)
-    key_bias = jnp.where(valid, 0.0, _NEG)  # [R, N]
-    for _ in range(config.num_iterations):
-        x = block(params["block"], x, key_bias, config.num_heads)
+    iterates, valid = _slot_iterates(params, slots, count, goal, config)
+    x = iterates[-1]  # [R, N, D] after K blocks
     w_r = params["readout_in"]["w"]  # [D + P, D]
     d = config.d_model
     pos_term = position @ w_r[d:] + params["readout_in"]["b"]  # [R, D]

@@ -21,6 +21,8 @@ whenever it is recomputed on the same platform.
                       obtained its rows say why (`status`). Table `planning_osl`.
     planning_k_sweep  the EPN only: the training environment at K_test in (1, 2, 4, 8), reusing
                       the trained parameters. Table `planning_k_sweep`.
+    planning_wavefront  the EPN on MPG only: the wavefront probe (spec §3). Table
+                      `planning_wavefront` (module section "wavefront probe").
 
 Per-task conventions (environments.memory_planning_game docstring): on the step that completes a
 task the extras still describe it, so a completed task is read off the step where
@@ -40,12 +42,16 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 import baselines
+from baselines import epn
+from benchmarks import probes
 from benchmarks.evaluations import register_evaluation
 from benchmarks.tracks import Experiment
+from environments import memory_planning_game as mpg
 from environments import street_graphs
 
 EVAL_KEY_SALT = 0x504C414E  # "PLAN": evaluation draws differ from training's
@@ -518,4 +524,132 @@ def planning_k_sweep(
     return {"planning_k_sweep": pd.DataFrame(rows)}
 
 
-EVALUATIONS = ("planning_final", "planning_size", "planning_osl", "planning_k_sweep")
+# ------------------------------------------------------------------------- wavefront probe
+#
+# Spec §3: freeze the trained EPN, play `episodes` evaluation episodes with its own sampled
+# policy and, at each episode's last decision (timestep T - 1, memory holding the T - 1 slots of
+# the episode), read every valid slot's vector after each iteration k = 0..K of the shared block
+# (k = 0: the goal-conditioned embedding). A slot's target is the clipped torus distance
+# min(d(cell of its o_t, goal cell), max_distance); the cell is recovered from o_t's label through
+# the episode's label map, so it holds for either memory mode. One linear probe per k is fitted
+# on the slots of 80% of the episodes and scored on the other 20% (benchmarks.probes), and the
+# table gives its held-out accuracy per (k, d). Criterion P7 reads accuracy(k = d) −
+# accuracy(k = d − 1) for d >= 2: a value-iteration-like computation would make distance d
+# decodable only after d iterations.
+
+WAVEFRONT_EPISODES = 1_000
+WAVEFRONT_MAX_DISTANCE = 4
+WAVEFRONT_COLUMNS = ["iteration", "distance", "test_slots", "accuracy", "train_accuracy"]
+
+
+class WavefrontData(NamedTuple):
+    iterates: np.ndarray  # float [K + 1, E, N, D]
+    valid: np.ndarray  # bool [E, N]
+    distance: np.ndarray  # int [E, N] clipped torus distance of the slot's cell to the goal
+
+
+@functools.lru_cache(maxsize=4)
+def _wavefront_program(env, frozen_config: tuple, episodes: int, max_distance: int):
+    """A jitted `(params, key) -> WavefrontData` (arrays on device) for one EPN configuration."""
+    config = _thaw(frozen_config)
+    specs = env.specs()
+    agent = baselines.make_agent(EPN, specs, **config)
+    network, _ = epn.split_config(config, epn.NETWORK_OPTIONS)
+    net_config = epn.EPNConfig(**network)
+    n = env.maze_size
+    position_dim = int(np.prod(specs.observation["position"].shape))
+
+    def run(params, key):
+        k_init, k_reset, k_act = jax.random.split(key, 3)
+        state = agent.init(k_init, specs, episodes)._replace(params=params)
+        env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
+
+        def step(carry, _):
+            agent_state, env_state, ts, key = carry
+            key, k_a, k_e = jax.random.split(key, 3)
+            action, agent_state, _ = agent.act(agent_state, ts, k_a)
+            env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_e, episodes))
+            return (agent_state, env_state, ts, key), None
+
+        steps = env.max_episode_steps - 1
+        (state, env_state, ts, key), _ = jax.lax.scan(
+            step, (state, env_state, ts, k_act), None, length=steps
+        )
+        _, state, _ = agent.act(state, ts, key)  # writes the last decision's slot
+        memory = state.core_state.memory
+        goal = ts.observation["goal"].astype(jnp.float32)  # [E, V]
+        iterates = epn.slot_iterates(params, memory.slots, memory.count, goal, net_config)
+        label = jnp.argmax(memory.slots[..., -position_dim:], -1)  # [E, N] o_t's label
+        cell = jnp.argmax(env_state.labels[:, None, :] == label[..., None], -1)  # [E, N]
+        distance = mpg.torus_distance(mpg.cell_xy(cell, n), env_state.goal[:, None, :], n)
+        valid = jnp.arange(memory.slots.shape[1])[None, :] < memory.count[:, None]
+        return WavefrontData(iterates, valid, jnp.minimum(distance, max_distance))
+
+    return jax.jit(run)
+
+
+def wavefront_table(
+    data: WavefrontData, max_distance: int, seed: int, **fit_options: Any
+) -> pd.DataFrame:
+    """Held-out probe accuracy per (iteration k, distance d) from the slots of `data`."""
+    iterates = np.asarray(data.iterates)
+    episode, slot = np.nonzero(np.asarray(data.valid))
+    features = iterates[:, episode, slot, :]  # [K + 1, S, D]
+    distance = np.asarray(data.distance)[episode, slot]  # [S]
+    scores = probes.fit_and_score(
+        features, distance[:, None], [max_distance + 1], episode, seed=seed, **fit_options
+    )
+    rows = []
+    for k in range(features.shape[0]):
+        for d in range(max_distance + 1):
+            at = scores.test & (distance == d)
+            rows.append(
+                {
+                    "iteration": k,
+                    "distance": d,
+                    "test_slots": int(at.sum()),
+                    "accuracy": float(scores.correct[k, at, 0].mean()) if at.any() else math.nan,
+                    "train_accuracy": float(scores.train_accuracy[k, 0]),
+                }
+            )
+    return pd.DataFrame(rows, columns=WAVEFRONT_COLUMNS)
+
+
+@register_evaluation("planning_wavefront")
+def planning_wavefront(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    episodes: int = WAVEFRONT_EPISODES,
+    max_distance: int = WAVEFRONT_MAX_DISTANCE,
+) -> dict[str, pd.DataFrame]:
+    """The wavefront probe of the trained EPN on MPG (the EPN only; {} for other agents)."""
+    if agent != EPN:
+        return {}
+    env = _env(program, "planning_wavefront", (MPG,))
+    episodes = _episodes("planning_wavefront", episodes)
+    if episodes < 2:
+        raise ValueError("planning_wavefront: episodes must be >= 2 (an 80/20 split of episodes)")
+    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance < 1:
+        raise ValueError(
+            f"planning_wavefront: max_distance must be a positive int, got {max_distance!r}"
+        )
+    params = trained_params(agent_state)
+    _k_train(agent, agent_config)
+    config = condition_config(agent, agent_config, env)
+    program_fn = _wavefront_program(env, _freeze(config), episodes, max_distance)
+    data = jax.device_get(program_fn(params, condition_key(seed, "wavefront")))
+    table = wavefront_table(WavefrontData(*data), max_distance, seed)
+    return {"planning_wavefront": table}
+
+
+EVALUATIONS = (
+    "planning_final",
+    "planning_size",
+    "planning_osl",
+    "planning_k_sweep",
+    "planning_wavefront",
+)

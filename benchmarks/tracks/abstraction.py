@@ -4,7 +4,9 @@ Spec: shared/specs/abstraction.md (Wang, King et al. 2021; AlKhamissi et al. 202
 experiment runs on `symbolic_alchemy` and ends with the post-run evaluation `alchemy_eval`
 (benchmarks.abstraction_evaluations): each seed's trained agent plays a fixed evaluation set
 (1000 episodes of the non-rotated evaluation level drawn from a fixed key; the released set is
-not available) with per-trial rewards, edge-class scores and behaviour counts. The report hook
+not available) with per-trial rewards, edge-class scores and behaviour counts. The alchemist's
+main arm also runs `chemistry_probe` (benchmarks.chemistry_probe: linear probes of its recurrent
+state at each trial's end against the chemistry, for A7). The report hook
 (benchmarks.figures.abstraction) turns those tables into the figures and verdicts A1–A7.
 
 Arms (experiment name = arm; spec §4):
@@ -67,6 +69,7 @@ from typing import Any
 
 from baselines import alchemist as presets
 from benchmarks import abstraction_evaluations as alchemy_eval
+from benchmarks import chemistry_probe
 from benchmarks.tracks import Experiment, Tier, Track, register
 from benchmarks.training import TrainConfig
 
@@ -193,9 +196,14 @@ def arm(
     primary: str = presets.BASELINE_EVAL_POLICY,
     seeds: int | None = None,
     eval_level: str | None = None,
+    probe: bool = False,
 ) -> Experiment:
-    """One learning arm: one agent on one environment configuration."""
+    """One learning arm: one agent on one environment configuration; `probe` adds the chemistry
+    probe (A7) with the arm's scoring policy."""
     extra = {"level": eval_level} if eval_level else {}
+    options = eval_options(episodes, primary, **extra)
+    if probe:
+        options[chemistry_probe.EVALUATION] = {"episodes": episodes, "policy": primary, **extra}
     return Experiment(
         name=name,
         env=ENV,
@@ -205,8 +213,8 @@ def arm(
         agent_configs={agent: dict(agent_config)},
         label=label,
         seeds=seeds,
-        evaluations=(EVALUATION,),
-        evaluation_options=eval_options(episodes, primary, **extra),
+        evaluations=(EVALUATION, chemistry_probe.EVALUATION) if probe else (EVALUATION,),
+        evaluation_options=options,
     )
 
 
@@ -293,6 +301,7 @@ def learning_arms(
             alchemist,
             label=f"Alchemist ({trial_steps}-step trials)",
             primary=presets.ALCHEMIST_EVAL_POLICY,
+            probe=True,
             **kw,
         ),
         arm(

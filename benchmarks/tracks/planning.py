@@ -15,8 +15,9 @@ evaluated on 5x5 to 8x8 maps with the same observation shape (`planning_size`).
 
 Post-run evaluations (benchmarks.planning_evaluations): `planning_final` (500 episodes: the
 final score, first-task steps, later-task efficiency, steps per task index), `planning_size`
-(MPG-V64 4-8 x 100/200 steps, the EPN at K and 2K), `planning_k_sweep` (EPN, K_test 1-8) and
-`planning_osl` (held-out street neighbourhoods: A and B test banks and NYC at J = 5, 8, 12).
+(MPG-V64 4-8 x 100/200 steps, the EPN at K and 2K), `planning_k_sweep` (EPN, K_test 1-8),
+`planning_osl` (held-out street neighbourhoods: A and B test banks and NYC at J = 5, 8, 12) and,
+in the main MPG comparison, `planning_wavefront` (the EPN's wavefront probe, P7).
 
 Experiments carry a *role* (`ROLES`) that the report (benchmarks.figures.planning) reads:
 `mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
@@ -136,12 +137,16 @@ REFERENCE_CONFIGS = {"explore_plan": {"maze_size": 4}}  # MPG-V64 cannot infer t
 # ---------------------------------------------------------------------------- evaluations
 
 MPG_EVALUATIONS = ("planning_final", "planning_size", "planning_k_sweep")
+# The main comparison's EPN also gets the wavefront probe (P7); the other MPG experiments do not
+# need it, and leaving them out keeps their configurations (and finished runs) unchanged.
+MAIN_MPG_EVALUATIONS = MPG_EVALUATIONS + ("planning_wavefront",)
 OSL_EVALUATIONS = ("planning_final", "planning_osl")
 SMOKE_OPTIONS = {
     "planning_final": {"episodes": 4},
     "planning_size": {"conditions": ((4, 20),), "episodes": 2},
     # 4 episodes like planning_final, so K_test = K reuses its compiled evaluator.
     "planning_k_sweep": {"k_values": (1, 2), "episodes": 4},
+    "planning_wavefront": {"episodes": 4},
     "planning_osl": {
         "junctions": (3,),
         "episodes": 2,
@@ -244,7 +249,7 @@ SMOKE = Tier(
             _SMOKE_TRAIN,
             {EPN: EPN_SMOKE, LSTM: LSTM_SMOKE, TRANSFORMER: TRANSFORMER_SMOKE, **_SMOKE_REFERENCES},
             "MPG-V64 3x3, 20 steps (smoke)",
-            MPG_EVALUATIONS,
+            MAIN_MPG_EVALUATIONS,
             SMOKE_OPTIONS,
         ),
         experiment(
@@ -289,7 +294,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 mpg_train,
                 {EPN: EPN_QUICK, LSTM: LSTM_QUICK, **_references()},
                 "MPG-V64 4x4, 100 steps",
-                MPG_EVALUATIONS,
+                MAIN_MPG_EVALUATIONS,
             ),
             experiment(
                 ROLE_EPN_K1,
@@ -364,7 +369,7 @@ def _paper_tier() -> Tier:
                 mpg_train,
                 {EPN: epn_mpg, LSTM: LSTM_PAPER, TRANSFORMER: TRANSFORMER_PAPER, **_references()},
                 "MPG-V64 4x4, 100 steps (paper sizes)",
-                MPG_EVALUATIONS,
+                MAIN_MPG_EVALUATIONS,
                 PAPER_OPTIONS,
             ),
             *(
