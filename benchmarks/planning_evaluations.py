@@ -227,33 +227,43 @@ def _evaluator(env, agent_name: str, frozen_config: tuple, episodes: int):
     steps = env.max_episode_steps
     learns = agent.learns
 
+    def record(ts):
+        x = ts.extras
+        return EpisodeArrays(
+            ts.reward,
+            x["task_index"],
+            x["steps_in_task"],
+            x["sp_at_task_start"],
+            x["tasks_completed"],
+            ts.step_type,
+        )
+
     def run(params, key):
-        k_init, k_reset, k_act = jax.random.split(key, 3)
-        state = agent.init(k_init, specs, episodes)
-        if params is not None:
-            state = state._replace(params=params)
-        env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-
-        def step(carry, _):
-            agent_state, env_state, ts, key = carry
-            key, k_a, k_e = jax.random.split(key, 3)
-            action, agent_state, _ = agent.act(agent_state, ts, k_a)
-            env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_e, episodes))
-            x = ts.extras
-            out = EpisodeArrays(
-                ts.reward,
-                x["task_index"],
-                x["steps_in_task"],
-                x["sp_at_task_start"],
-                x["tasks_completed"],
-                ts.step_type,
-            )
-            return (agent_state, env_state, ts, key), out
-
-        _, arrays = jax.lax.scan(step, (state, env_state, ts, k_act), None, length=steps)
+        _, arrays = play(env, agent, params, key, episodes, steps, record)
         return arrays
 
     return jax.jit(run), learns
+
+
+def play(env, agent, params, key, episodes: int, steps: int, record=lambda ts: None):
+    """Play `steps` steps of `episodes` fresh episodes with the agent's sampled policy (its
+    fresh state, holding `params` unless None). Returns ((agent state, env state, last
+    timestep, key), record(timestep) stacked over the steps)."""
+    specs = env.specs()
+    k_init, k_reset, k_act = jax.random.split(key, 3)
+    state = agent.init(k_init, specs, episodes)
+    if params is not None:
+        state = state._replace(params=params)
+    env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
+
+    def step(carry, _):
+        agent_state, env_state, ts, key = carry
+        key, k_a, k_e = jax.random.split(key, 3)
+        action, agent_state, _ = agent.act(agent_state, ts, k_a)
+        env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_e, episodes))
+        return (agent_state, env_state, ts, key), record(ts)
+
+    return jax.lax.scan(step, (state, env_state, ts, k_act), None, length=steps)
 
 
 def trained_params(agent_state: Any) -> Any:
@@ -546,6 +556,8 @@ class WavefrontData(NamedTuple):
     iterates: np.ndarray  # float [K + 1, E, N, D]
     valid: np.ndarray  # bool [E, N]
     distance: np.ndarray  # int [E, N] clipped torus distance of the slot's cell to the goal
+    slot_label: np.ndarray  # int [E, N] the label of the slot's o_t
+    goal_label: np.ndarray  # int [E] the label of the goal at the probed decision
 
 
 @functools.lru_cache(maxsize=4)
@@ -560,21 +572,8 @@ def _wavefront_program(env, frozen_config: tuple, episodes: int, max_distance: i
     position_dim = int(np.prod(specs.observation["position"].shape))
 
     def run(params, key):
-        k_init, k_reset, k_act = jax.random.split(key, 3)
-        state = agent.init(k_init, specs, episodes)._replace(params=params)
-        env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-
-        def step(carry, _):
-            agent_state, env_state, ts, key = carry
-            key, k_a, k_e = jax.random.split(key, 3)
-            action, agent_state, _ = agent.act(agent_state, ts, k_a)
-            env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_e, episodes))
-            return (agent_state, env_state, ts, key), None
-
-        steps = env.max_episode_steps - 1
-        (state, env_state, ts, key), _ = jax.lax.scan(
-            step, (state, env_state, ts, k_act), None, length=steps
-        )
+        steps = env.max_episode_steps - 1  # up to the last decision
+        (state, env_state, ts, key), _ = play(env, agent, params, key, episodes, steps)
         _, state, _ = agent.act(state, ts, key)  # writes the last decision's slot
         memory = state.core_state.memory
         goal = ts.observation["goal"].astype(jnp.float32)  # [E, V]
@@ -583,7 +582,9 @@ def _wavefront_program(env, frozen_config: tuple, episodes: int, max_distance: i
         cell = jnp.argmax(env_state.labels[:, None, :] == label[..., None], -1)  # [E, N]
         distance = mpg.torus_distance(mpg.cell_xy(cell, n), env_state.goal[:, None, :], n)
         valid = jnp.arange(memory.slots.shape[1])[None, :] < memory.count[:, None]
-        return WavefrontData(iterates, valid, jnp.minimum(distance, max_distance))
+        return WavefrontData(
+            iterates, valid, jnp.minimum(distance, max_distance), label, jnp.argmax(goal, -1)
+        )
 
     return jax.jit(run)
 

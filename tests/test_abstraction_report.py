@@ -67,9 +67,34 @@ def noisy(mean, n=EPISODES, sd=30.0, seed=0):
     return mean + sd * (x - x.mean()) / x.std(ddof=1)
 
 
-def write(root, experiment, agent, seed, table, steps=STEPS, final=None):
-    """One run: a training curve ramping with the step (to `final` at STEPS[-1]) and its
-    evaluation table."""
+def probe_table(seed, dim_gain=0.3):
+    """A `chemistry_probe` table: accuracy rising linearly from chance by `dim_gain` (the dim
+    map; other parts by half of it) over trials 1–10, under a 0.95 ceiling."""
+    rows = []
+    for trial in range(1, 11):
+        for part, chance in (("graph", 0.5), ("dim", 1 / 6), ("dir", 0.5), ("stone", 0.5)):
+            gain = dim_gain if part == "dim" else dim_gain / 2
+            rows.append(
+                {
+                    "trial": trial,
+                    "part": part,
+                    "heads": 1,
+                    "accuracy": chance + gain * (trial - 1) / 9 + 0.01 * seed,
+                    "train_accuracy": 0.9,
+                    "chance": chance,
+                    "posterior_fixed": 0.1 * trial - 0.05,
+                    "posterior_ceiling": 0.95,
+                    "test_episodes": 40,
+                    "features": 256,
+                    "policy": "sample",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write(root, experiment, agent, seed, table, steps=STEPS, final=None, probe=None):
+    """One run: a training curve ramping with the step (to `final` at STEPS[-1]), its
+    evaluation table and (optionally) its chemistry probe table."""
     if final is None:
         final = float(table.loc[table.primary == 1, "episode_return"].mean())
     ramp = (0.3 + 0.7 * np.asarray(steps) / STEPS[-1]) * final
@@ -94,7 +119,10 @@ def write(root, experiment, agent, seed, table, steps=STEPS, final=None):
         "evaluation_time": 2.0,
         "seeds_in_program": [seed],
     }
-    store.write_run(root, rows, meta, extra_tables={TABLE: table})
+    tables = {TABLE: table}
+    if probe is not None:
+        tables[fig.PROBE_TABLE] = probe
+    store.write_run(root, rows, meta, extra_tables=tables)
 
 
 def learner(mean, seed, delta=0.0, trial_steps=20, primary="sample"):
@@ -117,7 +145,17 @@ ARMS = {  # arm -> (agent, per-seed means, trial delta, trial_steps, primary)
 }
 
 
-def world(root, arms=None, references=True, io=True, io_above_oracle=False, seeds=5):
+def world(
+    root,
+    arms=None,
+    references=True,
+    io=True,
+    io_above_oracle=False,
+    seeds=5,
+    probed="ground_truth",
+    dim_gain=0.3,
+):
+    """Designed results; arm `probed` (the best arm by default) has chemistry probe tables."""
     if references:
         for i, (agent, value) in enumerate(SPEC.items()):
             write(root, "references", agent, 0, eval_table(noisy(value, n=1000, seed=i)))
@@ -139,7 +177,8 @@ def world(root, arms=None, references=True, io=True, io_above_oracle=False, seed
         budget = STEPS if name in ("baseline", "alchemist") else STEPS // 2
         for seed, mean in enumerate(means[:seeds]):
             table = learner(mean, seed, delta, steps, primary)
-            write(root, name, agent, seed, table, steps=budget)
+            probe = probe_table(seed, dim_gain) if name == probed else None
+            write(root, name, agent, seed, table, steps=budget, probe=probe)
     return root
 
 
@@ -174,7 +213,8 @@ def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report
     for claim in ("A1", "A3", "A4", "A5", "A6"):
         assert status(lines[claim]) == fig.REPRODUCED, lines[claim]
     assert status(lines["A2"]) == fig.NOT_RUN and "IO trace" in lines["A2"]
-    assert status(lines["A7"]) == fig.NOT_RUN and "chemistry_probe" in lines["A7"]
+    assert status(lines["A7"]) == fig.REPRODUCED, lines["A7"]
+    assert "gain 30.0 [" in lines["A7"] and "n=5 seeds" in lines["A7"] and "95.0%" in lines["A7"]
     assert "6 potions per trial" in lines["A1"] and "trials with oracle < IO: 0" in lines["A1"]
     assert "+0.20" in lines["A3"] and "n=5 seeds" in lines["A3"]
     assert "best arm ground_truth 244.0" in lines["A4"]
@@ -260,7 +300,8 @@ def test_report_builds_figures_and_is_identical_when_rebuilt(designed, tmp_path)
     first = build_report([root], tmp_path / "r1")
     build_report([root], tmp_path / "r2")
     r1, r2 = tmp_path / "r1" / "abstraction", tmp_path / "r2" / "abstraction"
-    for name in ("learning_curves", "per_trial", "design_choices", "chem_inputs", "by_bottleneck"):
+    figures = ("learning_curves", "per_trial", "design_choices", "chem_inputs", "by_bottleneck")
+    for name in figures + ("chemistry_probe",):
         for ext in ("png", "svg"):
             path = r1 / "figures" / f"{name}.{ext}"
             assert path.stat().st_size > 1000, path
@@ -270,7 +311,8 @@ def test_report_builds_figures_and_is_identical_when_rebuilt(designed, tmp_path)
     verdicts = first["verdicts"]["abstraction"]
     assert len(verdicts) == 7
     index = (tmp_path / "r1" / "index.md").read_text()
-    assert "chemistry_probe` not run" in index and "abstraction/figures/per_trial.png" in index
+    assert "abstraction/figures/chemistry_probe.png" in index
+    assert "abstraction/figures/per_trial.png" in index
 
 
 def test_a_table_without_required_columns_is_a_clear_error(tmp_path):
@@ -294,3 +336,26 @@ def test_paired_difference_and_arm_names():
     b = eval_table(np.array([9.0, 12.0, 15.0])).assign(arm="b", seed=0)
     diff, below, trials = fig.paired_difference(pd.concat([a, b]), "a", "b")
     assert diff.value == pytest.approx(0.0) and below == 10 and trials == 30
+
+
+@pytest.mark.parametrize(
+    ("probed", "dim_gain", "expected", "text"),
+    [
+        ("ground_truth", 0.05, fig.NOT_REPRODUCED, "failed: gain ≥ 10 points"),
+        ("alchemist", 0.3, fig.INSUFFICIENT_DATA, "probed arms: ['alchemist']"),
+        (None, 0.3, fig.INSUFFICIENT_DATA, "probed arms: none"),
+    ],
+)
+def test_a7_needs_the_best_arm_probed_and_a_large_enough_gain(
+    tmp_path, probed, dim_gain, expected, text
+):
+    frame, folders = load(world(tmp_path, references=False, probed=probed, dim_gain=dim_gain))
+    probes = fig.load_probes(folders, [])
+    line = fig.verdict_a7(fig.load_evals(folders, []), probes)
+    assert status(line) == expected and text in line, line
+
+
+def test_a7_fails_when_the_probe_beats_the_posterior_ceiling(tmp_path):
+    frame, folders = load(world(tmp_path, references=False, dim_gain=0.9))
+    line = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
+    assert status(line) == fig.NOT_REPRODUCED and "accuracy ≤ posterior ceiling" in line, line

@@ -15,7 +15,7 @@ import pytest
 import baselines
 import environments
 from benchmarks import abstraction_evaluations as ae
-from benchmarks import evaluations, programs, runner, store, tracks
+from benchmarks import chemistry_probe, evaluations, programs, runner, store, tracks
 from benchmarks.tracks import abstraction as track_def
 from benchmarks.training import TrainConfig
 
@@ -53,7 +53,13 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
         names = [e.name for e in tier.experiments]
         assert len(names) == len(set(names))
         for e in tier.experiments:
-            assert e.kind == "rl" and e.evaluations == (ae.EVALUATION,)
+            # The alchemist's main arm also runs the chemistry probe (A7), with its scoring
+            # policy on the same episodes; no other arm does.
+            probe = (chemistry_probe.EVALUATION,) if e.name == "alchemist" else ()
+            assert e.kind == "rl" and e.evaluations == (ae.EVALUATION, *probe), e.name
+            if probe:
+                options = e.evaluation_config(chemistry_probe.EVALUATION)
+                assert options["policy"] == e.evaluation_config(ae.EVALUATION)["primary"]
             evaluations.validate(e)
 
 

@@ -51,6 +51,7 @@ class Scenario:
     nyc_skipped: str | None = None
     budget: int = BUDGET
     osl_seeds: int = 2
+    wavefront: float | None = 0.6  # probe accuracy gained at iteration k = d (None: no probe)
 
 
 def _summary(reward: float, efficiency: float, episodes: int = 500, steps: int = 100) -> dict:
@@ -136,6 +137,23 @@ def _osl_rows(reward: float, nyc_efficiency: float, nyc_skipped: str | None) -> 
     return pd.DataFrame(rows)
 
 
+def _wavefront_rows(gain: float, seed: int) -> pd.DataFrame:
+    """A `planning_wavefront` table where distance d becomes decodable at iteration d: chance
+    (0.2) below it, 0.2 + gain from it on."""
+    rows = [
+        {
+            "iteration": k,
+            "distance": d,
+            "test_slots": 100,
+            "accuracy": 0.2 + (gain if k >= d else 0.0) + 0.01 * seed,
+            "train_accuracy": 0.5,
+        }
+        for k in range(5)
+        for d in range(5)
+    ]
+    return pd.DataFrame(rows)
+
+
 def make_results(root, s: Scenario) -> None:
     """Write the quick tier's runs with the scenario's numbers."""
     mpg_arms = [("mpg_v64_4x4", "epn", s.epn, 4.0), ("mpg_v64_4x4", "vtrace_lstm", s.lstm, None)]
@@ -164,6 +182,8 @@ def make_results(root, s: Scenario) -> None:
                         for kt in (1, 2, 4, 8)
                     ]
                     tables["planning_k_sweep"] = pd.DataFrame(sweep)
+                    if s.wavefront is not None:
+                        tables["planning_wavefront"] = _wavefront_rows(s.wavefront, seed)
                 else:
                     tables["planning_size"] = _size_rows(agent, size["lstm"] + offset / 10, None, 0)
             _write(root, experiment, "memory_planning_game", agent, seed, reward, tables, s.budget)
@@ -220,7 +240,9 @@ def test_every_claim_reproduced_on_designed_results(tmp_path):
     assert list(v) == ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
     for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
         assert _status(v[claim]) == "REPRODUCED", v[claim]
-    assert _status(v["P7"]) == "NOT RUN"
+    assert _status(v["P7"]) == "REPRODUCED", v["P7"]
+    assert "d=3: accuracy(k=3) − accuracy(k=2) = +60.0 [" in v["P7"]
+    assert "d=4 (the clipped, farthest class) is not judged" in v["P7"]
     # Numbers, n and budget are stated.
     assert "EPN 25.00 [" in v["P1"] and "(n=5)" in v["P1"] and "(n=3)" in v["P1"]
     assert "budget 1M env steps per seed" in v["P1"]
@@ -291,7 +313,7 @@ def test_no_results_give_not_judged_verdicts_and_skip_every_figure(tmp_path):
     report = fig.report(empty, [], tmp_path)
     assert report.figures == [] and report.tables == []
     statuses = [_status(line) for line in report.verdicts]
-    assert statuses == ["INSUFFICIENT DATA"] * 6 + ["NOT RUN"]
+    assert statuses == ["INSUFFICIENT DATA"] * 7
     assert any("mpg_curves" in n or "no results" in n for n in report.notes)
 
 
@@ -301,10 +323,17 @@ def test_figures_tables_and_reproducible_rebuild(tmp_path):
     out = tmp_path / "report"
     summary = build_report([root], out)
     names = {f.name for f in (out / "planning" / "figures").iterdir()}
-    for figure in ("mpg_curves", "steps_per_task", "k_sweep", "size_generalisation", "osl_heldout"):
+    for figure in (
+        "mpg_curves",
+        "steps_per_task",
+        "k_sweep",
+        "size_generalisation",
+        "osl_heldout",
+        "wavefront_probe",
+    ):
         assert {f"{figure}.png", f"{figure}.svg"} <= names
     outcomes = summary["outcomes"]["planning"]
-    assert outcomes["P1"] == "reproduced" and outcomes["P7"] == "not run"
+    assert outcomes["P1"] == "reproduced" and outcomes["P7"] == "reproduced"
     table = pd.read_csv(out / "planning" / "planning_summary.csv")
     epn = table[(table.arm == "EPN") & (table.experiment == "mpg_v64_4x4")].iloc[0]
     assert epn["reward per episode"].startswith("25.00 [") and epn["steps per seed"] == "1M"
@@ -346,3 +375,17 @@ def test_ratio_ci_brackets_the_ratio_and_chooses_the_largest_budget(tmp_path):
         }
     )
     assert fig.choose_experiments(frame) == {"mpg": "mpg_v64_4x4"}
+
+
+@pytest.mark.parametrize(
+    ("wavefront", "status", "text"),
+    [
+        (0.05, "NOT REPRODUCED", "failed: d=2 gain ≥ 10 points"),
+        (None, "INSUFFICIENT DATA", "no planning_wavefront tables"),
+    ],
+)
+def test_p7_needs_a_wavefront(tmp_path, wavefront, status, text):
+    root = tmp_path / "results"
+    make_results(root, Scenario(wavefront=wavefront))
+    line = _verdicts(root, tmp_path)["P7"]
+    assert _status(line) == status and text in line, line

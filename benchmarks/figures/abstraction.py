@@ -20,9 +20,12 @@ Trial lengths (spec §7). Every row records `trial_steps`; arms with trials othe
 carry "[15-step trials]" in every label, and 20-step reference lines carry "(20-step trials)",
 so a 15-step arm is never ranked against 20-step numbers without that label.
 
+The chemistry probe (A7) reads the `chemistry_probe` tables (benchmarks.chemistry_probe) of the
+arms that ran it.
+
 Verdicts: REPRODUCED, NOT REPRODUCED (the failed conditions are named), INSUFFICIENT DATA (an arm
 is missing or has fewer than `MIN_SEEDS` seeds) and NOT RUN (a needed measurement is not part
-of the project, e.g. the chemistry probe of A7). Every bootstrap has a fixed seed, so a rebuilt
+of the project or of these results). Every bootstrap has a fixed seed, so a rebuilt
 report has byte-identical verdicts and tables.
 """
 
@@ -40,7 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks import stats, store  # noqa: E402
+from benchmarks import chemistry_probe, stats, store  # noqa: E402
 from benchmarks.abstraction_evaluations import BEHAVIOUR, IO_BUDGETED, TABLE  # noqa: E402
 from benchmarks.figures import (  # noqa: E402
     Figure,
@@ -128,6 +131,9 @@ A5_P_MIN = 0.9
 A5_SPEC_SHAPING_DROP = -36.8
 A2_TARGET_EPISODES_PER_S = 1000 / 3600  # the eval set in <= 1 hour
 A7_MIN_GAIN = 10.0
+A7_PART = "dim"
+PROBE_TABLE = chemistry_probe.EVALUATION
+PROBE_COLUMNS = ("trial", "part", "accuracy", "chance", "posterior_fixed", "posterior_ceiling")
 
 REQUIRED_COLUMNS = (
     "policy",
@@ -706,19 +712,68 @@ def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
     return _judge("A6", conditions, details)
 
 
-def verdict_a7() -> str:
-    return _line(
-        "A7",
-        NOT_RUN,
-        [
-            "no chemistry_probe evaluation in this project yet (logistic probes on the LSTM "
-            "state at trial ends, 80/20 split, ceiling from the exact posterior)",
-            f"criterion: dim-map accuracy trial 10 − trial 1 ≥ {A7_MIN_GAIN:.0f} points",
-        ],
-    )
+def load_probes(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
+    """Every `chemistry_probe` table of the track, with experiment, agent, seed and arm."""
+    keep = lambda key: key[0] == TRACK
+    table = read_extra_tables(folders, PROBE_TABLE, notes, keep)
+    if table.empty:
+        return table
+    missing = [c for c in PROBE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"table {PROBE_TABLE!r} lacks columns {missing}")
+    table["arm"] = [arm_name(e, a) for e, a in zip(table.experiment, table.agent, strict=True)]
+    return table
 
 
-def verdicts(frame: pd.DataFrame, evals: pd.DataFrame, folders: Sequence[Path]) -> list[str]:
+def probe_gain(probes: pd.DataFrame, arm: str, part: str = A7_PART) -> tuple[np.ndarray, int]:
+    """(per-seed accuracy gain in points from trial 1 to the last trial, last trial)."""
+    rows = probes[(probes.arm == arm) & (probes.part == part)]
+    if rows.empty:
+        return np.zeros(0), 0
+    last = int(rows.trial.max())
+    acc = rows.pivot_table(index="seed", columns="trial", values="accuracy", aggfunc="first")
+    return 100.0 * (acc[last] - acc[1]).to_numpy(np.float64), last
+
+
+def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> str:
+    arm, score = best_arm(evals)
+    details = [f"criterion: {A7_PART}-map accuracy trial 10 − trial 1 ≥ {A7_MIN_GAIN:.0f} points"]
+    if arm is None:
+        return _line("A7", INSUFFICIENT_DATA, details + [_need_seeds([])])
+    details.insert(0, f"best arm {label_of(evals, arm)} ({fmt(score)})")
+    probed = sorted(set(probes.arm)) if not probes.empty else []
+    if arm not in probed:
+        return _line(
+            "A7",
+            INSUFFICIENT_DATA,
+            details + [f"no chemistry_probe table for it (probed arms: {probed or 'none'})"],
+        )
+    gains, last = probe_gain(probes, arm)
+    if len(gains) < MIN_SEEDS:
+        return _line("A7", INSUFFICIENT_DATA, details + [f"{len(gains)} probed seeds"])
+    gain = stats.iqm_ci(gains)
+    rows = probes[(probes.arm == arm) & (probes.part == A7_PART) & (probes.trial == last)]
+    accuracy = stats.iqm_ci(100.0 * rows.accuracy.to_numpy(np.float64))
+    ceiling = 100.0 * float(rows.posterior_ceiling.mean())
+    first = probes[(probes.arm == arm) & (probes.part == A7_PART) & (probes.trial == 1)]
+    pct = lambda e: f"{e.value:.1f} [{e.low:.1f}, {e.high:.1f}]"
+    details += [
+        f"{A7_PART} map (held-out balanced accuracy, %): trial 1 "
+        f"{100 * first.accuracy.mean():.1f}, trial {last} {pct(accuracy)}, chance "
+        f"{100 * rows.chance.iloc[0]:.1f}; gain {pct(gain)} points (IQM, n={len(gains)} seeds)",
+        f"posterior ceiling at trial {last}: {ceiling:.1f}% (uniform guess over the exact "
+        f"posterior's support; fixed in {100 * rows.posterior_fixed.mean():.0f}% of episodes)",
+    ]
+    conditions = [
+        (f"gain ≥ {A7_MIN_GAIN:.0f} points", bool(gain.value >= A7_MIN_GAIN)),
+        ("accuracy ≤ posterior ceiling", bool(accuracy.value <= ceiling)),
+    ]
+    return _judge("A7", conditions, details)
+
+
+def verdicts(
+    frame: pd.DataFrame, evals: pd.DataFrame, folders: Sequence[Path], probes: pd.DataFrame
+) -> list[str]:
     return [
         verdict_a1(evals),
         verdict_a2(evals, folders),
@@ -726,7 +781,7 @@ def verdicts(frame: pd.DataFrame, evals: pd.DataFrame, folders: Sequence[Path]) 
         verdict_a4(evals, frame),
         verdict_a5(evals, frame),
         verdict_a6(evals, frame),
-        verdict_a7(),
+        verdict_a7(evals, probes),
     ]
 
 
@@ -1115,27 +1170,83 @@ def figure_by_bottleneck(evals: pd.DataFrame, out: Path) -> Figure | str:
     )
 
 
+PROBE_PARTS = (
+    ("graph", "graph edges"),
+    ("dim", "dim map"),
+    ("dir", "dir map"),
+    ("stone", "stone map"),
+)
+
+
+def figure_chemistry_probe(evals: pd.DataFrame, probes: pd.DataFrame, out: Path) -> Figure | str:
+    if probes.empty:
+        return "figure `chemistry_probe` skipped: no chemistry_probe tables"
+    arms = sorted(set(probes.arm))
+    fig, axes = plt.subplots(1, len(PROBE_PARTS), figsize=(11.5, 3.3), sharey=True)
+    for ax, (part, title) in zip(axes, PROBE_PARTS, strict=True):
+        for arm in arms:
+            rows = probes[(probes.arm == arm) & (probes.part == part)]
+            if rows.empty:
+                continue
+            trials = sorted(int(t) for t in rows.trial.unique())
+            est = [
+                stats.iqm_ci(100.0 * rows[rows.trial == t].accuracy.to_numpy(np.float64))
+                for t in trials
+            ]
+            y = np.array([e.value for e in est])
+            colour = _arm_colour(arm)
+            n = int(rows.seed.nunique())
+            ax.plot(trials, y, color=colour, marker="o", ms=3, lw=1.5, label=f"{arm} (n={n})")
+            ax.fill_between(
+                trials, [e.low for e in est], [e.high for e in est], color=colour, alpha=0.2
+            )
+            ceiling = rows.groupby("trial").posterior_ceiling.mean() * 100.0
+            ax.plot(ceiling.index, ceiling.to_numpy(), color=colour, ls="--", lw=1)
+        chance = 100.0 * float(probes[probes.part == part].chance.iloc[0])
+        ax.axhline(chance, color="0.5", ls=":", lw=1)
+        ax.set_title(title)
+        ax.set_xlabel("trial")
+        ax.set_ylim(0, 102)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out balanced accuracy (%)")
+    axes[-1].legend(frameon=False, fontsize=6.5, loc="lower right")
+    fig.suptitle(
+        "Chemistry probe: linear decoding of the chemistry from the agent state at trial end "
+        "(solid: probe, IQM and 95% CI over seeds; dashed: exact-posterior ceiling; dotted: "
+        "chance)",
+        fontsize=8.5,
+    )
+    return _save(
+        fig,
+        out,
+        "chemistry_probe",
+        "Linear-probe accuracy of each part of the chemistry from the agent's recurrent state "
+        "at each trial's end, beside what the exact posterior allows (A7).",
+    )
+
+
 # ----------------------------------------------------------------------------------- hook
 
 
 def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     """The abstraction section: figures learning_curves, per_trial, design_choices,
-    chem_inputs, by_bottleneck (chemistry_probe: not run), the summary and by-edge tables and
-    verdicts A1–A7."""
+    chem_inputs, by_bottleneck, chemistry_probe, the summary and by-edge tables and verdicts
+    A1–A7."""
     out = Path(out)
     notes: list[str] = []
     evals = load_evals(folders, notes)
+    probes = load_probes(folders, notes)
     made = [
         figure_learning_curves(frame, evals, out),
         figure_per_trial(evals, out),
         figure_design_choices(evals, out),
         figure_chem_inputs(frame, evals, out),
         figure_by_bottleneck(evals, out),
-        "figure `chemistry_probe` not run: no chemistry_probe evaluation is implemented",
+        figure_chemistry_probe(evals, probes, out),
     ]
     figures = [m for m in made if isinstance(m, Figure)]
     notes = [m for m in made if isinstance(m, str)] + notes
-    lines = verdicts(frame, evals, folders)
+    lines = verdicts(frame, evals, folders, probes)
     summary = summary_table(frame, evals)
     edges = by_edges_table(evals)
     out.mkdir(parents=True, exist_ok=True)

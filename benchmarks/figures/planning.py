@@ -3,9 +3,10 @@
 Built from results alone: the training curves (results.csv, metric `episode_return` = reward per
 episode) and the tables of the post-run evaluations (benchmarks.planning_evaluations):
 `planning_final` / `planning_tasks` (500 evaluation episodes per seed), `planning_size`,
-`planning_k_sweep` and `planning_osl`. Experiments are matched to their role in the design
-through `benchmarks.tracks.planning.ROLES`; when several experiments of one role have results
-(e.g. quick and quick_lite), the one with the largest training budget is used.
+`planning_k_sweep`, `planning_osl` and `planning_wavefront` (the EPN's wavefront probe).
+Experiments are matched to their role in the design through `benchmarks.tracks.planning.ROLES`;
+when several experiments of one role have results (e.g. quick and quick_lite), the one with the
+largest training budget is used.
 
 Scores follow spec §3: a seed's final score is its mean over the evaluation episodes (or, where
 a run has no `planning_final` table, its training score over the last 10% of the budget, and the
@@ -18,8 +19,7 @@ reference arms when they ran, else the spec's table (§1.1) or the committed OSL
 
 Verdict statuses: REPRODUCED, PARTIAL (P1's middle band), NOT REPRODUCED, INSUFFICIENT DATA (a
 needed arm, table or condition is missing, or has too few seeds), INSUFFICIENT BUDGET (training
-runs shorter than `MIN_VERDICT_STEPS`, e.g. the smoke tier) and NOT RUN (P7, whose probe is not
-implemented).
+runs shorter than `MIN_VERDICT_STEPS`, e.g. the smoke tier).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ P3_FRACTION = 0.7
 P5_SIDE, P5_STEPS, P5_FACTOR = 6, 100, 2.0
 P4_SIDE, P4_STEPS = 6, 100
 P6_J, P6_FACTOR, P6_NYC_EFFICIENCY = 5, 2.0, 1.5
+P7_MIN_GAIN = 10.0  # accuracy points from iteration d − 1 to d, for every probed d >= 2
 
 CLAIMS = {
     "P1": "the EPN beats the nearest baseline by 2–3×",
@@ -93,7 +94,14 @@ REFERENCE_LABELS = {
 AGENT_LABELS = {EPN: "EPN", LSTM: "LSTM", TRANSFORMER: "transformer", **REFERENCE_LABELS}
 OSL_FAMILY_LABELS = {"A": "A unseen", "B": "B", "nyc": "NYC"}
 LOG_TICKS = (1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100)  # steps ÷ (SP + 1) axis
-TABLES = ("planning_final", "planning_tasks", "planning_size", "planning_k_sweep", "planning_osl")
+TABLES = (
+    "planning_final",
+    "planning_tasks",
+    "planning_size",
+    "planning_k_sweep",
+    "planning_osl",
+    "planning_wavefront",
+)
 
 
 class Arm(NamedTuple):
@@ -587,15 +595,50 @@ def verdict_p6(data: Data) -> str:
     return _line("P6", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
-def verdict_p7(data: Data) -> str:
-    return _line(
-        "P7",
-        NOT_RUN,
-        [
-            "the wavefront probe (spec §3: linear probes of the EPN's slot vectors per iteration "
-            "and goal distance) is not implemented in this project yet; no probe results"
-        ],
+def wavefront_gains(data: Data) -> dict[int, np.ndarray]:
+    """Per goal distance d >= 2 (up to the largest probed iteration), the per-seed gain in
+    probe accuracy points from iteration d − 1 to iteration d (spec §3, P7). The largest
+    (clipped) distance is left out: it is "everything farther", decodable by elimination as
+    soon as the nearer distances are, so its gain says nothing about a wavefront."""
+    rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
+    if rows.empty:
+        return {}
+    acc = rows.pivot_table(
+        index=["seed", "distance"], columns="iteration", values="accuracy", aggfunc="first"
     )
+    gains = {}
+    farthest = int(rows.distance.max())
+    for d in sorted(rows.distance.unique()):
+        d = int(d)
+        if d < 2 or d == farthest or d not in acc.columns or d - 1 not in acc.columns:
+            continue
+        per_seed = acc.xs(d, level="distance")
+        gains[d] = 100.0 * (per_seed[d] - per_seed[d - 1]).to_numpy(np.float64)
+    return gains
+
+
+def verdict_p7(data: Data) -> str:
+    arm = (design.ROLE_MPG, EPN, "EPN")
+    details = [_budget_text(data, [arm])]
+    gated = _gate("P7", data, [arm], details, MIN_SEEDS)
+    if gated:
+        return gated
+    if _rows(data, "planning_wavefront", design.ROLE_MPG, EPN).empty:
+        return _line("P7", INSUFFICIENT_DATA, details + ["no planning_wavefront tables"])
+    gains = wavefront_gains(data)
+    farthest = int(_rows(data, "planning_wavefront", design.ROLE_MPG, EPN).distance.max())
+    details.append(f"d={farthest} (the clipped, farthest class) is not judged")
+    if not gains:
+        return _line(
+            "P7", INSUFFICIENT_DATA, details + ["no distance d >= 2 with iterations d − 1 and d"]
+        )
+    failed = []
+    for d, values in gains.items():
+        est = stats.iqm_ci(values[np.isfinite(values)])
+        details.append(f"d={d}: accuracy(k={d}) − accuracy(k={d - 1}) = {fmt(est, '+.1f')} points")
+        if not (est.n and est.value >= P7_MIN_GAIN):
+            failed.append(f"d={d} gain ≥ {P7_MIN_GAIN:.0f} points")
+    return _line("P7", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
 def verdicts(data: Data) -> list[str]:
@@ -810,6 +853,41 @@ def figure_k_sweep(data: Data, out: Path) -> Figure | str:
         "k_sweep",
         "EPN reward vs the number of planning iterations at test, per K at training",
         _save(fig, out, "k_sweep"),
+    )
+
+
+def figure_wavefront_probe(data: Data, out: Path) -> Figure | str:
+    rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
+    if rows.empty:
+        return "figure `wavefront_probe` skipped: no planning_wavefront tables (EPN on MPG 4x4)"
+    distances = sorted(int(d) for d in rows.distance.unique())
+    iterations = sorted(int(k) for k in rows.iteration.unique())
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for i, d in enumerate(distances):
+        sub = rows[rows.distance == d]
+        values = [100.0 * sub[sub.iteration == k].accuracy.to_numpy(np.float64) for k in iterations]
+        colour = cmap(i / max(1, len(distances) - 1))
+        _errorbar(ax, iterations, values, color=colour, label=f"goal distance d={d}")
+    ax.axhline(100.0 / len(distances), color="0.5", ls=":", lw=1, label="chance")
+    ax.set_xticks(iterations)
+    ax.set_xlabel("iteration k of the shared block (0: the goal-conditioned embedding)")
+    ax.set_ylabel("held-out probe accuracy (%), IQM and 95% CI over seeds")
+    n = int(rows.seed.nunique())
+    ax.set_title(
+        f"EPN wavefront probe: slot → goal distance (n={n})\n"
+        f"({experiment_label(data, design.ROLE_MPG)}, "
+        f"{_steps_text(budget(data, design.ROLE_MPG, EPN))} steps)"
+    )
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7, loc="best")
+    fig.tight_layout()
+    return Figure(
+        "wavefront_probe",
+        "linear-probe accuracy of the slot's goal distance after each EPN iteration; a "
+        "value-iteration-like computation makes distance d decodable from iteration d on (P7)",
+        _save(fig, out, "wavefront_probe"),
     )
 
 
@@ -1055,7 +1133,7 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
         figure_k_sweep(data, out),
         figure_size_generalisation(data, out),
         figure_osl_heldout(data, out),
-        "figure `wavefront_probe` skipped: the probe (P7) is not implemented",
+        figure_wavefront_probe(data, out),
     ]
     plt.close("all")
     figures = [m for m in made if isinstance(m, Figure)]
