@@ -68,16 +68,19 @@ def _at(inputs, t):
     return jax.tree.map(lambda x: x[t], inputs)
 
 
-def _network(env, **config):
-    """(network, params) for `env` and TINY + config; built once per configuration, so tests
-    that share one also share its compiled functions."""
-    return _build(env, tuple(sorted({**TINY, **config}.items())))
+def cached_networks(build_network, config_class, defaults):
+    """`network(env, **config) -> (network, params)` for `defaults` + config, built once per
+    (env, configuration), so tests that share one also share its compiled functions."""
+
+    @functools.cache
+    def build(env, config):
+        net = build_network(env.specs(), config_class(**dict(config)))
+        return net, jax.jit(net.init)(jax.random.PRNGKey(0), None, None)
+
+    return lambda env, **config: build(env, tuple(sorted({**defaults, **config}.items())))
 
 
-@functools.cache
-def _build(env, config):
-    net = epn.build_network(env.specs(), epn.EPNConfig(**dict(config)))
-    return net, jax.jit(net.init)(jax.random.PRNGKey(0), None, None)
+_network = cached_networks(epn.build_network, epn.EPNConfig, TINY)
 
 
 def _steps(net, params, inputs, state):

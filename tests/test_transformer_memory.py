@@ -1,13 +1,11 @@
 """The transformer-memory baseline (batched causal learner == KV-cache acting, episode isolation,
 causality, config errors) and the LSTM baseline's previous action and reward inputs."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_epn import _at, _env, _steps, play, rollout
+from test_epn import _at, _env, _steps, cached_networks, play, rollout
 
 import baselines
 from baselines import transformer_memory as tm
@@ -17,16 +15,7 @@ from benchmarks.training import RLProgram, TrainConfig
 TINY = {"d_model": 16, "num_heads": 2, "num_layers": 2, "mlp_ratio": 2}
 
 
-def _network(env, **config):
-    """(network, params) for `env` and TINY + config; built once per configuration, so tests
-    that share one also share its compiled functions."""
-    return _build(env, tuple(sorted({**TINY, **config}.items())))
-
-
-@functools.cache
-def _build(env, config):
-    net = tm.build_network(env.specs(), tm.TransformerConfig(**dict(config)))
-    return net, jax.jit(net.init)(jax.random.PRNGKey(0), None, None)
+_network = cached_networks(tm.build_network, tm.TransformerConfig, TINY)
 
 
 @pytest.mark.parametrize("window", [None, 5])  # the episode, or a ring buffer that wraps

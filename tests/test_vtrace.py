@@ -160,10 +160,14 @@ def test_learner_unroll_matches_the_actor_with_previous_inputs():
         return real_update(state, trajectory, key)
 
     program = RLProgram(env, agent._replace(update=spy), program.config)
-    carry = program.init_one(jnp.uint32(0))
-    carry, _ = program._update(carry, None)  # the first unroll (starts at FIRST)
-    carry, _ = program._update(carry, None)  # the second: crosses an episode boundary
-    traj = captured["traj"]
+
+    @jax.jit  # one compiled program: op-by-op execution of two updates takes a minute
+    def two_updates(carry):
+        carry, _ = program._update(carry, None)  # the first unroll (starts at FIRST)
+        carry, _ = program._update(carry, None)  # the second: crosses an episode boundary
+        return captured["traj"]  # the second update's trajectory, an output of this trace
+
+    traj = two_updates(program.init_one(jnp.uint32(0)))
     config = vtrace.VTraceConfig(torso_width=8, lstm_size=8, prev_action_reward=True)
     network = vtrace.build_network(env.specs(), config)
     start = traj.start_state

@@ -1,6 +1,6 @@
 """Tables of steps/s from a saved pytest-benchmark JSON, with each agent's ratio to its baseline.
 
-    pytest benchmarks/perf --benchmark-only --benchmark-json=BENCH.json
+    pytest benchmarks/perf --benchmark-only -n 0 --benchmark-json=BENCH.json
     python -m benchmarks.perf.summarise BENCH.json
 
 pytest-benchmark cannot compare one test with another, so the benchmarks record what they measured

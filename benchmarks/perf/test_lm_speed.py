@@ -1,6 +1,6 @@
 """MoD / dense speed ratios of the compute track (spec §4.4), each measured within one run.
 
-    pytest benchmarks/perf/test_lm_speed.py --benchmark-only \
+    pytest benchmarks/perf/test_lm_speed.py --benchmark-only -n 0 \
         --benchmark-json=results/compute/speed.json
     python -m benchmarks.perf.test_lm_speed results/compute/speed.json   # the table
 

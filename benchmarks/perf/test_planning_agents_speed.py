@@ -20,7 +20,7 @@ with B environments, T acting steps (one read each) and T + 1 learner reads (fwd
 ratio per interleaved pair is recorded (median and best) with the load average, since another
 training run may share the two cores.
 
-Run: `pytest benchmarks/perf/test_planning_agents_speed.py --benchmark-only -s`.
+Run: `pytest benchmarks/perf/test_planning_agents_speed.py --benchmark-only -n 0 -s`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ navigation with each observation level. The street bank is the 1,000-neighbourho
 of family A at J = 5 (built on first use, then cached; bank size changes compile time, not the
 step).
 
-Run: `pytest benchmarks/perf/test_planning_env_speed.py --benchmark-only`.
+Run: `pytest benchmarks/perf/test_planning_env_speed.py --benchmark-only -n 0`.
 """
 
 from __future__ import annotations
