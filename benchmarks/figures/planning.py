@@ -872,12 +872,12 @@ def figure_wavefront_probe(data: Data, out: Path) -> Figure | str:
     ax.axhline(100.0 / len(distances), color="0.5", ls=":", lw=1, label="chance")
     ax.set_xticks(iterations)
     ax.set_xlabel("iteration k of the shared block (0: the goal-conditioned embedding)")
-    ax.set_ylabel("held-out probe accuracy (%), IQM and 95% CI over seeds")
+    ax.set_ylabel("held-out probe accuracy (%)\nIQM and 95% CI over seeds")
     n = int(rows.seed.nunique())
     ax.set_title(
         f"EPN wavefront probe: slot → goal distance (n={n})\n"
-        f"({experiment_label(data, design.ROLE_MPG)}, "
-        f"{_steps_text(budget(data, design.ROLE_MPG, EPN))} steps)"
+        f"({experiment_label(data, design.ROLE_MPG)}; "
+        f"{_steps_text(budget(data, design.ROLE_MPG, EPN))} env steps per seed)"
     )
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
