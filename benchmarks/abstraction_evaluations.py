@@ -94,7 +94,7 @@ def eval_state(agent: Agent, specs: EnvSpecs, trained: Any, key: jax.Array, epis
     return fresh._replace(params=trained.params)
 
 
-def _act(agent: Agent, state: Any, ts: Any, key: jax.Array, greedy: bool):
+def act_with_policy(agent: Agent, state: Any, ts: Any, key: jax.Array, greedy: bool):
     """(action, state) of the agent's sampled policy, or of its greedy one (argmax of the
     logits, which is also what the agent then sees as a_{t-1})."""
     action, state, info = agent.act(state, ts, key)
@@ -120,7 +120,7 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
         def step(carry, _):
             state, env_state, ts, key = carry
             key, k_act, k_env = jax.random.split(key, 3)
-            action, state = _act(agent, state, ts, k_act, greedy)
+            action, state = act_with_policy(agent, state, ts, k_act, greedy)
             env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_env, episodes))
             event = ts.extras["event"]
             return (state, env_state, ts, key), (ts.reward, event)

@@ -47,7 +47,7 @@ from benchmarks.abstraction_evaluations import (
     ENV,
     EVAL_EPISODES,
     POLICIES,
-    _act,
+    act_with_policy,
     action_key,
     eval_set_keys,
     eval_state,
@@ -119,7 +119,7 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
         def step(carry, _):
             state, env_state, twin_state, ts, key, keep = carry
             key, k_act, k_env = jax.random.split(key, 3)
-            action, state = _act(agent, state, ts, k_act, greedy)
+            action, state = act_with_policy(agent, state, ts, k_act, greedy)
             beliefs = jax.vmap(belief.belief_vector)(twin_state.posterior)  # [E, 28]
             trial = twin_state.trial  # [E] the trial of this decision
             env_keys = jax.random.split(k_env, episodes)

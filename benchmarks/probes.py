@@ -73,11 +73,10 @@ def _fit(features, labels, class_mask, train, balanced, steps: int, learning_rat
     weight = jnp.where(balanced, by_class, uniform)  # [S, H]; each head's weights sum to 1
     bias_mask = jnp.where(class_mask, 0.0, _MASKED)  # [H, K]
     optimiser = optax.adam(learning_rate)
-    feature_weight = uniform  # standardise with the plain training mean and spread
 
-    def one_condition(x):  # [S, F]
-        mean = jnp.sum(x * feature_weight, 0)
-        std = jnp.sqrt(jnp.sum((x - mean) ** 2 * feature_weight, 0)) + 1e-6
+    def one_condition(x):  # [S, F]; standardised with the plain training mean and spread
+        mean = jnp.sum(x * uniform, 0)
+        std = jnp.sqrt(jnp.sum((x - mean) ** 2 * uniform, 0)) + 1e-6
         z = (x - mean) / std  # [S, F]
 
         def logits(params):

@@ -595,12 +595,12 @@ def verdict_p6(data: Data) -> str:
     return _line("P6", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
-def wavefront_gains(data: Data) -> dict[int, np.ndarray]:
+def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
     """Per goal distance d >= 2 (up to the largest probed iteration), the per-seed gain in
-    probe accuracy points from iteration d − 1 to iteration d (spec §3, P7). The largest
-    (clipped) distance is left out: it is "everything farther", decodable by elimination as
-    soon as the nearer distances are, so its gain says nothing about a wavefront."""
-    rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
+    probe accuracy points from iteration d − 1 to iteration d (spec §3, P7), from the EPN's
+    `planning_wavefront` rows. The largest (clipped) distance is left out: it is "everything
+    farther", decodable by elimination as soon as the nearer distances are, so its gain says
+    nothing about a wavefront."""
     if rows.empty:
         return {}
     acc = rows.pivot_table(
@@ -623,11 +623,11 @@ def verdict_p7(data: Data) -> str:
     gated = _gate("P7", data, [arm], details, MIN_SEEDS)
     if gated:
         return gated
-    if _rows(data, "planning_wavefront", design.ROLE_MPG, EPN).empty:
+    rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
+    if rows.empty:
         return _line("P7", INSUFFICIENT_DATA, details + ["no planning_wavefront tables"])
-    gains = wavefront_gains(data)
-    farthest = int(_rows(data, "planning_wavefront", design.ROLE_MPG, EPN).distance.max())
-    details.append(f"d={farthest} (the clipped, farthest class) is not judged")
+    gains = wavefront_gains(rows)
+    details.append(f"d={int(rows.distance.max())} (the clipped, farthest class) is not judged")
     if not gains:
         return _line(
             "P7", INSUFFICIENT_DATA, details + ["no distance d >= 2 with iterations d − 1 and d"]

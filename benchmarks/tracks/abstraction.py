@@ -213,7 +213,7 @@ def arm(
         agent_configs={agent: dict(agent_config)},
         label=label,
         seeds=seeds,
-        evaluations=(EVALUATION, chemistry_probe.EVALUATION) if probe else (EVALUATION,),
+        evaluations=tuple(options),  # alchemy_eval, then the probe when asked for
         evaluation_options=options,
     )
 
