@@ -20,14 +20,23 @@ with B environments, T acting steps (one read each) and T + 1 learner reads (fwd
 ratio per interleaved pair is recorded (median and best) with the load average, since another
 training run may share the two cores.
 
+`test_epn_block_matmul_ceiling`: each matrix product of one block's forward at the quick size
+(a chunk of 64 reads) timed alone, FLOP-weighted into the ratio to sgemm that the block could
+reach if nothing but its matmuls ran, each at its isolated speed (one dispatch included per
+product, ~0.03 ms of 0.2-0.6). It bounds what layout work on XLA's CPU backend can give at these
+shapes (D 32, head width 16, 64 slots).
+
 Run: `pytest benchmarks/perf/test_planning_agents_speed.py --benchmark-only -n 0 -s`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -182,3 +191,68 @@ def test_epn_flops_vs_sgemm(benchmark, size):
         f"best {np.max(ratios):.2f}, load {os.getloadavg()[0]:.1f}"
     )
     assert np.all(np.isfinite(ratios)) and np.all(ratios > 0)
+
+
+def _block_products(reads: int, slots: int, d: int, heads: int) -> dict[str, tuple]:
+    """name -> (einsum, lhs shape, rhs shape, FLOPs) of one block's forward matrix products
+    (per head for the attention ones; the key mask rides as one extra feature, see epn)."""
+    rows, dh = reads * slots, d // heads
+    dense = lambda i, j: ("ni,ij->nj", (rows, i), (i, j), 2 * rows * i * j)
+    attention = 2 * reads * slots * slots
+    return {
+        "qkv": dense(d, 3 * d),
+        "attn_out": dense(d, d),
+        "mlp_in": dense(d, 2 * d),
+        "mlp_out": dense(2 * d, d),
+        "scores": (
+            "rsd,rtd->rst",
+            (reads, slots, dh + 1),
+            (reads, slots, dh + 1),
+            attention * (dh + 1),
+        ),
+        "probs_v": ("rst,rtd->rsd", (reads, slots, slots), (reads, slots, dh), attention * dh),
+    }
+
+
+def _median_seconds(fn, *args, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def test_epn_block_matmul_ceiling(benchmark):
+    size = EPN_SIZES["quick"]
+    d, heads, slots = size["d_model"], size["num_heads"], size["memory_slots"]
+    products = _block_products(64, slots, d, heads)
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    ratios, flops = {}, {}
+    for name, (spec, lhs, rhs, count) in products.items():
+        fn = jax.jit(functools.partial(jnp.einsum, spec))
+        x, y = jnp.ones(lhs, jnp.float32), jnp.ones(rhs, jnp.float32)
+        fn(x, y).block_until_ready()
+        per_pair = []  # interleaved (sgemm, product) pairs, as in test_epn_flops_vs_sgemm
+        for _ in range(PAIRS):
+            sgemm = 2 * 1024**3 / sgemm_seconds(a)
+            per_pair.append(count / _median_seconds(fn, x, y) / sgemm)
+        ratios[name], flops[name] = float(np.median(per_pair)), count
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    # the FLOP-weighted ratio: the block's matmul FLOPs over their summed isolated times
+    weights = {k: flops[k] * (heads if k in ("scores", "probs_v") else 1) for k in products}
+    ceiling = sum(weights.values()) / sum(weights[k] / ratios[k] for k in products)
+    benchmark.extra_info.update(
+        {
+            "kind": "flops_ceiling",
+            "agent": "epn",
+            "size": "quick",
+            "reads_per_chunk": 64,
+            "ratio_by_product": ratios,
+            "ratio_ceiling": ceiling,
+            "load_average": os.getloadavg(),
+        }
+    )
+    parts = ", ".join(f"{k} {r:.2f}" for k, r in ratios.items())
+    print(f"\nEPN block products / sgemm: {parts}; FLOP-weighted ceiling {ceiling:.2f}")
+    assert 0 < ceiling < 2
