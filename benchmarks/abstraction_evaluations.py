@@ -106,6 +106,32 @@ def act_with_policy(agent: Agent, state: Any, ts: Any, key: jax.Array, greedy: b
     return action, state
 
 
+def play_episodes(env, agent: Agent, state, reset_keys, key, greedy: bool, observe, extra):
+    """Whole episodes in parallel, one per reset key (traced; call it under jit).
+
+    Each step the agent acts (`act_with_policy`), every environment steps with its own key and
+    `observe(extra, agent_state, action, env_keys, timestep) -> (extra, out)` sees the step.
+    Returns (last timestep, last env state, extra, outs stacked over the steps).
+    """
+    episodes = reset_keys.shape[0]
+    env_state, ts = jax.vmap(env.reset)(reset_keys)
+
+    def step(carry, _):
+        state, env_state, ts, key, extra = carry
+        key, k_act, k_env = jax.random.split(key, 3)
+        action, state = act_with_policy(agent, state, ts, k_act, greedy)
+        env_keys = jax.random.split(k_env, episodes)
+        env_state, ts = jax.vmap(env.step)(env_state, action, env_keys)
+        extra, out = observe(extra, state, action, env_keys, ts)
+        return (state, env_state, ts, key, extra), out
+
+    carry = (state, env_state, ts, key, extra)
+    (_, env_state, ts, _, extra), outs = jax.lax.scan(
+        step, carry, None, length=env.max_episode_steps
+    )
+    return ts, env_state, extra, outs
+
+
 @functools.lru_cache(maxsize=16)
 def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
     """A jitted `(state, reset_keys, key) -> outputs` playing whole episodes in parallel.
@@ -114,19 +140,12 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
     compiled program.
     """
 
+    def observe(extra, state, action, env_keys, ts):
+        return extra, (ts.reward, ts.extras["event"])
+
     def run(state, reset_keys, key):
-        env_state, ts = jax.vmap(env.reset)(reset_keys)
-
-        def step(carry, _):
-            state, env_state, ts, key = carry
-            key, k_act, k_env = jax.random.split(key, 3)
-            action, state = act_with_policy(agent, state, ts, k_act, greedy)
-            env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_env, episodes))
-            event = ts.extras["event"]
-            return (state, env_state, ts, key), (ts.reward, event)
-
-        (_, _, last, _), (rewards, events) = jax.lax.scan(
-            step, (state, env_state, ts, key), None, length=env.max_episode_steps
+        last, _, _, (rewards, events) = play_episodes(
+            env, agent, state, reset_keys, key, greedy, observe, None
         )
         counts = {
             "cashed": jnp.sum(events == _CAULDRON, axis=0),

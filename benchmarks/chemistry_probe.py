@@ -47,10 +47,10 @@ from benchmarks.abstraction_evaluations import (
     ENV,
     EVAL_EPISODES,
     POLICIES,
-    act_with_policy,
     action_key,
     eval_set_keys,
     eval_state,
+    play_episodes,
 )
 from benchmarks.evaluations import register_evaluation
 from benchmarks.tracks import Experiment
@@ -106,8 +106,22 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
     twin = dataclasses.replace(env, chem_input="belief_state")  # same dynamics + the posterior
     num_trials = env.num_trials
 
+    def observe(extra, state, action, env_keys, ts):
+        twin_state, keep = extra
+        beliefs = jax.vmap(belief.belief_vector)(twin_state.posterior)  # [E, 28] before the step
+        trial = twin_state.trial  # [E] the trial of this decision
+        twin_state, _ = jax.vmap(twin.step)(twin_state, action, env_keys)
+        ended = (twin_state.trial != trial) | ts.last()  # [E] this was the trial's last
+        at = jax.nn.one_hot(trial, num_trials, dtype=bool) & ended[:, None]  # [E, T]
+        feats = _flat_features(state.core_state, episodes)
+        keep = (
+            jnp.where(at[..., None], feats[:, None, :], keep[0]),
+            jnp.where(at[..., None], beliefs[:, None, :], keep[1]),
+            keep[2] | at,
+        )
+        return (twin_state, keep), None
+
     def run(state, reset_keys, key):
-        env_state, ts = jax.vmap(env.reset)(reset_keys)
         twin_state, _ = jax.vmap(twin.reset)(reset_keys)
         width = _flat_features(state.core_state, episodes).shape[-1]
         keep = (
@@ -115,29 +129,8 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
             jnp.zeros((episodes, num_trials, chem.CHEM_SIZE), jnp.float32),
             jnp.zeros((episodes, num_trials), bool),
         )
-
-        def step(carry, _):
-            state, env_state, twin_state, ts, key, keep = carry
-            key, k_act, k_env = jax.random.split(key, 3)
-            action, state = act_with_policy(agent, state, ts, k_act, greedy)
-            beliefs = jax.vmap(belief.belief_vector)(twin_state.posterior)  # [E, 28]
-            trial = twin_state.trial  # [E] the trial of this decision
-            env_keys = jax.random.split(k_env, episodes)
-            env_state, ts = jax.vmap(env.step)(env_state, action, env_keys)
-            twin_state, _ = jax.vmap(twin.step)(twin_state, action, env_keys)
-            ended = (twin_state.trial != trial) | ts.last()  # [E] this was the trial's last
-            at = jax.nn.one_hot(trial, num_trials, dtype=bool) & ended[:, None]  # [E, T]
-            feats = _flat_features(state.core_state, episodes)
-            keep = (
-                jnp.where(at[..., None], feats[:, None, :], keep[0]),
-                jnp.where(at[..., None], beliefs[:, None, :], keep[1]),
-                keep[2] | at,
-            )
-            return (state, env_state, twin_state, ts, key, keep), None
-
-        carry = (state, env_state, twin_state, ts, key, keep)
-        (_, env_state, _, _, _, keep), _ = jax.lax.scan(
-            step, carry, None, length=env.max_episode_steps
+        _, env_state, (_, keep), _ = play_episodes(
+            env, agent, state, reset_keys, key, greedy, observe, (twin_state, keep)
         )
         truth = jax.vmap(lambda c: chem.ground_truth_vector(c, "aligned"))(env_state.chemistry)
         return ProbeData(keep[0], keep[1], truth, keep[2])
