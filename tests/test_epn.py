@@ -125,6 +125,67 @@ def test_batched_unroll_matches_acting_steps(config):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), u_final, final)
 
 
+def test_fresh_reads_mark_first_writes_and_goal_changes():
+    first = jnp.array([[True], [False], [False], [False], [True], [False]])  # [T, B]
+    count = jnp.array([[0], [1], [1], [1], [0], [0]])
+    goal = jax.nn.one_hot(jnp.array([[2], [2], [2], [0], [0], [0]]), 3)  # [T, B, G]
+    got = epn.fresh_reads(first, count, goal)[:, 0]
+    # t=0 always; t=1 a write; t=2 repeats t=1; t=3 a new goal; t=4 FIRST; t=5 repeats
+    np.testing.assert_array_equal(got, [True, True, False, True, True, False])
+
+
+def _grad_by_steps_and_by_unroll(net, state, loss):
+    """(grad through one `step` per timestep, grad through `unroll`) as functions of
+    (params, inputs)."""
+
+    def by_steps(params, inputs):
+        def body(s, x):
+            out, s = net.step(params, x, s)
+            return s, out
+
+        return loss(jax.lax.scan(body, state, inputs)[1])
+
+    by_unroll = lambda params, inputs: loss(net.unroll(params, inputs, state)[0])
+    return jax.grad(by_steps), jax.grad(by_unroll)
+
+
+def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped():
+    """The learner computes the K blocks once per fresh read and stops after the last fresh
+    chunk; its gradient must equal the gradient through one full read per step, alone and
+    vmapped over seeds (as RLProgram runs it), where the seeds need different chunk counts."""
+    env = _env(steps=12)
+    chunk = 4
+    net, params = _network(env, memory="dedup_moves", query_chunk=chunk)
+    state = net.initial_state(3)
+    batches = [rollout(env, num_envs=3, steps=30, seed=s) for s in (1, 2)]
+    fresh = []
+    for inputs in batches:
+        position, goal = epn.planning_observation(inputs.observation)
+        write = lambda memory, xs: (m := epn.write(memory, *xs, env.num_actions, True), m.count)
+        _, count = jax.lax.scan(write, state.memory, (position, inputs.first, inputs.prev_action))
+        fresh.append(int(np.sum(epn.fresh_reads(inputs.first, count, goal))))
+    assert all(0 < f < 90 - chunk for f in fresh)  # repeated reads; a chunk or more skipped
+    assert -(-fresh[0] // chunk) != -(-fresh[1] // chunk)  # vmapped: the loops differ in length
+
+    def loss(outputs):
+        logits, values = outputs
+        return jnp.sum(jnp.sin(logits) * jnp.arange(logits.shape[-1])) + jnp.sum(values**2)
+
+    by_steps, by_unroll = _grad_by_steps_and_by_unroll(net, state, loss)
+    params2 = jax.tree.map(lambda p: p * 0.9, params)
+    stacked = lambda *trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    vmapped = jax.jit(jax.vmap(by_unroll))(stacked(params, params2), stacked(*batches))
+    for i, (p, inputs) in enumerate(((params, batches[0]), (params2, batches[1]))):
+        want = jax.jit(by_steps)(p, inputs)
+        got = jax.jit(by_unroll)(p, inputs)
+        for a, v, w in zip(
+            jax.tree.leaves(got), jax.tree.leaves(vmapped), jax.tree.leaves(want), strict=True
+        ):
+            tol = 1e-4 * float(jnp.max(jnp.abs(w))) + 1e-7
+            np.testing.assert_allclose(a, w, atol=tol)
+            np.testing.assert_allclose(v[i], w, atol=tol)
+
+
 def test_custom_backward_matches_autodiff():
     p = epn.block_init(jax.random.PRNGKey(0), 16, 32)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 16))
