@@ -23,7 +23,7 @@ and goal equal the previous step's (`fresh_reads`: no FIRST, no write, same goal
 slot vectors, so the K blocks run once per fresh read (about half the reads on MPG 4x4) and only
 the readout with o_t runs per step (`fresh_slot_vectors`: a loop over chunks of `query_chunk`
 fresh reads that stops after the last one, with a backward that recomputes each chunk's forward;
-measured 1.3-1.65x the training env steps/s of computing every read). With `all`, every non-FIRST step
+1.3-1.65x the training env steps/s of computing every read). With `all`, every non-FIRST step
 writes, so every read is computed, in chunks of `query_chunk` (`lax.map`, residuals kept). Small
 chunks keep each chunk's working set in cache. The shared block has a hand-written backward
 (`block`, checked against `block_reference`), per-head projections without transposes and the
