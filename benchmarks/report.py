@@ -599,6 +599,8 @@ def _build_section(
         for experiment in sorted(frame.experiment.unique()):
             sub = frame[frame.experiment == experiment]
             metric, label, unit = _experiment_info(track, experiment)
+            if not (sub.metric == metric).any():
+                continue  # evaluation-only experiment: its track section plots it
             names = learning_curve_figure(
                 sub, metric, label, track_out / experiment, _metric_label(track, metric), unit
             )

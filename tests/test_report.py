@@ -392,3 +392,16 @@ def test_summary_markdown_names_runs_without_a_final_score():
     assert learner == "| e | learner | episode_return | 1.500 | [1.000, 2.000] | 3 |"
     assert reference == "| e | reference | episode_return | — | no episode ended in training | 0 |"
     assert "nan" not in reference
+
+
+def test_an_experiment_without_training_curves_gets_no_empty_figure(tmp_path, toy):
+    """Evaluation-only experiments (no primary-metric rows) are left to the track's own figures."""
+    root = tmp_path / "results"
+    store.write_run(root, rows("easy", "base", 0, 0.9), {"config_hash": "toy", "seed": 0})
+    store.write_run(
+        root, rows("hard", "base", 0, 0.9, metric="evaluated"), {"config_hash": "toy", "seed": 0}
+    )
+    report.build_report([root], tmp_path / "out")
+    figures = sorted(p.name for p in (tmp_path / "out" / "toy").glob("*.png"))
+    assert figures == ["easy.png"]
+    assert "toy/hard.png" not in (tmp_path / "out" / "index.md").read_text()
