@@ -298,10 +298,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-# The unit of a program's budget, by experiment kind (benchmarks.programs).
-UNITS = {"rl": "environment steps", "envpool": "frames", "lm": "training FLOPs"}
-
-
 class OverallProgress:
     """Progress and ETA over every program of a `regenerate`.
 
@@ -387,10 +383,12 @@ class OverallProgress:
         return f"[{_duration(self.clock() - self.started)} elapsed, {left}]"
 
     def status(self) -> str:
+        from benchmarks import programs
+
         parts = []
         for kind, total in self.totals.items():
             share = 100.0 * self.done[kind] / total if total else 100.0
-            parts.append(f"{kind} {share:.1f}% of {total:,} {UNITS.get(kind, 'steps')}")
+            parts.append(f"{kind} {share:.1f}% of {total:,} {programs.step_unit(kind)}")
         return "; ".join(parts) + " " + self.timing()
 
     def line(self) -> str:

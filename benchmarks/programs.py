@@ -85,6 +85,14 @@ def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
     )
 
 
+@register_kind("rl_curriculum", "environment steps")
+def build_rl_curriculum(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
+    """An RL run through a sequence of environment configurations (benchmarks.curriculum)."""
+    from benchmarks.curriculum import build_program
+
+    return build_program(experiment, agent, agent_config)
+
+
 @register_kind("envpool", "frames")
 def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
     """A host-stepped run against envpool (Atari Skiing); the budget counts frames."""

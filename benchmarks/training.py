@@ -57,6 +57,11 @@ class TrainConfig:
     def num_chunks(self) -> int:
         return math.ceil(self.num_logs / self.logs_per_chunk)
 
+    @property
+    def num_updates(self) -> int:
+        """Updates in the budget's log intervals (a learning-rate or entropy anneal's length)."""
+        return self.num_logs * self.updates_per_log
+
 
 class Carry(NamedTuple):
     """Everything a run needs to continue: the whole state of one seed."""
@@ -102,11 +107,16 @@ class RLProgram:
 
     # ------------------------------------------------------------------ one seed
     def init_one(self, seed: jax.Array) -> Carry:
-        key = jax.random.PRNGKey(seed)
+        return self.begin(jax.random.PRNGKey(seed))
+
+    def begin(self, key: jax.Array, agent_state: Any = None) -> Carry:
+        """A fresh carry: every environment reset, no updates done; a fresh agent unless
+        `agent_state` is given (a curriculum stage continues the previous stage's learner)."""
         key, k_agent, k_env = jax.random.split(key, 3)
         n = self.config.num_envs
         env_state, timestep = jax.vmap(self.env.reset)(jax.random.split(k_env, n))
-        agent_state = self.agent.init(k_agent, self.env.specs(), n)
+        if agent_state is None:
+            agent_state = self.agent.init(k_agent, self.env.specs(), n)
         zeros = jnp.zeros((n,), jnp.float32)
         return Carry(agent_state, env_state, timestep, zeros, zeros, key, jnp.int32(0))
 

@@ -389,3 +389,41 @@ def test_p7_needs_a_wavefront(tmp_path, wavefront, status, text):
     make_results(root, Scenario(wavefront=wavefront))
     line = _verdicts(root, tmp_path)["P7"]
     assert _status(line) == status and text in line, line
+
+
+def test_fallback_configs_get_their_own_table(tmp_path):
+    root = tmp_path / "results"
+    make_results(root, Scenario(transformer=None, k1=None))
+    for experiment, epn, lstm in (("mpg_v64_3x3_to_4x4", 20.0, 8.0), ("mpg_v64_4x4_50", 9.0, 6.0)):
+        for agent, reward, efficiency in (("epn", epn, 1.2), ("vtrace_lstm", lstm, 2.5)):
+            for seed in range(5):
+                value = reward + SPREAD[seed]
+                final = pd.DataFrame([{"condition": "train"} | _summary(value, efficiency)])
+                tables = {"planning_final": final}
+                _write(root, experiment, "memory_planning_game", agent, seed, value, tables, BUDGET)
+    for seed in range(2):  # the 50-step game's oracle
+        final = pd.DataFrame([{"condition": "train"} | _summary(15.7, 1.0)])
+        _write(
+            root,
+            "mpg_v64_4x4_50",
+            "memory_planning_game",
+            "oracle",
+            seed,
+            15.7,
+            {"planning_final": final},
+            BUDGET,
+        )
+    out = tmp_path / "report"
+    build_report([root], out)
+    table = pd.read_csv(out / "planning" / "planning_fallbacks.csv").set_index("fallback")
+    curriculum = table.loc[fig.design.FALLBACK.experiments[0].label]
+    assert curriculum["EPN reward"].startswith("20.00 [") and curriculum["steps per seed"] == "1M"
+    assert curriculum["EPN ÷ LSTM"].startswith("2.50 [") and curriculum["oracle reward"] == "—"
+    assert curriculum["LSTM later-task efficiency"].startswith("2.50 [")
+    short = table.loc["MPG-V64 4x4, 50 steps"]
+    assert short["EPN ÷ LSTM"].startswith("1.50 [") and short["oracle reward"].startswith("15.70")
+    # Without fallback runs there is no table.
+    make_results(tmp_path / "plain", Scenario())
+    frame, _ = store.load_results([tmp_path / "plain"])
+    data = fig.load(frame, list(store.run_folders([tmp_path / "plain"])), [])
+    assert fig.fallback_table(data).empty

@@ -44,7 +44,7 @@ def _missing_agent(agent: str, monkeypatch) -> str | None:
 
 def test_track_is_registered_with_its_tiers_agents_and_hook():
     assert "planning" in tracks.names()
-    assert set(TRACK.tiers) == {"smoke", "quick", "quick_lite", "paper"}
+    assert set(TRACK.tiers) == {"smoke", "quick", "quick_lite", "fallback", "paper"}
     assert TRACK.envs == ["memory_planning_game", "street_navigation"]
     assert set(TRACK.agents) == {
         "epn",
@@ -63,11 +63,12 @@ def test_track_is_registered_with_its_tiers_agents_and_hook():
             assert set(e.evaluations) <= set(pe.EVALUATIONS) <= set(evaluations.names())
 
 
-@pytest.mark.parametrize("tier", ["smoke", "quick", "quick_lite", "paper"])
+@pytest.mark.parametrize("tier", ["smoke", "quick", "quick_lite", "fallback", "paper"])
 def test_every_environment_and_agent_config_resolves(tier, monkeypatch):
     for e in TRACK.tier(tier).experiments:
         env = environments.make(e.env, **e.env_config)
-        assert env.max_episode_steps + 1 == e.train.unroll_length  # whole episode + reset step
+        train = e.train.train if e.kind == "rl_curriculum" else e.train
+        assert env.max_episode_steps + 1 == train.unroll_length  # whole episode + reset step
         assert e.env_config.get("oracle_extras") is True
         if e.env == "memory_planning_game":
             assert e.env_config["vocabulary"] == 64
@@ -125,6 +126,29 @@ def test_quick_tier_follows_the_spec_budgets_and_learner():
     assert main.agent_config("oracle") == {}
     lite = {e.name: e for e in TRACK.tier("quick_lite").experiments}
     assert lite["mpg_v64_4x4_lite"].train.total_steps == round(1e6 * design.LITE_SCALE)
+
+
+def test_fallback_tier_holds_the_spec_fallbacks_at_the_quick_budget():
+    tier = TRACK.tier("fallback")
+    fallback = {e.name: e for e in tier.experiments}
+    assert tier.seeds == 5 and set(fallback) == {"mpg_v64_3x3_to_4x4", "mpg_v64_4x4_50"}
+    curriculum, short = fallback["mpg_v64_3x3_to_4x4"], fallback["mpg_v64_4x4_50"]
+    assert curriculum.kind == "rl_curriculum" and set(curriculum.agents) == {"epn", "vtrace_lstm"}
+    stages = curriculum.train.stages
+    assert [(s.steps, dict(s.env_config)) for s in stages] == [
+        (300_000, {"maze_size": 3}),
+        (700_000, {}),
+    ]
+    assert curriculum.env_config == design.MPG_4X4  # the last stage, which is evaluated
+    # The entropy anneal spans both stages' updates.
+    updates = curriculum.train.num_updates
+    assert updates == sum(curriculum.train.stage_train(i).num_updates for i in (0, 1))
+    assert curriculum.agent_config("epn")["anneal_updates"] == updates
+    assert curriculum.agent_config("epn")["memory_slots"] == 64
+    assert short.env_config["max_episode_steps"] == 50 and short.train.unroll_length == 51
+    assert set(short.agents) == {"epn", "vtrace_lstm", *design.REFERENCES}
+    assert 1e6 <= short.train.num_logs * short.train.log_every < 1.02e6
+    assert curriculum.evaluations == short.evaluations == ("planning_final",)
 
 
 def test_smoke_tier_follows_the_spec_sizes():

@@ -92,6 +92,7 @@ REFERENCE_LABELS = {
     "oracle": "oracle",
 }
 AGENT_LABELS = {EPN: "EPN", LSTM: "LSTM", TRANSFORMER: "transformer", **REFERENCE_LABELS}
+FALLBACK_ROLES = (design.ROLE_CURRICULUM, design.ROLE_SHORT_EPISODES)
 OSL_FAMILY_LABELS = {"A": "A unseen", "B": "B", "nyc": "NYC"}
 LOG_TICKS = (1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100)  # steps ÷ (SP + 1) axis
 TABLES = (
@@ -1118,12 +1119,47 @@ def osl_table(data: Data) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fallback_table(data: Data) -> pd.DataFrame:
+    """The spec's fallback configs (§4), read like P1 and P2: per fallback experiment with
+    results, the EPN's and the LSTM's final reward, EPN ÷ LSTM, their later-task efficiency, and
+    the oracle's reward where the references ran there."""
+    rows = []
+    for role in FALLBACK_ROLES:
+        arms = [agent for agent in (EPN, LSTM, "oracle") if budget(data, role, agent)]
+        if not arms:
+            continue
+        scores = {agent: final_scores(data, role, agent) for agent in (EPN, LSTM, "oracle")}
+        efficiency = {
+            agent: final_scores(data, role, agent, "later_task_efficiency").values
+            for agent in (EPN, LSTM)
+        }
+        both = len(scores[EPN].values) and len(scores[LSTM].values)
+        rows.append(
+            {
+                "fallback": experiment_label(data, role),
+                "steps per seed": " / ".join(
+                    sorted({_steps_text(budget(data, role, a)) for a in arms})
+                ),
+                "EPN reward": _cell(scores[EPN].values),
+                "LSTM reward": _cell(scores[LSTM].values),
+                "EPN ÷ LSTM": fmt(ratio_ci(scores[EPN].values, scores[LSTM].values))
+                if both
+                else "—",
+                "EPN later-task efficiency": _cell(efficiency[EPN]),
+                "LSTM later-task efficiency": _cell(efficiency[LSTM]),
+                "oracle reward": _cell(scores["oracle"].values),
+                "score source": scores[arms[0]].source,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------------ hook
 
 
 def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     """The planning section: figures mpg_curves, steps_per_task, k_sweep, size_generalisation,
-    osl_heldout; tables (summary, sizes, held-out streets) and verdicts P1–P7."""
+    osl_heldout; tables (summary, sizes, held-out streets, fallbacks) and verdicts P1–P7."""
     out = Path(out)
     notes: list[str] = []
     data = load(frame, folders, notes)
@@ -1158,6 +1194,11 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
             f"Held-out streets: reward ÷ oracle's (trained on {osl_label})",
             "planning_osl",
             osl_table(data),
+        ),
+        (
+            "Fallback configs (spec §4) at equal env steps: IQM [95% CI] (n seeds) over seeds",
+            "planning_fallbacks",
+            fallback_table(data),
         ),
     ):
         if table.empty:
