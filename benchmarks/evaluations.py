@@ -11,6 +11,11 @@ An evaluation returns {} for agents it does not handle (e.g. `sr_trace` only mea
 agent). The tables are written beside results.csv by `store.write_run(extra_tables=...)`, and
 they are deterministic: every random draw comes from a key derived from the seed.
 
+`Experiment.progress_evaluations` also run during training, after the chunks that reach each
+of `progress_points` evenly spaced fractions of the budget (`progress_chunks`); the runner
+stacks each of their tables over those points with a leading `step` column (env steps per seed
+at that point), so a learning curve on an evaluation set is one table.
+
 `sr_trace` (credit spec §3, figure `sr_trace` and claim K4) runs the trained SR agent on
 Key-to-Door and records c(e_t), g(e_t), b(e_t) along whole episodes.
 
@@ -31,6 +36,7 @@ entering the door is taken at o_{d−1}, the row whose regression target is the 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,14 +74,36 @@ def get(name: str) -> Evaluation:
 def validate(experiment: Experiment) -> None:
     """Fail before training when an experiment names an unknown evaluation or options for one
     it does not run."""
-    for name in experiment.evaluations:
+    run = list(experiment.evaluations) + list(experiment.progress_evaluations)
+    for name in run:
         get(name)
-    stray = sorted(set(experiment.evaluation_options) - set(experiment.evaluations))
+    stray = sorted(set(experiment.evaluation_options) - set(run))
     if stray:
         raise ValueError(
             f"experiment {experiment.name!r} has evaluation_options for {stray}, which it does "
-            f"not run; its evaluations: {list(experiment.evaluations)}"
+            f"not run; its evaluations: {run}"
         )
+    both = sorted(set(experiment.evaluations) & set(experiment.progress_evaluations))
+    if both:
+        raise ValueError(
+            f"experiment {experiment.name!r} runs {both} both as a final and as a progress "
+            "evaluation; the progress tables already hold the final point"
+        )
+    points = experiment.progress_points
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ValueError(
+            f"experiment {experiment.name!r}: progress_points must be a positive int, "
+            f"got {points!r}"
+        )
+
+
+def progress_chunks(experiment: Experiment, num_chunks: int) -> set[int]:
+    """After which chunks (counted from 1) the progress evaluations run: the first chunk to
+    reach each of the `progress_points` fractions of the budget; the last is `num_chunks`."""
+    if not experiment.progress_evaluations:
+        return set()
+    points = experiment.progress_points
+    return {math.ceil(k * num_chunks / points) for k in range(1, points + 1)}
 
 
 def evaluate(
@@ -85,10 +113,12 @@ def evaluate(
     program: Any,
     agent_state: Any,
     seed: int,
+    names: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every evaluation of the experiment on one seed's trained agent, as one dict of tables."""
+    """Every evaluation of the experiment (or those `names`) on one seed's agent, as one dict
+    of tables."""
     tables: dict[str, pd.DataFrame] = {}
-    for name in experiment.evaluations:
+    for name in experiment.evaluations if names is None else names:
         options = experiment.evaluation_config(name)
         out = get(name)(experiment, agent, agent_config, program, agent_state, seed, **options)
         clash = sorted(set(out) & set(tables))
@@ -110,13 +140,21 @@ def evaluate_group(
     program: Any,
     carry: Any,
     seeds: Sequence[int],
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, pd.DataFrame]]:
-    """Tables per seed of a finished run group; `carry.agent_state` has a leading seed axis."""
-    if not experiment.evaluations:
+    """Tables per seed of a run group's agents (`carry.agent_state` has a leading seed axis):
+    the experiment's evaluations, or those `names`."""
+    if not (experiment.evaluations if names is None else names):
         return [{} for _ in seeds]
     return [
         evaluate(
-            experiment, agent, agent_config, program, seed_slice(carry.agent_state, i), int(seed)
+            experiment,
+            agent,
+            agent_config,
+            program,
+            seed_slice(carry.agent_state, i),
+            int(seed),
+            names,
         )
         for i, seed in enumerate(seeds)
     ]

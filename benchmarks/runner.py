@@ -6,7 +6,9 @@ checkpoint, which holds the whole carry and the logs so far, and ends with the s
 uninterrupted run (the compiled chunk is the same program either way). Checkpoints are npz files
 written atomically; nothing is pickled. After the last chunk, the experiment's post-run
 evaluations (benchmarks.evaluations) run on each seed's trained agent; their tables are written
-with the run, before its results.csv and meta.json.
+with the run, before its results.csv and meta.json. Progress evaluations run after the chunks
+that reach their budget fractions; their stacked tables travel in the checkpoint, so a resumed
+run writes the same tables.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def plan(
                 full["evaluations"] = {
                     name: experiment.evaluation_config(name) for name in experiment.evaluations
                 }
+            if experiment.progress_evaluations:  # likewise
+                full["progress_evaluations"] = {
+                    name: experiment.evaluation_config(name)
+                    for name in experiment.progress_evaluations
+                }
+                full["progress_points"] = experiment.progress_points
             digest = store.config_hash(full)
             pending = []
             for seed in seeds[: experiment.seeds]:
@@ -166,6 +174,31 @@ def to_rows(group: RunGroup, logs: dict[str, np.ndarray], steps: np.ndarray) -> 
     return frames
 
 
+def _progress_to_json(tables: list[dict[str, pd.DataFrame]]) -> list[dict[str, str]]:
+    return [{name: t.to_csv(index=False) for name, t in seed.items()} for seed in tables]
+
+
+def _progress_from_json(saved: list[dict[str, str]] | None, seeds: int):
+    if saved is None:
+        return [{} for _ in range(seeds)]
+    return [{name: pd.read_csv(io.StringIO(t)) for name, t in seed.items()} for seed in saved]
+
+
+def _evaluate_progress(group, program, carry, step: int, tables) -> None:
+    """Run the progress evaluations on every seed's current agent; stack their rows (with
+    `step`) onto `tables`, one dict of tables per seed."""
+    names = group.experiment.progress_evaluations
+    fresh = evaluations.evaluate_group(
+        group.experiment, group.agent, group.agent_config, program, carry, group.seeds, names
+    )
+    for stacked, new in zip(tables, fresh, strict=True):
+        for name, table in new.items():
+            table = table.copy()
+            table.insert(0, "step", step)
+            old = stacked.get(name)
+            stacked[name] = table if old is None else pd.concat([old, table], ignore_index=True)
+
+
 def run_group(
     group: RunGroup,
     out: Path,
@@ -180,12 +213,18 @@ def run_group(
     carry = program.init(group.seeds)
     logs: dict[str, list[np.ndarray]] = {}
     start_chunk, wall_before, resumed = 0, 0.0, False
+    progress_tables = _progress_from_json(None, len(group.seeds))
+    progress_time = 0.0
     if ckpt.exists():
         carry, logs, meta = load_checkpoint(ckpt, carry)
         start_chunk, wall_before, resumed = meta["chunks_done"], meta["wall_time"], True
+        progress_tables = _progress_from_json(meta.get("progress"), len(group.seeds))
+        progress_time = meta.get("progress_evaluation_time", 0.0)
         if progress:
             progress(start_chunk * program.steps_per_chunk * len(group.seeds))
     steps = program.log_steps()
+    logs_per_chunk = len(steps) // program.num_chunks
+    progress_at = evaluations.progress_chunks(group.experiment, program.num_chunks)
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     for chunk in range(start_chunk, program.num_chunks):
         carry, chunk_logs = program.run_chunk(carry)
@@ -195,6 +234,11 @@ def run_group(
         for name, values in chunk_logs.items():
             logs.setdefault(name, []).append(values)
         done = chunk + 1
+        if done in progress_at:
+            evaluated_at = time.time()
+            step = int(steps[done * logs_per_chunk - 1])
+            _evaluate_progress(group, program, carry, step, progress_tables)
+            progress_time += time.time() - evaluated_at
         if done < program.num_chunks:
             meta = {
                 "chunks_done": done,
@@ -202,6 +246,9 @@ def run_group(
                 "seeds": group.seeds,
                 "wall_time": wall_before + time.time() - started,
             }
+            if progress_at:
+                meta["progress"] = _progress_to_json(progress_tables)
+                meta["progress_evaluation_time"] = progress_time
             save_checkpoint(ckpt, carry, logs, meta)
         if progress:
             progress(program.steps_per_chunk * len(group.seeds))
@@ -236,6 +283,17 @@ def run_group(
     if group.experiment.evaluations:
         common["evaluations"] = list(group.experiment.evaluations)
         common["evaluation_time"] = evaluation_time
+    if progress_at:
+        common["progress_evaluations"] = list(group.experiment.progress_evaluations)
+        common["progress_evaluation_time"] = progress_time
+        for final, stacked in zip(tables, progress_tables, strict=True):
+            clash = sorted(set(final) & set(stacked))
+            if clash:
+                raise ValueError(
+                    f"{group.title}: progress evaluations and final evaluations both write "
+                    f"tables {clash}; no results written, rename one"
+                )
+            final.update(stacked)
     for frame, extra in zip(to_rows(group, merged, steps), tables, strict=True):
         seed = int(frame.seed.iloc[0])
         folders.append(store.write_run(out, frame, {**common, "seed": seed}, extra_tables=extra))

@@ -5,13 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 from baselines.types import Agent
-from benchmarks import programs, runner, store, tracks
+from benchmarks import evaluations, programs, runner, store, tracks
 
 CREDIT = tracks.get("credit")
 SMOKE = tracks.select(CREDIT, "smoke", "chain")
@@ -137,3 +138,88 @@ def test_every_program_kind_reports_its_budget():
     program = programs.build(SMOKE[0], "random")
     assert program.num_chunks == 2 and program.steps_per_chunk == 24
     np.testing.assert_array_equal(program.log_steps(), [24, 48])
+
+
+def _parameter_norm(experiment, agent, agent_config, program, agent_state, seed):
+    """A toy evaluation: the L1 norm of the agent's parameters."""
+    norm = sum(float(np.abs(np.asarray(x)).sum()) for x in jax.tree.leaves(agent_state.params))
+    return {"norms": pd.DataFrame({"seed": [seed], "norm": [norm]})}
+
+
+@pytest.fixture
+def norm_evaluation(monkeypatch):
+    monkeypatch.setitem(evaluations._EVALUATIONS, "norm", _parameter_norm)
+
+
+def _with(experiment, **changes):
+    return tracks.Experiment(**{**experiment.__dict__, **changes})
+
+
+def _norms(out, seed):
+    folder = store.run_dir(out, "credit", SMOKE[0].name, "vtrace_lstm", seed)
+    return store.read_extra_table(folder, "norms")
+
+
+def test_progress_evaluations_run_at_their_budget_fractions(tmp_path, norm_evaluation):
+    progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=("norm",), progress_points=2)]
+    runner.run(
+        CREDIT,
+        "smoke",
+        progress,
+        [0, 1],
+        tmp_path / "p",
+        agents=["vtrace_lstm"],
+        show_progress=False,
+    )
+    final = [_with(SMOKE[0], evaluations=("norm",))]
+    runner.run(
+        CREDIT, "smoke", final, [0, 1], tmp_path / "f", agents=["vtrace_lstm"], show_progress=False
+    )
+    for seed in (0, 1):
+        table = _norms(tmp_path / "p", seed)
+        assert table.step.tolist() == [24, 48] and table.seed.tolist() == [seed, seed]
+        assert table.norm[0] != table.norm[1]  # the agent learned in between
+        # The last point is the trained agent, as a final evaluation sees it.
+        assert table.norm[1] == pytest.approx(_norms(tmp_path / "f", seed).norm[0], rel=1e-12)
+    meta = store.read_meta(store.run_dir(tmp_path / "p", "credit", SMOKE[0].name, "vtrace_lstm", 0))
+    assert meta["config"]["progress_points"] == 2 and meta["progress_evaluations"] == ["norm"]
+    plain = store.read_meta(
+        store.run_dir(tmp_path / "f", "credit", SMOKE[0].name, "vtrace_lstm", 0)
+    )
+    assert "progress_points" not in plain["config"]  # other runs keep their config hashes
+
+
+def test_an_interrupted_run_keeps_its_progress_tables(tmp_path, norm_evaluation, monkeypatch):
+    progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=("norm",), progress_points=2)]
+    go = lambda out: runner.run(  # noqa: E731
+        CREDIT, "smoke", progress, [0], out, agents=["vtrace_lstm"], show_progress=False
+    )
+    go(tmp_path / "u")
+    save = runner.save_checkpoint
+
+    class Interrupted(Exception):
+        pass
+
+    def save_then_stop(*args):
+        save(*args)
+        raise Interrupted
+
+    monkeypatch.setattr(runner, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupted):
+        go(tmp_path / "k")
+    monkeypatch.setattr(runner, "save_checkpoint", save)
+    go(tmp_path / "k")
+    assert store.read_meta(
+        store.run_dir(tmp_path / "k", "credit", SMOKE[0].name, "vtrace_lstm", 0)
+    )["resumed"]
+    pd.testing.assert_frame_equal(_norms(tmp_path / "k", 0), _norms(tmp_path / "u", 0))
+
+
+def test_bad_progress_evaluations_are_refused_before_training(norm_evaluation):
+    for changes, message in (
+        ({"progress_evaluations": ("nope",)}, "unknown evaluation 'nope'"),
+        ({"evaluations": ("norm",), "progress_evaluations": ("norm",)}, "both as a final"),
+        ({"progress_evaluations": ("norm",), "progress_points": 0}, "progress_points must be"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            evaluations.validate(_with(SMOKE[0], **changes))

@@ -34,6 +34,11 @@ class Experiment:
     evaluations: tuple[str, ...] = ()
     # Keyword options per evaluation, e.g. {"sr_trace": {"episodes": 4}}.
     evaluation_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Evaluations that also run during training, on the agent as it is at `progress_points`
+    # evenly spaced fractions of the budget (the last at the end): each of their tables is
+    # stored once, with a `step` column, e.g. the eval-set score every 10% of the budget.
+    progress_evaluations: tuple[str, ...] = ()
+    progress_points: int = 10
 
     def agent_config(self, agent: str) -> dict[str, Any]:
         return dict(self.agent_configs.get(agent, {}))
