@@ -29,6 +29,11 @@ Table `alchemy_eval`, one row per (policy, episode):
     negative_cashed, positive_left, degraded_15), cashed (stones put in the cauldron) and
     invalid_actions (actions on used or absent slots).
 
+Evaluation `alchemy_eval_curve` plays one policy on the same set and keeps only the summary
+(one row per policy: episodes, mean and s.e.m. of the episode reward, mean per trial, behaviour
+count and edge class); the learning arms run it as a progress evaluation, every 10% of the
+budget, for the spec's eval-set learning curves.
+
 The agent id `ideal_observer_budgeted` (baselines.alchemy.agent) is the ideal observer with
 `io_planner="budgeted"`, so the approximation is stored and reported under its own name and
 never as the ideal observer (spec §2.4).
@@ -259,13 +264,70 @@ def alchemy_eval(
     return {TABLE: table}
 
 
+CURVE = "alchemy_eval_curve"
+CURVE_TABLE = "alchemy_eval_curve"
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """An `alchemy_eval` table reduced to one row per policy: episodes, the mean (and s.e.m.)
+    episode reward, and the mean of every trial, behaviour count and graph edge class."""
+    rows = []
+    for policy, part in table.groupby("policy", sort=False):
+        row: dict[str, Any] = {"policy": policy, "primary": int(part.primary.iloc[0])}
+        row["episodes"] = len(part)
+        returns = part.episode_return.to_numpy(np.float64)
+        row["episode_return"] = float(returns.mean())
+        row["episode_return_se"] = float(returns.std(ddof=1) / np.sqrt(len(returns)))
+        means = [c for c in part.columns if c.startswith("trial_") and c != "trial_steps"]
+        means += [*BEHAVIOUR, "cashed", "invalid_actions"]
+        row.update({c: float(part[c].mean()) for c in means})
+        for edges, group in part.groupby("num_edges"):
+            row[f"edges_{edges}"] = float(group.episode_return.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@register_evaluation(CURVE)
+def alchemy_eval_curve(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    episodes: int = EVAL_EPISODES,
+    policy: str = "sample",
+    level: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The evaluation-set score of the agent as it is now, one policy, summarised (`summarise`):
+    table `alchemy_eval_curve`. Run as a progress evaluation it is spec §5's eval-set score every
+    10% of the budget (the runner adds the `step` column); the same episodes and action draws as
+    `alchemy_eval`, so its last point equals the final evaluation of that policy."""
+    tables = alchemy_eval(
+        experiment,
+        agent,
+        agent_config,
+        program,
+        agent_state,
+        seed,
+        episodes=episodes,
+        policies=(policy,),
+        primary=policy,
+        level=level,
+    )
+    return {CURVE_TABLE: summarise(tables[TABLE])} if tables else {}
+
+
 __all__ = [
+    "CURVE",
+    "CURVE_TABLE",
     "EVALUATION",
     "EVAL_EPISODES",
     "EVAL_SET_SEED",
     "IO_BUDGETED",
     "TABLE",
     "alchemy_eval",
+    "alchemy_eval_curve",
     "eval_set_keys",
     "play",
 ]

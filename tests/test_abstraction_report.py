@@ -3,12 +3,13 @@ trial-length labels and bad input."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 from benchmarks import stats, store
-from benchmarks.abstraction_evaluations import BEHAVIOUR, TABLE
+from benchmarks.abstraction_evaluations import BEHAVIOUR, TABLE, summarise
 from benchmarks.figures import abstraction as fig
 from benchmarks.report import build_report
 
@@ -359,3 +360,51 @@ def test_a7_fails_when_the_probe_beats_the_posterior_ceiling(tmp_path):
     frame, folders = load(world(tmp_path, references=False, dim_gain=0.9))
     line = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
     assert status(line) == fig.NOT_REPRODUCED and "accuracy ≤ posterior ceiling" in line, line
+
+
+def test_eval_set_curves_replace_the_final_marker_where_measured():
+    """An arm with `alchemy_eval_curve` tables is drawn from them (IQM over seeds per progress
+    point, scoring policy only); its training reward is kept, dotted."""
+    parts = []
+    for seed in range(5):
+        for step, level in ((100_000, 50.0), (200_000, 80.0)):
+            table = eval_table(
+                np.full(20, level + seed), policies=("sample", "greedy"), primary="sample"
+            )
+            table.loc[table.policy == "greedy", "episode_return"] = -1.0  # never plotted
+            summary = summarise(table).assign(
+                step=step, experiment="baseline", agent="vtrace_lstm", seed=seed
+            )
+            parts.append(summary)
+    curves = pd.concat(parts, ignore_index=True)
+    row = curves[(curves.seed == 0) & (curves.step == 100_000) & (curves.policy == "sample")]
+    assert row.episodes.item() == 20 and row.episode_return.item() == 50.0
+    assert row.trial_1.item() == pytest.approx(5.0) and row.episode_return_se.item() == 0.0
+    curve = fig.eval_curve(curves, "baseline")
+    assert curve.step.tolist() == [100_000, 200_000] and curve.n.tolist() == [5, 5]
+    assert curve.iqm.tolist() == pytest.approx([52.0, 82.0])
+    assert fig.eval_curve(curves, "alchemist").empty
+    evals = eval_table(np.full(20, 82.0), policies=("sample",), primary="sample").assign(
+        experiment="baseline", agent="vtrace_lstm", seed=0, arm="baseline"
+    )
+    frame = pd.DataFrame(
+        {
+            "experiment": "baseline",
+            "agent": "vtrace_lstm",
+            "seed": 0,
+            "step": STEPS,
+            "metric": "episode_return",
+            "value": np.linspace(10, 60, 10),
+        }
+    )
+    _, ax = plt.subplots()
+    assert fig._curves(ax, frame, evals, ["baseline"], curves)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any("eval set (n=5)" in label for label in labels)
+    dotted = [line for line in ax.get_lines() if "training" in line.get_label()]
+    assert [line.get_linestyle() for line in dotted] == [":"]
+    assert not ax.containers  # no final marker: the curve's last point is the final evaluation
+    _, ax = plt.subplots()
+    fig._curves(ax, frame, evals, ["baseline"], pd.DataFrame())
+    assert len(ax.containers) == 1  # without a curve: the final marker (an errorbar)
+    plt.close("all")

@@ -142,7 +142,20 @@ def test_quick_lite_scales_only_the_training_budgets():
     for name, e in lite.items():
         full = quick[name]
         assert (e.env_config, e.agents, e.seeds) == (full.env_config, full.agents, full.seeds)
-        assert e.evaluation_options == full.evaluation_options
+        assert e.evaluations == full.evaluations
+        # quick_lite ran before progress evaluations existed and keeps its configuration; the
+        # quick tier's learning arms measure the eval-set score every 10% (spec §5).
+        assert e.progress_evaluations == ()
+        learning = _last_step(full.train) > 10_000
+        assert full.progress_evaluations == ((ae.CURVE,) if learning else ())
+        assert full.progress_points == 10
+        progress = {ae.CURVE: full.evaluation_config(ae.CURVE)} if learning else {}
+        assert dict(e.evaluation_options) == {
+            k: v for k, v in full.evaluation_options.items() if k not in progress
+        }
+        if learning:
+            scored = full.evaluation_config(ae.EVALUATION)["primary"]
+            assert progress[ae.CURVE] == {"episodes": 1000, "policy": scored}
         steps, full_steps = _last_step(e.train), _last_step(full.train)
         if full_steps > 10_000:  # learning arms: scaled down to whole updates of both batches
             quantum = track_def.LOG_POINTS * 64 * 40
@@ -278,13 +291,23 @@ def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
     expected = sum(len(agents) * seeds[name] for name, agents in E2E.items())
     assert len(written) == expected == 5
     for folder in map(store.Path, written):
-        assert store.extra_table_names(folder) == [ae.TABLE]
         table = store.read_extra_table(folder, ae.TABLE)
         meta = json.loads((folder / "meta.json").read_text())
         assert meta["evaluations"] == [ae.EVALUATION]
         learner = meta["agent"] == "vtrace_lstm"
+        tables = {ae.TABLE, ae.CURVE_TABLE} if learner else {ae.TABLE}
+        assert set(store.extra_table_names(folder)) == tables
         assert len(table) == (16 if learner else 8)
         assert set(table.policy) == ({"sample", "greedy"} if learner else {"own"})
+        if learner:
+            # The eval-set score at each progress point (both chunks of the smoke budget); the
+            # last is the trained agent's final evaluation of its scoring policy.
+            curve = store.read_extra_table(folder, ae.CURVE_TABLE)
+            assert curve.step.tolist() == [20, 40] and curve.policy.tolist() == ["sample"] * 2
+            assert curve.episodes.tolist() == [8, 8] and curve.primary.eq(1).all()
+            final = table[table.policy == "sample"]
+            assert curve.episode_return.iloc[-1] == pytest.approx(final.episode_return.mean())
+            assert curve.trial_2.iloc[-1] == pytest.approx(final.trial_2.mean())
     io = store.read_extra_table(
         store.run_dir(tmp_path, "abstraction", "ideal_observer_2potions", "ideal_observer", 0),
         ae.TABLE,
@@ -307,11 +330,17 @@ def test_smoke_alchemist_arm_end_to_end(tmp_path):
     """The alchemist through the runner, scored greedily (its evaluation policy, spec §4.3);
     the memory and no-shaping arms differ only in options the CLI smoke run covers."""
     smoke = next(e for e in _experiments("smoke") if e.name == "alchemist")
-    greedy_only = {ae.EVALUATION: {"episodes": 4, "policies": ("greedy",), "primary": "greedy"}}
+    greedy_only = {
+        ae.EVALUATION: {"episodes": 4, "policies": ("greedy",), "primary": "greedy"},
+        ae.CURVE: {"episodes": 4, "policy": "greedy"},
+    }
     e = dataclasses.replace(smoke, evaluation_options=greedy_only)
     out = runner.run(TRACK, "smoke", [e], [0], tmp_path, show_progress=False)
     (folder,) = map(store.Path, out["written"])
     table = store.read_extra_table(folder, ae.TABLE)
     assert table.policy.tolist() == ["greedy"] * 4 and table.primary.eq(1).all()
+    curve = store.read_extra_table(folder, ae.CURVE_TABLE)
+    assert curve.policy.tolist() == ["greedy"] * 2
+    assert curve.episode_return.iloc[-1] == pytest.approx(table.episode_return.mean())
     assert (table.trial_steps == 5).all() and np.isfinite(table.episode_return).all()
     assert smoke.evaluation_config(ae.EVALUATION)["primary"] == "greedy"

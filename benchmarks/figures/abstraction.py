@@ -2,7 +2,8 @@
 
 Built from results alone: the track frame (training curves, env reward only) and the
 `alchemy_eval` tables that the post-run evaluation (benchmarks.abstraction_evaluations) stores
-in every run folder (one row per evaluation episode and policy).
+in every run folder (one row per evaluation episode and policy), and, where the runs measured
+it, the `alchemy_eval_curve` tables (the eval-set score every 10% of the budget).
 
 Arms. A learning experiment is one arm named after it (`baseline`, `alchemist`, ...). In the
 reference experiments each agent is an arm (`search_oracle`, `random_heuristic`, ...); on the
@@ -44,7 +45,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks import chemistry_probe, stats, store  # noqa: E402
-from benchmarks.abstraction_evaluations import BEHAVIOUR, IO_BUDGETED, TABLE  # noqa: E402
+from benchmarks.abstraction_evaluations import (  # noqa: E402
+    BEHAVIOUR,
+    CURVE_TABLE,
+    IO_BUDGETED,
+    TABLE,
+)
 from benchmarks.figures import (  # noqa: E402
     Figure,
     Table,
@@ -196,6 +202,17 @@ def load_evals(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
     for (experiment, agent, seed), part in table.groupby(["experiment", "agent", "seed"]):
         check_eval_table(part, f"{experiment}/{agent}/seed_{seed}")
     table["arm"] = [arm_name(e, a) for e, a in zip(table.experiment, table.agent, strict=True)]
+    return table
+
+
+def load_curves(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
+    """Every `alchemy_eval_curve` table of the track (the eval-set score at each progress
+    point), with experiment, agent and seed columns; empty when no run measured one."""
+    table = read_extra_tables(folders, CURVE_TABLE, notes, lambda key: key[0] == TRACK)
+    missing = sorted({"step", "primary", "episode_return"} - set(table.columns))
+    if not table.empty and missing:
+        notes.append(f"skipped the {CURVE_TABLE} tables: columns {missing} missing")
+        return pd.DataFrame()
     return table
 
 
@@ -899,8 +916,25 @@ def _spec_lines(ax, names: Sequence[str] | None = None) -> None:
         )
 
 
-def _curves(ax, frame: pd.DataFrame, evals: pd.DataFrame, arms: Sequence[str]) -> bool:
-    """Training reward IQM curves with CI bands, and the final evaluation score as a marker."""
+def eval_curve(curves: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """IQM over seeds (95% CI) of an experiment's eval-set score at each progress point (the
+    scoring policy's rows of `alchemy_eval_curve`); columns step, iqm, low, high, n."""
+    if curves.empty:
+        return pd.DataFrame()
+    rows = curves[(curves.experiment == experiment) & (curves.primary == 1)]
+    points = []
+    for step, part in rows.groupby("step"):
+        est = stats.iqm_ci(part.episode_return.to_numpy(np.float64), reps=stats.CURVE_REPS)
+        points.append((step, est.value, est.low, est.high, est.n))
+    return pd.DataFrame(points, columns=["step", "iqm", "low", "high", "n"])
+
+
+def _curves(
+    ax, frame: pd.DataFrame, evals: pd.DataFrame, arms: Sequence[str], curves: pd.DataFrame
+) -> bool:
+    """Per arm: the eval-set score every 10% of the budget where the run measured it (IQM and
+    95% CI over seeds), the training reward (thinner where the eval curve is drawn), and
+    otherwise the final evaluation score as a marker."""
     drawn = False
     for arm in arms:
         sub = evals[evals.arm == arm]
@@ -910,13 +944,38 @@ def _curves(ax, frame: pd.DataFrame, evals: pd.DataFrame, arms: Sequence[str]) -
         )
         colour = _arm_colour(arm)
         label = label_of(evals, arm)
+        evaluated = eval_curve(curves, experiment)
+        if not evaluated.empty:
+            n = int(evaluated.n.max())
+            ax.plot(
+                evaluated.step,
+                evaluated.iqm,
+                "o-",
+                color=colour,
+                lw=1.6,
+                ms=3.5,
+                label=f"{label} eval set (n={n})",
+            )
+            ax.fill_between(
+                evaluated.step, evaluated.low, evaluated.high, color=colour, alpha=0.22, lw=0
+            )
+            drawn = True
         if not curve.empty:
             n = int(curve.n.max())
-            ax.plot(curve.step, curve.iqm, color=colour, lw=1.4, label=f"{label} training (n={n})")
-            ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.18, lw=0)
+            thin = not evaluated.empty
+            ax.plot(
+                curve.step,
+                curve.iqm,
+                color=colour,
+                lw=0.8 if thin else 1.4,
+                ls=":" if thin else "-",
+                label=f"{label} training (n={n})",
+            )
+            if not thin:
+                ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.18, lw=0)
             drawn = True
         score = arm_score(evals, arm)
-        if score.n:
+        if score.n and evaluated.empty:
             x = budget_of(frame, experiment)
             ax.errorbar(
                 [x],
@@ -982,12 +1041,14 @@ def _save(fig, out: Path, name: str, caption: str) -> Figure:
 REFERENCE_LINES = ("search_oracle", IO, IO_BUDGETED, "random_heuristic", "cash_only", UNIFORM)
 
 
-def figure_learning_curves(frame: pd.DataFrame, evals: pd.DataFrame, out: Path) -> Figure | str:
+def figure_learning_curves(
+    frame: pd.DataFrame, evals: pd.DataFrame, curves: pd.DataFrame, out: Path
+) -> Figure | str:
     arms = learning_arms(evals)
     if not arms:
         return "figure `learning_curves` skipped: no evaluated learning arm"
     fig, ax = plt.subplots(figsize=(9.5, 4.6))
-    _curves(ax, frame, evals, arms)
+    _curves(ax, frame, evals, arms, curves)
     _spec_lines(ax)
     _measured_refs(ax, evals, REFERENCE_LINES)
     _finish(
@@ -1000,9 +1061,11 @@ def figure_learning_curves(frame: pd.DataFrame, evals: pd.DataFrame, out: Path) 
         fig,
         out,
         "learning_curves",
-        "Training reward (sampled policy, env reward only) with the final evaluation-set score "
-        "(marker, IQM and 95% CI); spec reference lines (20-step trials) and measured references. "
-        "Evaluation every 10% of the budget is not run: only the final evaluation is shown.",
+        "Evaluation-set score of each arm's scoring policy every 10% of the budget (IQM and "
+        "95% CI over seeds) where the run measured it, with the training reward (sampled "
+        "policy, env reward only) dotted; runs without progress evaluations (quick_lite) show "
+        "the training reward and the final evaluation-set score as a marker. Spec reference "
+        "lines (20-step trials) and measured references.",
     )
 
 
@@ -1110,7 +1173,9 @@ def figure_design_choices(evals: pd.DataFrame, out: Path) -> Figure | str:
     )
 
 
-def figure_chem_inputs(frame: pd.DataFrame, evals: pd.DataFrame, out: Path) -> Figure | str:
+def figure_chem_inputs(
+    frame: pd.DataFrame, evals: pd.DataFrame, curves: pd.DataFrame, out: Path
+) -> Figure | str:
     arms = [
         a
         for a in learning_arms(evals)
@@ -1119,7 +1184,7 @@ def figure_chem_inputs(frame: pd.DataFrame, evals: pd.DataFrame, out: Path) -> F
     if not any(family(a) == "chem_input" for a in arms):
         return "figure `chem_inputs` skipped: no evaluated ground_truth or belief_state arm"
     fig, ax = plt.subplots(figsize=(9.0, 4.2))
-    _curves(ax, frame, evals, arms)
+    _curves(ax, frame, evals, arms, curves)
     _spec_lines(ax, ("DM GT", "DM belief", "DM baseline"))
     _finish(ax, "Chemistry inputs", "environment steps (per seed)", "episode reward (IQM, 95% CI)")
     return _save(
@@ -1127,8 +1192,9 @@ def figure_chem_inputs(frame: pd.DataFrame, evals: pd.DataFrame, out: Path) -> F
         out,
         "chem_inputs",
         "Baseline with and without chemistry inputs (ground truth, exact belief state), and with "
-        "the chemistry-prediction loss (`*_aux`) where those arms ran (paper tier): training "
-        "reward and the final evaluation-set score.",
+        "the chemistry-prediction loss (`*_aux`) where those arms ran (paper tier): the "
+        "evaluation-set score every 10% of the budget where measured, the training reward, "
+        "else the final evaluation-set score.",
     )
 
 
@@ -1235,12 +1301,13 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     out = Path(out)
     notes: list[str] = []
     evals = load_evals(folders, notes)
+    curves = load_curves(folders, notes)
     probes = load_probes(folders, notes)
     made = [
-        figure_learning_curves(frame, evals, out),
+        figure_learning_curves(frame, evals, curves, out),
         figure_per_trial(evals, out),
         figure_design_choices(evals, out),
-        figure_chem_inputs(frame, evals, out),
+        figure_chem_inputs(frame, evals, curves, out),
         figure_by_bottleneck(evals, out),
         figure_chemistry_probe(evals, probes, out),
     ]

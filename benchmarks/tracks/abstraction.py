@@ -75,6 +75,7 @@ from benchmarks.training import TrainConfig
 
 ENV = "symbolic_alchemy"
 EVALUATION = alchemy_eval.EVALUATION
+CURVE = alchemy_eval.CURVE
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"  # the evaluation-set level
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"  # canonical
 
@@ -197,13 +198,18 @@ def arm(
     seeds: int | None = None,
     eval_level: str | None = None,
     probe: bool = False,
+    progress: bool = False,
 ) -> Experiment:
     """One learning arm: one agent on one environment configuration; `probe` adds the chemistry
-    probe (A7) with the arm's scoring policy."""
+    probe (A7) with the arm's scoring policy, `progress` the eval-set score of that policy every
+    10% of the budget (spec §5)."""
     extra = {"level": eval_level} if eval_level else {}
     options = eval_options(episodes, primary, **extra)
     if probe:
         options[chemistry_probe.EVALUATION] = {"episodes": episodes, "policy": primary, **extra}
+    final = tuple(options)  # alchemy_eval, then the probe when asked for
+    if progress:
+        options[CURVE] = {"episodes": episodes, "policy": primary, **extra}
     return Experiment(
         name=name,
         env=ENV,
@@ -213,8 +219,9 @@ def arm(
         agent_configs={agent: dict(agent_config)},
         label=label,
         seeds=seeds,
-        evaluations=tuple(options),  # alchemy_eval, then the probe when asked for
+        evaluations=final,
         evaluation_options=options,
+        progress_evaluations=(CURVE,) if progress else (),
     )
 
 
@@ -282,12 +289,14 @@ def learning_arms(
     episodes: int,
     memory_seeds: int | None,
     eval_level: str | None = None,
+    progress: bool = True,
 ) -> tuple[Experiment, ...]:
     """The learning arms of a tier: baseline, alchemist and its ablations, chemistry inputs.
 
-    `alchemist_memory` None leaves out the separate memory arm (when `alchemist` has memory).
+    `alchemist_memory` None leaves out the separate memory arm (when `alchemist` has memory);
+    `progress` evaluates every arm every 10% of its budget.
     """
-    kw = {"episodes": episodes, "eval_level": eval_level}
+    kw = {"episodes": episodes, "eval_level": eval_level, "progress": progress}
     alchemist_env = {**env, **alchemist_env}
     no_shaping_env = {**alchemist_env, "shaping": False}
     trial_steps = alchemist_env.get("trial_steps", 20)
@@ -431,6 +440,8 @@ def quick_tier(scale: float = 1.0) -> Tier:
             alchemist_env=ALCHEMIST_ENV,
             episodes=QUICK_EVAL_EPISODES,
             memory_seeds=QUICK_MEMORY_SEEDS,
+            # quick_lite ran before progress evaluations existed; it keeps its configuration.
+            progress=scale == 1,
         ),
     )
 
@@ -495,6 +506,7 @@ PAPER = Tier(
             label=f"Alchemist minus {name.removeprefix('alchemist_')}",
             primary=presets.ALCHEMIST_EVAL_POLICY,
             eval_level=EVAL_LEVEL,
+            progress=True,
         )
         for name, (env_change, agent_change) in PAPER_ABLATIONS.items()
     )
@@ -508,6 +520,7 @@ PAPER = Tier(
             QUICK_EVAL_EPISODES,
             label=f"{name} + chemistry-prediction loss (MLP 2 x 256 torso)",
             eval_level=EVAL_LEVEL,
+            progress=True,
         )
         for name in ("baseline", "ground_truth", "belief_state")
     ),
