@@ -61,19 +61,37 @@ SHAPED_REWARD = "shaped_reward"  # env extra with the training reward
 
 # ----------------------------------------------------------------------------- presets
 
+# The schedules of spec §4.3 count u in episode batches: entropy 0.1·max(0.01, 1 − u/10⁵)
+# reaches its floor at u = 99,000, the learning rate 7.5e-4·max(0.1, 1 − u/10⁵) at u = 90,000.
+ENTROPY_FLOOR_BATCHES, LEARNING_RATE_FLOOR_BATCHES = 99_000, 90_000
+
+
+def anneal_updates(episode_steps: int, unroll_length: int) -> dict[str, int]:
+    """The two anneal lengths in learner updates: one episode batch (an episode in every
+    environment) is `episode_steps` (the reset step included) / `unroll_length` updates."""
+    per_batch = episode_steps / unroll_length
+    return {
+        "anneal_updates": round(ENTROPY_FLOOR_BATCHES * per_batch),
+        "learning_rate_anneal_updates": round(LEARNING_RATE_FLOOR_BATCHES * per_batch),
+    }
+
+
+ALCHEMIST_TRAIN: dict[str, Any] = {"num_envs": 16, "unroll_length": 20}
+# The alchemist's episode: 10 trials of 15 steps, plus the reset step.
+ALCHEMIST_EPISODE_STEPS = 10 * 15 + 1
+
 # Learner of the released alchemist (spec §4.3): A2C = on-policy V-trace, γ 0.70, smooth-L1
-# value loss × 0.5, entropy 0.1 annealed linearly to 0.001 over 99,000 updates (0.1·max(0.01,
-# 1 − u/10⁵)), AdamW 7.5e-4 with weight decay 0.01, gradient clip 100, shaped reward, a_{t-1}
-# and r_{t-1} reset at every trial start. Upstream's learning rate reaches its floor 0.1× at
-# u = 90,000 while the entropy's reaches it at 99,000; VTraceConfig has one `anneal_updates`,
-# so here both anneal over 99,000 (the learning rate ends at 7.5e-5 there, 9,000 updates late).
+# value loss × 0.5, entropy 0.1 annealed linearly to 0.001, AdamW 7.5e-4 annealed to 7.5e-5
+# with weight decay 0.01, gradient clip 100, shaped reward, a_{t-1} and r_{t-1} reset at every
+# trial start. Both anneals in updates of the alchemist's batch (`anneal_updates`); an arm with
+# other trial lengths or batches recomputes them (benchmarks.tracks.abstraction).
 ALCHEMIST_LEARNER: dict[str, Any] = {
     "discount": 0.70,
     "value_loss": "smooth_l1",
     "baseline_cost": 0.5,
     "entropy_cost": 0.1,
     "entropy_cost_final": 0.001,
-    "anneal_updates": 99_000,
+    **anneal_updates(ALCHEMIST_EPISODE_STEPS, ALCHEMIST_TRAIN["unroll_length"]),
     "optimizer": "adamw",
     "learning_rate": 7.5e-4,
     "learning_rate_final": 7.5e-5,
@@ -108,7 +126,6 @@ ALCHEMIST_ENV: dict[str, Any] = {
     "action_space": "colour",
     "shaping": True,
 }
-ALCHEMIST_TRAIN: dict[str, Any] = {"num_envs": 16, "unroll_length": 20}
 ALCHEMIST_EVAL_POLICY = "greedy"
 
 # The §4.2 baseline as the registered `vtrace_lstm` agent (quick widths 128). Its torso is one

@@ -49,10 +49,12 @@ class VTraceConfig:
     # The network also sees one-hot(a_{t-1}) and r_{t-1}·reward_scale (zeros at FIRST): without
     # them a recurrent agent cannot tell whether its last move happened (planning spec §2.2).
     prev_action_reward: bool = False
-    # Linear anneals over `anneal_updates` learner updates, then constant (None: no anneal).
+    # Linear anneals over `anneal_updates` learner updates, then constant (None: no anneal);
+    # the learning rate's over `learning_rate_anneal_updates` when given.
     entropy_cost_final: float | None = None
     learning_rate_final: float | None = None
     anneal_updates: int = 100_000
+    learning_rate_anneal_updates: int | None = None
     optimizer: str = "adam"  # adam | adamw (decoupled `weight_decay`)
     weight_decay: float = 0.0
     value_loss: str = "l2"  # l2: (target - v)^2 | smooth_l1: Huber with delta 1
@@ -69,6 +71,8 @@ class VTraceConfig:
         check_positive_int("torso_width", self.torso_width)
         check_positive_int("lstm_size", self.lstm_size)
         check_positive_int("anneal_updates", self.anneal_updates)
+        if self.learning_rate_anneal_updates is not None:
+            check_positive_int("learning_rate_anneal_updates", self.learning_rate_anneal_updates)
         for name in ("learning_rate", "max_grad_norm", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -187,7 +191,8 @@ def linear_anneal(start: float, final: float | None, updates: int) -> optax.Sche
 
 def make_optimiser(config: VTraceConfig) -> optax.GradientTransformation:
     """Global-norm clip, then Adam or AdamW with the (possibly annealed) learning rate."""
-    lr = linear_anneal(config.learning_rate, config.learning_rate_final, config.anneal_updates)
+    lr_updates = config.learning_rate_anneal_updates or config.anneal_updates
+    lr = linear_anneal(config.learning_rate, config.learning_rate_final, lr_updates)
     if config.optimizer == "adamw":
         opt = optax.adamw(lr, weight_decay=config.weight_decay)
     else:

@@ -75,11 +75,21 @@ def test_presets_build_agents_and_learner_settings_match_the_spec():
         0.01,
         100.0,
     )
-    schedule = vtrace.linear_anneal(
+    # Spec §4.3 counts u in episode batches: one episode (10 trials x 15 steps + the reset
+    # step) in each of the 16 environments is 151 / 20 updates of the 20-step unroll.
+    per_batch = 151 / 20
+    entropy = vtrace.linear_anneal(
         learner.entropy_cost, learner.entropy_cost_final, learner.anneal_updates
     )
     for u in (0, 50_000, 99_000, 150_000):  # 0.1 · max(0.01, 1 − u / 1e5)
-        np.testing.assert_allclose(schedule(u), 0.1 * max(0.01, 1 - u / 1e5), rtol=1e-5)
+        expected = 0.1 * max(0.01, 1 - u / 1e5)
+        np.testing.assert_allclose(entropy(round(u * per_batch)), expected, rtol=1e-5)
+    lr = vtrace.linear_anneal(
+        learner.learning_rate, learner.learning_rate_final, learner.learning_rate_anneal_updates
+    )
+    for u in (0, 45_000, 90_000, 120_000):  # 7.5e-4 · max(0.1, 1 − u / 1e5)
+        expected = 7.5e-4 * max(0.1, 1 - u / 1e5)
+        np.testing.assert_allclose(lr(round(u * per_batch)), expected, rtol=1e-5)
     assert learner.reward_source == "shaped_reward" and learner.prev_reset_source == "trial_start"
     assert (cfg.memory, cfg.memory_slots, cfg.memory_width, learner.lstm_size) == (
         "episodic_attention",

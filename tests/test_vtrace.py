@@ -1,5 +1,7 @@
 """The V-trace LSTM learner: loss wiring at episode boundaries, and that it learns."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import baselines
 import environments
 from baselines.types import Trajectory
-from baselines.vtrace import VTraceConfig, vtrace_loss
+from baselines.vtrace import VTraceConfig, make_optimiser, vtrace_loss
 from benchmarks.training import RLProgram, TrainConfig
 from environments.core import StepType, TimeStep
 
@@ -72,6 +74,7 @@ def test_rewards_are_never_clipped():
         {"value_loss": "l1"},
         {"entropy_cost_final": -0.1},
         {"anneal_updates": 0},
+        {"learning_rate_anneal_updates": 0},
     ],
 )
 def test_bad_config_is_rejected(bad):
@@ -124,6 +127,30 @@ def test_entropy_cost_anneals_linearly_then_stays():
     _, logs = program.run_chunk(program.init([0]))
     # One update per log point; the cost is read before each update: 0.01, 0.007, 0.004, 0.004.
     np.testing.assert_allclose(logs["entropy_cost"][0], [0.01, 0.007, 0.004, 0.004], rtol=1e-5)
+
+
+def test_the_learning_rate_can_anneal_over_its_own_length():
+    """With a constant gradient Adam's step is the learning rate; it anneals over
+    `learning_rate_anneal_updates` (2) while the entropy keeps `anneal_updates` (10)."""
+    config = VTraceConfig(
+        learning_rate=1.0,
+        learning_rate_final=0.5,
+        anneal_updates=10,
+        learning_rate_anneal_updates=2,
+    )
+    optimiser = make_optimiser(config)
+    params = jnp.zeros(())
+    state = optimiser.init(params)
+    steps = []
+    for _ in range(4):
+        update, state = optimiser.update(jnp.ones(()), state, params)
+        steps.append(-float(update))
+    np.testing.assert_allclose(steps, [1.0, 0.75, 0.5, 0.5], rtol=1e-4)  # Adam eps
+    shared = make_optimiser(dataclasses.replace(config, learning_rate_anneal_updates=None))
+    state = shared.init(params)
+    update, state = shared.update(jnp.ones(()), state, params)
+    update, _ = shared.update(jnp.ones(()), state, params)
+    np.testing.assert_allclose(-float(update), 0.95, rtol=1e-4)  # over anneal_updates = 10
 
 
 def test_previous_action_and_reward_reach_the_network_and_reset_at_first():

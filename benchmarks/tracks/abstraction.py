@@ -67,6 +67,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import environments
 from baselines import alchemist as presets
 from benchmarks import abstraction_evaluations as alchemy_eval
 from benchmarks import chemistry_probe
@@ -210,6 +211,12 @@ def arm(
     final = tuple(options)  # alchemy_eval, then the probe when asked for
     if progress:
         options[CURVE] = {"episodes": episodes, "policy": primary, **extra}
+    agent_config = dict(agent_config)
+    if agent_config.get("learning_rate_anneal_updates") is not None:
+        # The alchemist's learner counts its anneals in episode batches (spec §4.3): in
+        # updates, they depend on this arm's episode length and unroll.
+        episode = environments.make(ENV, **env_config).max_episode_steps + 1
+        agent_config.update(presets.anneal_updates(episode, train.unroll_length))
     return Experiment(
         name=name,
         env=ENV,
@@ -440,8 +447,6 @@ def quick_tier(scale: float = 1.0) -> Tier:
             alchemist_env=ALCHEMIST_ENV,
             episodes=QUICK_EVAL_EPISODES,
             memory_seeds=QUICK_MEMORY_SEEDS,
-            # quick_lite ran before progress evaluations existed; it keeps its configuration.
-            progress=scale == 1,
         ),
     )
 
