@@ -413,9 +413,9 @@ def test_fallback_configs_get_their_own_table(tmp_path):
             {"planning_final": final},
             BUDGET,
         )
-    out = tmp_path / "report"
-    build_report([root], out)
-    table = pd.read_csv(out / "planning" / "planning_fallbacks.csv").set_index("fallback")
+    frame, _ = store.load_results([root])
+    table = fig.fallback_table(fig.load(frame, list(store.run_folders([root])), []))
+    table = table.set_index("fallback")
     curriculum = table.loc[fig.design.FALLBACK.experiments[0].label]
     assert curriculum["EPN reward"].startswith("20.00 [") and curriculum["steps per seed"] == "1M"
     assert curriculum["EPN ÷ LSTM"].startswith("2.50 [") and curriculum["oracle reward"] == "—"

@@ -160,41 +160,29 @@ def _norms(out, seed):
     return store.read_extra_table(folder, "norms")
 
 
-def test_progress_evaluations_run_at_their_budget_fractions(tmp_path, norm_evaluation):
+def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume(
+    tmp_path, norm_evaluation, monkeypatch
+):
     progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=("norm",), progress_points=2)]
-    runner.run(
-        CREDIT,
-        "smoke",
-        progress,
-        [0, 1],
-        tmp_path / "p",
-        agents=["vtrace_lstm"],
-        show_progress=False,
+    go = lambda experiments, out, seeds: runner.run(  # noqa: E731
+        CREDIT, "smoke", experiments, seeds, out, agents=["vtrace_lstm"], show_progress=False
     )
-    final = [_with(SMOKE[0], evaluations=("norm",))]
-    runner.run(
-        CREDIT, "smoke", final, [0, 1], tmp_path / "f", agents=["vtrace_lstm"], show_progress=False
-    )
+    go(progress, tmp_path / "p", [0, 1])
+    go([_with(SMOKE[0], evaluations=("norm",))], tmp_path / "f", [0, 1])
     for seed in (0, 1):
         table = _norms(tmp_path / "p", seed)
         assert table.step.tolist() == [24, 48] and table.seed.tolist() == [seed, seed]
         assert table.norm[0] != table.norm[1]  # the agent learned in between
         # The last point is the trained agent, as a final evaluation sees it.
         assert table.norm[1] == pytest.approx(_norms(tmp_path / "f", seed).norm[0], rel=1e-12)
-    meta = store.read_meta(store.run_dir(tmp_path / "p", "credit", SMOKE[0].name, "vtrace_lstm", 0))
+    folder = lambda out: store.run_dir(out, "credit", SMOKE[0].name, "vtrace_lstm", 0)  # noqa: E731
+    meta = store.read_meta(folder(tmp_path / "p"))
     assert meta["config"]["progress_points"] == 2 and meta["progress_evaluations"] == ["norm"]
-    plain = store.read_meta(
-        store.run_dir(tmp_path / "f", "credit", SMOKE[0].name, "vtrace_lstm", 0)
-    )
-    assert "progress_points" not in plain["config"]  # other runs keep their config hashes
+    # Other runs keep their config hashes.
+    assert "progress_points" not in store.read_meta(folder(tmp_path / "f"))["config"]
 
-
-def test_an_interrupted_run_keeps_its_progress_tables(tmp_path, norm_evaluation, monkeypatch):
-    progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=("norm",), progress_points=2)]
-    go = lambda out: runner.run(  # noqa: E731
-        CREDIT, "smoke", progress, [0], out, agents=["vtrace_lstm"], show_progress=False
-    )
-    go(tmp_path / "u")
+    # Interrupted after the first chunk's checkpoint (which holds the first point's table),
+    # then resumed: the same table as the uninterrupted run's.
     save = runner.save_checkpoint
 
     class Interrupted(Exception):
@@ -206,13 +194,11 @@ def test_an_interrupted_run_keeps_its_progress_tables(tmp_path, norm_evaluation,
 
     monkeypatch.setattr(runner, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupted):
-        go(tmp_path / "k")
+        go(progress, tmp_path / "k", [0])
     monkeypatch.setattr(runner, "save_checkpoint", save)
-    go(tmp_path / "k")
-    assert store.read_meta(
-        store.run_dir(tmp_path / "k", "credit", SMOKE[0].name, "vtrace_lstm", 0)
-    )["resumed"]
-    pd.testing.assert_frame_equal(_norms(tmp_path / "k", 0), _norms(tmp_path / "u", 0))
+    go(progress, tmp_path / "k", [0])
+    assert store.read_meta(folder(tmp_path / "k"))["resumed"]
+    pd.testing.assert_frame_equal(_norms(tmp_path / "k", 0), _norms(tmp_path / "p", 0))
 
 
 def test_bad_progress_evaluations_are_refused_before_training(norm_evaluation):
