@@ -277,7 +277,8 @@ def run_group(
         "seeds_in_program": group.seeds,
         "resumed": resumed,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall, 1e-9)),
+        # Training speed: the wall time less the progress evaluations run inside it.
+        "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall - progress_time, 1e-9)),
         "env_metadata": _env_metadata(program),
     }
     if group.experiment.evaluations:

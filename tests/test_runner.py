@@ -178,6 +178,10 @@ def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume
     folder = lambda out: store.run_dir(out, "credit", SMOKE[0].name, "vtrace_lstm", 0)  # noqa: E731
     meta = store.read_meta(folder(tmp_path / "p"))
     assert meta["config"]["progress_points"] == 2 and meta["progress_evaluations"] == ["norm"]
+    # The training speed leaves out the evaluations run inside the wall time.
+    training = meta["wall_time"] - meta["progress_evaluation_time"]
+    assert 0 < meta["progress_evaluation_time"] < meta["wall_time"]
+    assert meta["steps_per_second"] == pytest.approx(48 * 2 / training)
     # Other runs keep their config hashes.
     assert "progress_points" not in store.read_meta(folder(tmp_path / "f"))["config"]
 
