@@ -283,6 +283,27 @@ def test_failures_are_named_with_the_budget(tmp_path):
     assert "NYC EPN efficiency ≤ 1.5" in v["P6"] and "A J=5: EPN ≥ 2.0× LSTM" in v["P6"]
 
 
+def test_arms_compared_across_experiments_need_equal_budgets(tmp_path):
+    """P1 and P4 compare arms of different experiments: a K=1 or transformer run at another
+    budget (e.g. quick_lite beside quick) is not compared with the 1M-step EPN."""
+    root = tmp_path / "results"
+    make_results(root, Scenario(transformer=None, k1=None))
+    for experiment, agent, reward in (
+        ("mpg_v64_4x4_epn_k1_lite", "epn", 14.0),
+        ("mpg_v64_4x4_transformer_lite", "transformer_memory", 30.0),
+    ):
+        for seed in range(3):
+            final = pd.DataFrame([{"condition": "train"} | _summary(reward + SPREAD[seed], 1.6)])
+            tables = {"planning_final": final}
+            _write(root, experiment, "memory_planning_game", agent, seed, reward, tables, 200_000)
+    v = _verdicts(root, tmp_path)
+    assert _status(v["P4"]) == "INSUFFICIENT DATA"
+    assert "compared only at equal env steps; budgets per seed: EPN K=4 1M, EPN K=1 200k" in v["P4"]
+    # The transformer (30.0, above the EPN's 25.0) is left out, not compared at 200k steps.
+    assert _status(v["P1"]) == "REPRODUCED"
+    assert "transformer not run at the EPN's budget" in v["P1"]
+
+
 def test_missing_arms_and_conditions_are_insufficient_data(tmp_path):
     root = tmp_path / "results"
     make_results(root, Scenario(transformer=None, k1=None, nyc_skipped="wheel not cached"))

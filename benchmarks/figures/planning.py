@@ -64,6 +64,7 @@ MPG, STREET = "memory_planning_game", "street_navigation"
 MIN_VERDICT_STEPS = 100_000
 MIN_SEEDS = 2  # for any verdict (the spec's OSL arms have 2 seeds)
 MIN_SEEDS_CI = 3  # for a verdict that compares CIs (P1, P4)
+BUDGET_TOLERANCE = 0.05  # arms compared across experiments (P1, P4) train equal env steps
 
 # Spec §3 criteria.
 P1_REPRODUCED, P1_PARTIAL = 2.0, 1.3
@@ -322,10 +323,17 @@ def _line(claim: str, status: str, details: Sequence[str], failed: Sequence[str]
 
 
 def _gate(
-    claim: str, data: Data, arms: Sequence[tuple[str, str, str]], details: list[str], seeds: int
+    claim: str,
+    data: Data,
+    arms: Sequence[tuple[str, str, str]],
+    details: list[str],
+    seeds: int,
+    equal_budgets: bool = False,
 ) -> str | None:
     """A not-judged verdict line when an arm (role, agent, name) is missing, has too few seeds
-    or too small a budget; None when every arm can be judged."""
+    or too small a budget, or (`equal_budgets`, for claims that compare arms across
+    experiments) when the arms trained for different env steps; None when every arm can be
+    judged."""
     missing = [name for role, agent, name in arms if budget(data, role, agent) == 0]
     if missing:
         return _line(claim, INSUFFICIENT_DATA, details + ["not run: " + ", ".join(missing)])
@@ -340,6 +348,17 @@ def _gate(
             "seed are not judged: " + ", ".join(short)
         ]
         return _line(claim, INSUFFICIENT_BUDGET, details)
+    if equal_budgets:
+        budgets = [budget(data, role, agent) for role, agent, _ in arms]
+        if not all(same_budget(b, budgets[0]) for b in budgets):
+            listed = ", ".join(
+                f"{name} {_steps_text(b)}" for (_, _, name), b in zip(arms, budgets, strict=True)
+            )
+            return _line(
+                claim,
+                INSUFFICIENT_DATA,
+                details + [f"compared only at equal env steps; budgets per seed: {listed}"],
+            )
     few = []
     for role, agent, name in arms:
         n = len(final_scores(data, role, agent).values)
@@ -357,10 +376,18 @@ def _budget_text(data: Data, arms: Sequence[tuple[str, str, str]]) -> str:
     return "budget " + " / ".join(parts) + " env steps per seed"
 
 
+def same_budget(a: int, b: int) -> bool:
+    """Two training budgets count as equal env steps (logging rounds budgets up a little)."""
+    return abs(a - b) <= BUDGET_TOLERANCE * max(a, b)
+
+
 def transformer_role(data: Data) -> str | None:
-    """The role whose experiment holds the transformer at the EPN's budget (None: not run)."""
+    """The role whose experiment holds the transformer at the EPN's budget (None: not run at
+    that budget)."""
+    epn = budget(data, design.ROLE_MPG, EPN)
     for role in (design.ROLE_MPG, design.ROLE_TRANSFORMER):
-        if budget(data, role, TRANSFORMER):
+        steps = budget(data, role, TRANSFORMER)
+        if steps and same_budget(steps, epn):
             return role
     return None
 
@@ -370,7 +397,7 @@ def verdict_p1(data: Data) -> str:
     lstm_arm = (design.ROLE_MPG, LSTM, "LSTM")
     t_role = transformer_role(data)
     arms = [epn_arm, lstm_arm] + ([(t_role, TRANSFORMER, "transformer")] if t_role else [])
-    gate = _gate("P1", data, arms, [], MIN_SEEDS_CI)
+    gate = _gate("P1", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
     epn = final_scores(data, *epn_arm[:2])
@@ -382,15 +409,13 @@ def verdict_p1(data: Data) -> str:
     disjoint = all(est["EPN"].low > est[name].high for name in baselines)
     details = [", ".join(f"{name} {fmt(est[name])}" for _, _, name in arms)]
     if t_role is None:
-        details.append("transformer not run (compared with the LSTM only)")
+        details.append("transformer not run at the EPN's budget (compared with the LSTM only)")
     details += [
         f"EPN / best baseline ({best}) = {fmt(ratio)}",
         f"CIs disjoint from every baseline: {'yes' if disjoint else 'no'}",
         f"{experiment_label(data, design.ROLE_MPG)}, final score: {epn.source}",
         _budget_text(data, arms),
     ]
-    if len({budget(data, role, agent) for role, agent, _ in arms}) > 1:
-        details.append("the arms' budgets differ")
     if ratio.value >= P1_REPRODUCED and disjoint:
         status = REPRODUCED
     elif ratio.value >= P1_PARTIAL:
@@ -481,7 +506,7 @@ def _size_at_k_and_2k(data: Data, side: int, steps: int) -> tuple[stats.Estimate
 
 def verdict_p4(data: Data) -> str:
     arms = [(design.ROLE_MPG, EPN, "EPN K=4"), (design.ROLE_EPN_K1, EPN, "EPN K=1")]
-    gate = _gate("P4", data, arms, [], MIN_SEEDS_CI)
+    gate = _gate("P4", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
     k = {name: stats.iqm_ci(final_scores(data, role, agent).values) for role, agent, name in arms}
