@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -268,6 +269,13 @@ CURVE = "alchemy_eval_curve"
 CURVE_TABLE = "alchemy_eval_curve"
 
 
+def trial_columns(table: pd.DataFrame) -> list[str]:
+    """The per-trial reward columns of an `alchemy_eval` table, trial_1, trial_2, ... in order."""
+    return sorted(
+        (c for c in table.columns if re.fullmatch(r"trial_\d+", c)), key=lambda c: int(c[6:])
+    )
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """An `alchemy_eval` table reduced to one row per policy: episodes, the mean (and s.e.m.)
     episode reward, and the mean of every trial, behaviour count and graph edge class."""
@@ -278,8 +286,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         returns = part.episode_return.to_numpy(np.float64)
         row["episode_return"] = float(returns.mean())
         row["episode_return_se"] = float(returns.std(ddof=1) / np.sqrt(len(returns)))
-        means = [c for c in part.columns if c.startswith("trial_") and c != "trial_steps"]
-        means += [*BEHAVIOUR, "cashed", "invalid_actions"]
+        means = [*trial_columns(part), *BEHAVIOUR, "cashed", "invalid_actions"]
         row.update({c: float(part[c].mean()) for c in means})
         for edges, group in part.groupby("num_edges"):
             row[f"edges_{edges}"] = float(group.episode_return.mean())
@@ -330,4 +337,6 @@ __all__ = [
     "alchemy_eval_curve",
     "eval_set_keys",
     "play",
+    "summarise",
+    "trial_columns",
 ]

@@ -50,6 +50,7 @@ from benchmarks.abstraction_evaluations import (  # noqa: E402
     CURVE_TABLE,
     IO_BUDGETED,
     TABLE,
+    trial_columns,
 )
 from benchmarks.figures import (  # noqa: E402
     Figure,
@@ -214,12 +215,6 @@ def load_curves(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
         notes.append(f"skipped the {CURVE_TABLE} tables: columns {missing} missing")
         return pd.DataFrame()
     return table
-
-
-def trial_columns(table: pd.DataFrame) -> list[str]:
-    return sorted(
-        (c for c in table.columns if re.fullmatch(r"trial_\d+", c)), key=lambda c: int(c[6:])
-    )
 
 
 def trial_steps_of(evals: pd.DataFrame, arm: str) -> int:
@@ -922,11 +917,8 @@ def eval_curve(curves: pd.DataFrame, experiment: str) -> pd.DataFrame:
     if curves.empty:
         return pd.DataFrame()
     rows = curves[(curves.experiment == experiment) & (curves.primary == 1)]
-    points = []
-    for step, part in rows.groupby("step"):
-        est = stats.iqm_ci(part.episode_return.to_numpy(np.float64), reps=stats.CURVE_REPS)
-        points.append((step, est.value, est.low, est.high, est.n))
-    return pd.DataFrame(points, columns=["step", "iqm", "low", "high", "n"])
+    tidy = rows.assign(metric="episode_return", value=rows.episode_return)
+    return stats.learning_curve(tidy, "episode_return", reps=stats.CURVE_REPS)
 
 
 def _curves(

@@ -371,9 +371,13 @@ def _gate(
     return None
 
 
+def _budgets(data: Data, arms: Sequence[tuple[str, str, str]]) -> str:
+    """The arms' distinct budgets, e.g. "1.07M / 210k"."""
+    return " / ".join(sorted({_steps_text(budget(data, role, agent)) for role, agent, _ in arms}))
+
+
 def _budget_text(data: Data, arms: Sequence[tuple[str, str, str]]) -> str:
-    parts = sorted({_steps_text(budget(data, role, agent)) for role, agent, _ in arms})
-    return "budget " + " / ".join(parts) + " env steps per seed"
+    return f"budget {_budgets(data, arms)} env steps per seed"
 
 
 def same_budget(a: int, b: int) -> bool:
@@ -1162,9 +1166,7 @@ def fallback_table(data: Data) -> pd.DataFrame:
         rows.append(
             {
                 "fallback": experiment_label(data, role),
-                "steps per seed": " / ".join(
-                    sorted({_steps_text(budget(data, role, a)) for a in arms})
-                ),
+                "steps per seed": _budgets(data, [(role, a, a) for a in arms]),
                 "EPN reward": _cell(scores[EPN].values),
                 "LSTM reward": _cell(scores[LSTM].values),
                 "EPN ÷ LSTM": fmt(ratio_ci(scores[EPN].values, scores[LSTM].values))
