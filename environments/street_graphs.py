@@ -51,7 +51,10 @@ import numpy as np
 S_MAX = 64  # states (directed edges) per neighbourhood, and the observation vocabulary
 NUM_ACTIONS = 4  # Forward, Left, Right, Collect
 FORWARD, LEFT, RIGHT, COLLECT = 0, 1, 2, 3
-FAMILIES = ("A", "B", "nyc")
+FAMILIES = ("A", "B", "nyc", "A+B")  # append only: a family's index seeds its generator
+# Mixtures: a bank of family "A+B" is the first half of A's bank followed by the first half of
+# B's (the same split and J), for the spec's variant that trains on both and holds out NYC only.
+MIXTURES = {"A+B": ("A", "B")}
 SPLITS = ("train", "test")
 GENERATOR_VERSION = 2  # bump when a generator changes, so cached banks are rebuilt
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}  # disjoint generator-seed ranges
@@ -555,8 +558,12 @@ class BankSpec:
             )
         if self.family == "nyc" and self.split != "test":
             raise ValueError("family 'nyc' is a held-out test city: accepted split: 'test'")
-        if not 1 <= self.size < 1_000_000:
-            raise ValueError(f"bank size must be in [1, 1000000), got {self.size!r}")
+        smallest = len(MIXTURES.get(self.family, (self.family,)))  # one entry per part
+        if not smallest <= self.size < 1_000_000:
+            raise ValueError(
+                f"bank size of family {self.family!r} must be in [{smallest}, 1000000), "
+                f"got {self.size!r}"
+            )
 
     def key(self) -> str:
         payload = json.dumps(
@@ -588,7 +595,16 @@ def _rng(spec: BankSpec, index: int, attempt: int) -> np.random.Generator:
 
 def sample_entry(spec: BankSpec, index: int):
     """(tables, neighbourhood, graph, attempt) of bank entry `index`: the first draw with at most
-    S_MAX states (strict mode raises on an oversized draw instead)."""
+    S_MAX states (strict mode raises on an oversized draw instead). In a mixture, `index`
+    counts through the parts in bank order."""
+    if not 0 <= index < spec.size:
+        raise ValueError(f"bank index {index} out of range for a bank of {spec.size}")
+    parts = mixture_parts(spec)
+    if len(parts) > 1:
+        for part in parts:
+            if index < part.size:
+                return sample_entry(part, index)
+            index -= part.size
     for attempt in range(MAX_ATTEMPTS):
         rng = _rng(spec, index, attempt)
         graph = nyc_graph() if spec.family == "nyc" else GENERATORS[spec.family](rng)
@@ -610,7 +626,27 @@ def heading_bins(bearings: np.ndarray) -> np.ndarray:
     return (np.floor((bearings + width / 2) / width).astype(np.int64)) % HEADING_BINS
 
 
+def mixture_parts(spec: BankSpec) -> list[BankSpec]:
+    """The component banks of a mixture family, in bank order (sizes as equal as possible, the
+    first parts one larger); `[spec]` for a single family."""
+    families = MIXTURES.get(spec.family)
+    if families is None:
+        return [spec]
+    base, extra = divmod(spec.size, len(families))
+    return [
+        dataclasses.replace(spec, family=family, size=base + (i < extra))
+        for i, family in enumerate(families)
+    ]
+
+
+def _concatenate(banks: list[Bank]) -> Bank:
+    return Bank(*(np.concatenate(fields) for fields in zip(*banks, strict=True)))
+
+
 def build_bank(spec: BankSpec) -> Bank:
+    parts = mixture_parts(spec)
+    if len(parts) > 1:
+        return _concatenate([build_bank(part) for part in parts])
     n = spec.size
     next_state = np.tile(np.arange(S_MAX, dtype=np.int8)[None, :, None], (n, 1, NUM_ACTIONS))
     node, hbin, first, degree = (np.zeros((n, S_MAX), np.int8) for _ in range(4))
@@ -647,7 +683,11 @@ def bank_path(spec: BankSpec, cache: Path | None = None) -> Path:
 
 @functools.cache
 def load_bank(spec: BankSpec) -> Bank:
-    """The bank of `spec`, from the npz cache or built (and then cached atomically)."""
+    """The bank of `spec`, from the npz cache or built (and then cached atomically); a mixture
+    is its parts' cached banks, concatenated."""
+    parts = mixture_parts(spec)
+    if len(parts) > 1:
+        return _concatenate([load_bank(part) for part in parts])
     path = bank_path(spec)
     if path.exists():
         with np.load(path) as data:

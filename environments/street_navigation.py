@@ -185,7 +185,7 @@ class StreetNavigation(Environment):
             raise ValueError(
                 f"p_alias {self.p_alias!r} needs observation 'structured', got {self.observation!r}"
             )
-        BankSpec(self.family, self.split)  # validates the combination (nyc: test only)
+        _ = self.bank_spec  # validates the combination (nyc: test only; a mixture's size)
 
     # -- the bank
     @property

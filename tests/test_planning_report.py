@@ -448,3 +448,30 @@ def test_fallback_configs_get_their_own_table(tmp_path):
     frame, _ = store.load_results([tmp_path / "plain"])
     data = fig.load(frame, list(store.run_folders([tmp_path / "plain"])), [])
     assert fig.fallback_table(data).empty
+
+
+def test_osl_ab_variant_gets_its_own_arms(tmp_path):
+    """The A+B-trained runs (spec §3.1's variant) are their own arms in the held-out table, read
+    from their own experiment; the main OSL arms keep theirs."""
+    root = tmp_path / "results"
+    make_results(root, Scenario(transformer=None, k1=None))
+    for agent, reward in (("epn", 36.0), ("vtrace_lstm", 12.0)):
+        for seed in range(2):
+            osl = _osl_rows(reward, 1.2, None)
+            tables = {
+                "planning_final": pd.DataFrame([{"condition": "train"} | _summary(reward, 1.2)]),
+                "planning_osl": osl,
+            }
+            _write(root, "osl_ab_j5", "street_navigation", agent, seed, reward, tables, BUDGET // 2)
+    frame, _ = store.load_results([root])
+    data = fig.load(frame, list(store.run_folders([root])), [])
+    assert data.roles["osl_ab"] == "osl_ab_j5"
+    table = fig.osl_table(data).set_index("arm")
+    oracle = fig.osl_reference(data, "oracle", "nyc", 5)[0]
+    assert table.loc["EPN (A+B)", "NYC J=5"].startswith(f"{36.0 / oracle:.3f}")
+    assert table.loc["LSTM (A+B)", "NYC J=5"].startswith(f"{12.0 / oracle:.3f}")
+    main = (30.0 + SPREAD[0] + 30.0 + SPREAD[1]) / 2  # the A-trained arm's two seeds
+    assert table.loc["EPN", "NYC J=5"].startswith(f"{main / oracle:.3f}")
+    summary = fig.summary_table(data)
+    assert {"OSL A+B EPN", "OSL A+B LSTM"} <= set(summary.arm)
+    assert "(A+B) arms on OSL-sub A+B (train)" in fig._osl_training(data)

@@ -89,6 +89,7 @@ def test_quick_tier_follows_the_spec_budgets_and_learner():
         "mpg_v64_4x4_transformer",
         "mpg_v64_4x4_lstm_10m",
         "osl_a_j5",
+        "osl_ab_j5",
     }
     seeds = {name: e.seeds for name, e in quick.items()}
     assert seeds == {
@@ -97,6 +98,7 @@ def test_quick_tier_follows_the_spec_budgets_and_learner():
         "mpg_v64_4x4_transformer": 3,
         "mpg_v64_4x4_lstm_10m": None,
         "osl_a_j5": 2,
+        "osl_ab_j5": 2,
     }
     steps = {name: e.train.num_logs * e.train.log_every for name, e in quick.items()}
     for name, budget in (
@@ -105,6 +107,7 @@ def test_quick_tier_follows_the_spec_budgets_and_learner():
         ("mpg_v64_4x4_transformer", 1e6),
         ("mpg_v64_4x4_lstm_10m", 1e7),
         ("osl_a_j5", 5e5),
+        ("osl_ab_j5", 5e5),
     ):
         assert budget <= steps[name] < budget * 1.02, name
         assert quick[name].train.num_envs == 32
@@ -115,6 +118,12 @@ def test_quick_tier_follows_the_spec_budgets_and_learner():
     assert (epn["memory"], epn["memory_slots"]) == ("dedup_moves", 64)
     assert quick["mpg_v64_4x4_epn_k1"].agent_config("epn")["num_iterations"] == 1
     assert quick["osl_a_j5"].agent_config("epn")["memory_slots"] == 96
+    # Spec §3.1's variant: the same arms trained on families A and B, NYC alone held out.
+    variant = quick["osl_ab_j5"]
+    assert variant.env_config == {**quick["osl_a_j5"].env_config, "family": "A+B"}
+    assert set(variant.agents) == {"epn", "vtrace_lstm"}
+    assert variant.agent_config("epn") == quick["osl_a_j5"].agent_config("epn")
+    assert "planning_osl" in variant.evaluations
     lstm = main.agent_config("vtrace_lstm")
     assert lstm["prev_action_reward"] and lstm["lstm_size"] == lstm["torso_width"] == 128
     updates = main.train.num_logs * main.train.updates_per_log

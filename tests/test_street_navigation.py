@@ -245,6 +245,28 @@ def test_train_and_test_banks_use_disjoint_seeds():
     assert not np.array_equal(train.next_state, test.next_state)
 
 
+def test_mixture_bank_is_the_first_halves_of_its_families_banks():
+    """Family "A+B" (train on both, hold out NYC): A's first entries, then B's; entries keep
+    their own family's generator seeds, and sample_entry counts through the parts."""
+    mixed = sg.load_bank(sg.BankSpec("A+B", "train", 5, 5))
+    a = sg.load_bank(sg.BankSpec("A", "train", 5, BANK))
+    b = sg.load_bank(sg.BankSpec("B", "train", 5, BANK))
+    for m, x, y in zip(mixed, a, b, strict=True):
+        np.testing.assert_array_equal(m, np.concatenate([x[:3], y[:2]]))
+    assert not np.array_equal(mixed.next_state[3], a.next_state[3])  # B's entry 0, not A's 3
+    np.testing.assert_array_equal(
+        sg.sample_entry(sg.BankSpec("A+B", "train", 5, 5), 3)[0].next_state,
+        sg.sample_entry(sg.BankSpec("B", "train", 5, 5), 0)[0].next_state,
+    )
+    for m, built in zip(mixed, sg.build_bank(sg.BankSpec("A+B", "train", 5, 5)), strict=True):
+        np.testing.assert_array_equal(m, built)
+    env = StreetNavigation(family="A+B", bank_size=5, max_episode_steps=10)
+    seen = {int(env.reset(k)[0].neighbourhood) for k in jax.random.split(jax.random.key(0), 64)}
+    assert seen & {0, 1, 2} and seen & {3, 4}  # episodes come from both families
+    with pytest.raises(ValueError, match=r"family 'A\+B' must be in \[2, 1000000\), got 1"):
+        StreetNavigation(family="A+B", bank_size=1)
+
+
 def test_oversized_neighbourhoods_are_resampled_or_raise_in_strict_mode():
     spec = sg.BankSpec("A", "train", 16, 6)
     sizes = [sg.sample_entry(spec, i) for i in range(6)]
@@ -259,7 +281,7 @@ def test_oversized_neighbourhoods_are_resampled_or_raise_in_strict_mode():
 @pytest.mark.parametrize(
     "kw, message",
     [
-        ({"family": "C"}, "unknown family 'C'; accepted: 'A', 'B', 'nyc'"),
+        ({"family": "C"}, "unknown family 'C'; accepted: 'A', 'B', 'nyc', 'A\\+B'"),
         ({"split": "dev"}, "unknown split 'dev'; accepted: 'train', 'test'"),
         ({"family": "nyc", "split": "train"}, "held-out test city"),
         ({"observation": "pixels"}, "unknown observation 'pixels'"),

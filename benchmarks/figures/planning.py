@@ -136,6 +136,17 @@ OSL_ARMS = (
     Arm(design.ROLE_OSL, EPN, "EPN", agent_colour(EPN), "-"),
     Arm(design.ROLE_OSL, LSTM, "LSTM", agent_colour(LSTM), "-"),
     Arm(design.ROLE_OSL, TRANSFORMER, "transformer", agent_colour(TRANSFORMER), "-"),
+    # Spec §3.1's variant trained on A + B: only NYC is held out (A and B test banks are unseen
+    # neighbourhoods of trained families).
+    Arm(design.ROLE_OSL_AB, EPN, "EPN (A+B)", _shade(agent_colour(EPN), 0.45), "-"),
+    Arm(design.ROLE_OSL_AB, LSTM, "LSTM (A+B)", _shade(agent_colour(LSTM), 0.45), "-"),
+    Arm(
+        design.ROLE_OSL_AB,
+        TRANSFORMER,
+        "transformer (A+B)",
+        _shade(agent_colour(TRANSFORMER), 0.45),
+        "-",
+    ),
 )
 
 
@@ -573,9 +584,11 @@ def verdict_p5(data: Data) -> str:
     )
 
 
-def _osl_values(data: Data, agent: str, family: str, j: int, column: str) -> tuple[np.ndarray, str]:
+def _osl_values(
+    data: Data, agent: str, family: str, j: int, column: str, role: str = design.ROLE_OSL
+) -> tuple[np.ndarray, str]:
     """Per-seed values of an OSL arm on one held-out condition, and its status ("ok" or why not)."""
-    rows = _rows(data, "planning_osl", design.ROLE_OSL, agent)
+    rows = _rows(data, "planning_osl", role, agent)
     if rows.empty:
         return np.zeros(0), "no planning_osl table"
     rows = rows[(rows.family == family) & (rows.num_junctions == j)].sort_values("seed")
@@ -985,6 +998,15 @@ def figure_size_generalisation(data: Data, out: Path) -> Figure | str:
     )
 
 
+def _osl_training(data: Data) -> str:
+    """What the held-out street arms were trained on: the main OSL experiment, and the A+B
+    variant where it ran (its arms are labelled "(A+B)")."""
+    text = experiment_label(data, design.ROLE_OSL)
+    if data.roles.get(design.ROLE_OSL_AB):
+        text += f"; (A+B) arms on {experiment_label(data, design.ROLE_OSL_AB)}"
+    return text
+
+
 def figure_osl_heldout(data: Data, out: Path) -> Figure | str:
     table = data.tables.get("planning_osl", pd.DataFrame())
     if table.empty:
@@ -1001,7 +1023,7 @@ def figure_osl_heldout(data: Data, out: Path) -> Figure | str:
     for i, arm in enumerate(arms):
         heights, lows, highs, ns = [], [], [], []
         for family, j in conditions:
-            values, status = _osl_values(data, arm.agent, family, j, "reward_mean")
+            values, status = _osl_values(data, arm.agent, family, j, "reward_mean", arm.role)
             oracle, _ = osl_reference(data, "oracle", family, j)
             est = stats.iqm_ci(values / oracle) if status == "ok" else None
             if est is None or est.n == 0:
@@ -1031,12 +1053,12 @@ def figure_osl_heldout(data: Data, out: Path) -> Figure | str:
             lw=1.2,
             label="explore+plan" if k == 0 else None,
         )
-        statuses = [_osl_values(data, a.agent, family, j, "reward_mean")[1] for a in arms]
+        statuses = [_osl_values(data, a.agent, family, j, "reward_mean", a.role)[1] for a in arms]
         if arms and all(s != "ok" for s in statuses):
             ax.text(k, 0.05, "not run", ha="center", fontsize=7, rotation=90, color="#555555")
     ax.set_xticks(x, [f"{OSL_FAMILY_LABELS.get(f, f)}\nJ={j}" for f, j in conditions])
     ax.set_ylabel("reward ÷ oracle's, IQM and 95% CI")
-    ax.set_xlabel(f"held-out condition (trained on {experiment_label(data, design.ROLE_OSL)})")
+    ax.set_xlabel(f"held-out condition (trained on {_osl_training(data)})")
     ax.set_title("One-Shot street navigation (OSL-sub) on held-out neighbourhoods")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3, axis="y")
@@ -1069,9 +1091,10 @@ def summary_table(data: Data) -> pd.DataFrame:
         if budget(data, design.ROLE_MPG, p)
     ]
     arms += [
-        Arm(design.ROLE_OSL, agent, f"OSL {AGENT_LABELS.get(agent, agent)}", "", "-")
+        Arm(role, agent, f"{prefix} {AGENT_LABELS.get(agent, agent)}", "", "-")
+        for role, prefix in ((design.ROLE_OSL, "OSL"), (design.ROLE_OSL_AB, "OSL A+B"))
         for agent in (EPN, LSTM, TRANSFORMER, *REFERENCES)
-        if budget(data, design.ROLE_OSL, agent)
+        if budget(data, role, agent)
     ]
     rows = []
     for arm in arms:
@@ -1084,7 +1107,7 @@ def summary_table(data: Data) -> pd.DataFrame:
             "reward per episode": _cell(reward.values),
             "score source": reward.source,
         }
-        if arm.role != design.ROLE_OSL:
+        if arm.role not in (design.ROLE_OSL, design.ROLE_OSL_AB):
             row["÷ oracle"] = _cell(reward.values / oracle, ".3f")
             row["÷ explore+plan"] = _cell(reward.values / explore, ".3f")
         for column, name, spec in (
@@ -1140,7 +1163,7 @@ def osl_table(data: Data) -> pd.DataFrame:
     for arm in _present_arms(data, OSL_ARMS):
         row = {"arm": arm.label}
         for family, j in conditions:
-            values, status = _osl_values(data, arm.agent, family, j, "reward_mean")
+            values, status = _osl_values(data, arm.agent, family, j, "reward_mean", arm.role)
             oracle, _ = osl_reference(data, "oracle", family, j)
             name = f"{OSL_FAMILY_LABELS.get(family, family)} J={j}"
             row[name] = _cell(values / oracle, ".3f") if status == "ok" else "not run"
@@ -1205,7 +1228,7 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     tables = []
     out.mkdir(parents=True, exist_ok=True)
     mpg_label = experiment_label(data, design.ROLE_MPG)
-    osl_label = experiment_label(data, design.ROLE_OSL)
+    osl_label = _osl_training(data)
     for title, name, table in (
         (
             "Final scores per arm: IQM [95% CI] (n seeds) over seeds",

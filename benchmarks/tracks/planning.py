@@ -23,7 +23,8 @@ Experiments carry a *role* (`ROLES`) that the report (benchmarks.figures.plannin
 `mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
 paper tier), `mpg_epn_k1` / `mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`,
 `mpg_lstm_long` (the LSTM with 10x the steps), `osl` and `osl_structured` (street navigation,
-one-hot and structured codes).
+one-hot and structured codes) and `osl_ab` (trained on families A and B, so that only NYC is
+held out: spec §3.1's variant).
 
 Quick tier, estimated time on the 2-core reference CPU (spec §2.5 / §4 speeds: EPN at the quick
 sizes ≈ 1,000 env steps/s for acting + learning, EPN K = 1 ≈ 2,500, transformer ≈ 10,000,
@@ -37,11 +38,12 @@ vmapped, so a run costs seeds x steps at these rates):
     mpg_v64_4x4_lstm_10m     LSTM 5 x 10M                                 21 min
     osl_a_j5                 EPN (dedup N 96: 1.75x the FLOPs of N 64)     29 min
                              2 x 0.5M; LSTM and references 2 x 0.5M      1 + 3 min
+    osl_ab_j5                as osl_a_j5 on families A + B, no references  30 min
     evaluations              final 500 episodes per seed; sizes 8 x 50     12 min
                              episodes (EPN at K and 2K, N up to 256);
                              K sweep 4 x 100; held-out streets 9 x 100
 
-Total ≈ 3.0 h at today's EPN speed, ≈ 2.5 h once the EPN runs at ≈ 1,500 steps/s. The EPN is
+Total ≈ 3.5 h at today's EPN speed, ≈ 3 h once the EPN runs at ≈ 1,500 steps/s. The EPN is
 most of it: `quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training
 budget (≈ 50 min, of which the evaluations are 12), for a machine that cannot spare 3 hours;
 its verdicts state that budget.
@@ -70,7 +72,7 @@ EPN, LSTM, TRANSFORMER = "epn", "vtrace_lstm", "transformer_memory"
 # Roles (see the module docstring) and the experiment names that carry them, over every tier.
 ROLE_MPG, ROLE_EPN_K1, ROLE_EPN_K2 = "mpg", "mpg_epn_k1", "mpg_epn_k2"
 ROLE_TRANSFORMER, ROLE_LSTM_LONG = "mpg_transformer", "mpg_lstm_long"
-ROLE_OSL, ROLE_OSL_STRUCTURED = "osl", "osl_structured"
+ROLE_OSL, ROLE_OSL_STRUCTURED, ROLE_OSL_AB = "osl", "osl_structured", "osl_ab"
 ROLE_CURRICULUM, ROLE_SHORT_EPISODES = "mpg_curriculum", "mpg_50_steps"  # fallbacks
 ROLES: dict[str, str] = {}
 
@@ -104,6 +106,8 @@ OSL_J5 = {
     "max_episode_steps": 200,
     "oracle_extras": True,
 }
+# Spec §3.1's variant: train on families A and B (half the bank each), so only NYC is held out.
+OSL_AB_J5 = {**OSL_J5, "family": "A+B"}
 
 # ------------------------------------------------------------------------------- agents
 
@@ -292,8 +296,9 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
         seeds=QUICK_SEEDS,
         description=f"MPG-V64 4x4/100 at {million(steps)} steps: EPN (D=32, H=2, K=4, dedup N=64) "
         f"5 seeds, EPN K=1 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), transformer "
-        f"3 seeds, references; OSL-sub A J=5 at {million(osl_steps)}: EPN (N=96) and LSTM, "
-        "2 seeds; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
+        f"3 seeds, references; OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (N=96) "
+        "and LSTM, 2 seeds each; evaluations: final 500 episodes, sizes 4-8, K sweep, "
+        "held-out streets",
         experiments=(
             experiment(
                 ROLE_MPG,
@@ -345,6 +350,17 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 osl_train,
                 {EPN: EPN_QUICK_OSL, LSTM: LSTM_QUICK, **_references({"explore_plan": {}})},
                 "OSL-sub A (train), J=5, 200 steps",
+                OSL_EVALUATIONS,
+                seeds=QUICK_OSL_SEEDS,
+            ),
+            experiment(
+                ROLE_OSL_AB,
+                f"osl_ab_j5{suffix}",
+                "street_navigation",
+                OSL_AB_J5,
+                osl_train,
+                {EPN: EPN_QUICK_OSL, LSTM: LSTM_QUICK},
+                "OSL-sub A+B (train), J=5, 200 steps",
                 OSL_EVALUATIONS,
                 seeds=QUICK_OSL_SEEDS,
             ),
@@ -467,6 +483,17 @@ def _paper_tier() -> Tier:
                 osl_train,
                 osl_agents,
                 "OSL-sub A (train), J=5, 200 steps, structured codes (paper sizes)",
+                OSL_EVALUATIONS,
+                PAPER_OPTIONS,
+            ),
+            experiment(
+                ROLE_OSL_AB,
+                "osl_ab_j5_paper",
+                "street_navigation",
+                OSL_AB_J5,
+                osl_train,
+                osl_agents,
+                "OSL-sub A+B (train), J=5, 200 steps, one-hot codes (paper sizes)",
                 OSL_EVALUATIONS,
                 PAPER_OPTIONS,
             ),
