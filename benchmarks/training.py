@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.types import Agent, Trajectory
-from environments.core import Environment, TimeStep, auto_reset_step, check_positive_int
+from environments.core import Environment, TimeStep, auto_reset_batch, check_positive_int
+
+SEED_AXIS = "seed"  # the vmap over a run's seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,9 @@ class RLProgram:
     env: Environment
     agent: Agent
     config: TrainConfig
+    # Enclosing vmaps (set by `_chunk`: the seeds) over which the auto-reset's "some episode
+    # ended" branch is reduced, so that it stays a branch (`core.auto_reset_batch`).
+    reset_axes: tuple[str, ...] = ()
 
     @property
     def num_chunks(self) -> int:
@@ -125,8 +130,8 @@ class RLProgram:
         ts = carry.timestep
         action, agent_state, info = self.agent.act(carry.agent_state, ts, k_act)
         keys = jax.random.split(k_env, self.config.num_envs)
-        env_state, next_ts = jax.vmap(auto_reset_step, in_axes=(None, 0, 0, 0, 0))(
-            self.env, carry.env_state, ts, action, keys
+        env_state, next_ts = auto_reset_batch(
+            self.env, carry.env_state, ts, action, keys, self.reset_axes
         )
         fresh = next_ts.first()
         episode_return = jnp.where(fresh, 0.0, carry.episode_return + next_ts.reward)
@@ -213,7 +218,8 @@ def _init(program: RLProgram, seeds: jax.Array) -> Carry:
 
 
 def _chunk(program: RLProgram, carry: Carry):
-    return jax.vmap(program.run_chunk_one)(carry)
+    seeded = dataclasses.replace(program, reset_axes=(SEED_AXIS,))
+    return jax.vmap(seeded.run_chunk_one, axis_name=SEED_AXIS)(carry)
 
 
 _jit_init = jax.jit(_init, static_argnums=0)

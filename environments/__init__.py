@@ -7,6 +7,7 @@ from environments.core import (
     EnvSpecs,
     StepType,
     TimeStep,
+    auto_reset_batch,
     auto_reset_step,
 )
 from environments.registry import ids, lookup, make, names, register
@@ -18,6 +19,7 @@ __all__ = [
     "Environment",
     "StepType",
     "TimeStep",
+    "auto_reset_batch",
     "auto_reset_step",
     "ids",
     "lookup",

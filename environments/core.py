@@ -232,6 +232,41 @@ def auto_reset_step(
     return select_tree(timestep.last(), restarted, stepped)
 
 
+def auto_reset_batch(
+    env: Environment,
+    state: PyTree,
+    timestep: TimeStep,
+    action: Array,
+    keys: Array,
+    axis_names: tuple[str, ...] = (),
+) -> tuple[PyTree, TimeStep]:
+    """`auto_reset_step` over a batch of environments (leading axis [B]), with the same outputs,
+    that computes the resets only on steps where an episode of the batch has ended.
+
+    Under `vmap` a per-environment branch becomes a select that evaluates the reset on every
+    step, and a reset (fresh draws of everything random in an episode) can cost several steps.
+    Here the branch is one `lax.cond` on "some episode ended", so environments whose episodes
+    end together (fixed length, started together: the planning and alchemy batches) pay for a reset
+    once per episode. `axis_names` names enclosing `vmap`s (the seeds of a run): the condition
+    is reduced over them so that it stays a branch there too; every name must be bound.
+    """
+    # The reset keys are derived inside the branch (a split is a hash per environment); the
+    # step keys are dropped by XLA where a step draws nothing.
+    half = lambda i: jax.vmap(lambda k: jax.random.split(k)[i])(keys)  # [B] keys
+    stepped = jax.vmap(env.step)(state, action, half(1))
+    last = timestep.last()  # [B]
+    any_last = jnp.any(last).astype(jnp.int32)
+    for name in axis_names:
+        any_last = jax.lax.psum(any_last, name)  # unbatched under that vmap
+
+    def restart():  # the ended environments' slots take a fresh episode
+        restarted = jax.vmap(env.reset)(half(0))
+        select = lambda a, b: jnp.where(last.reshape(last.shape + (1,) * (a.ndim - 1)), a, b)
+        return jax.tree.map(select, restarted, stepped)
+
+    return jax.lax.cond(any_last > 0, restart, lambda: stepped)
+
+
 def validate_choice(kind: str, value: Any, accepted: Any) -> None:
     """Raise a ValueError naming the bad value and the accepted ones."""
     accepted = list(accepted)

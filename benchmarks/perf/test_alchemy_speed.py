@@ -2,8 +2,11 @@
 
 - Env steps/s at batch 1, 256 and 4096, with auto-resets (dm_alchemy reference on the same CPU:
   about 1.65k steps/s including resets, 4.4k without [spec §2.1]) and, at batch 4096, without
-  resets. Each case compiles once (timed separately as `compile_seconds`); the steps per call
-  are calibrated so that a call takes about `TARGET_SECONDS`. Uniformly random actions.
+  resets. Resets are `core.auto_reset_batch` (what training runs: the reset is computed on the
+  steps where an episode ended, once per episode for a batch started together) and, for the ratio,
+  `vmap(auto_reset_step)` (`per_env`: a select that evaluates the reset on every step). Each case
+  compiles once (timed separately as `compile_seconds`); the steps per call are calibrated so that
+  a call takes about `TARGET_SECONDS`. Uniformly random actions.
 - Ideal-observer decisions/s and episodes/s (host-side search, one episode per round, no
   compilation inside the timing): the exact planner on reduced trials (6 potions per trial, the
   quick tier's I1 size) and the budgeted planner (`io_node_budget` 10⁴, an approximation) on
@@ -29,8 +32,11 @@ DM_ALCHEMY_STEPS_PER_SECOND = {"with_resets": 1650.0, "without_resets": 4400.0}
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
 
 
-def _rollout(env, batch: int, resets: bool):
-    step = jax.vmap(environments.auto_reset_step, in_axes=(None, 0, 0, 0, 0))
+RESETS = ("batched", "per_env", "none")
+
+
+def _rollout(env, batch: int, resets: str):
+    per_env = jax.vmap(environments.auto_reset_step, in_axes=(None, 0, 0, 0, 0))
     plain = jax.vmap(env.step)
 
     def rollout(key, num_steps):
@@ -42,8 +48,10 @@ def _rollout(env, batch: int, resets: bool):
             k_a, k_s = jax.random.split(jax.random.fold_in(k_loop, i))
             action = jax.random.randint(k_a, (batch,), 0, env.num_actions)
             keys = jax.random.split(k_s, batch)
-            if resets:
-                state, ts = step(env, state, ts, action, keys)
+            if resets == "batched":
+                state, ts = environments.auto_reset_batch(env, state, ts, action, keys)
+            elif resets == "per_env":
+                state, ts = per_env(env, state, ts, action, keys)
             else:
                 state, ts = plain(state, action, keys)
             return state, ts, total + jnp.sum(ts.reward)
@@ -64,7 +72,10 @@ def _calibrate(run) -> int:
         steps *= 4
 
 
-@pytest.mark.parametrize("batch, resets", [(1, True), (256, True), (4096, True), (4096, False)])
+@pytest.mark.parametrize(
+    "batch, resets",
+    [(1, "batched"), (256, "batched"), (4096, "batched"), (4096, "per_env"), (4096, "none")],
+)
 def test_symbolic_alchemy_steps_per_second(benchmark, batch, resets):
     env = SymbolicAlchemy()
     key = jax.random.PRNGKey(0)
@@ -80,7 +91,7 @@ def test_symbolic_alchemy_steps_per_second(benchmark, batch, resets):
     _, ts, _ = benchmark(lambda: jax.block_until_ready(run(steps)))
     seconds = benchmark.stats.stats.median if benchmark.enabled else time.perf_counter() - start
     assert ts.reward.shape == (batch,)
-    kind = "with_resets" if resets else "without_resets"
+    kind = "without_resets" if resets == "none" else "with_resets"
     rate = batch * steps / seconds
     benchmark.extra_info.update(
         {

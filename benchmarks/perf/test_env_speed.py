@@ -1,9 +1,10 @@
 """Environment steps/s for every registered JAX environment, at its default configuration.
 
 One benchmark per (environment id, batch): batch 4096 for every id, plus 1 and 256 for Chain.
-A timed call resets a vmapped batch and runs `num_steps` auto-reset steps with uniformly random
-actions inside one compiled loop; it returns the final state and timestep, so XLA cannot drop any
-part of the step (observation rendering included) as dead code.
+A timed call resets a vmapped batch and runs `num_steps` auto-reset steps (`auto_reset_batch`, as
+training does) with uniformly random actions inside one compiled loop; it returns the final state
+and timestep, so XLA cannot drop any part of the step (observation rendering included) as dead
+code.
 
 The loop's trip count is a runtime argument, so each (id, batch) compiles once (timed separately,
 ahead of time, as `compile_seconds`) and the steps per call are then calibrated on the machine at
@@ -63,7 +64,6 @@ def _cases() -> list:
 
 def rollout_fn(env: environments.Environment, batch: int):
     """jit of `(key, num_steps) -> ((state, timestep), reward_sum)` for `batch` environments."""
-    step = jax.vmap(environments.auto_reset_step, in_axes=(None, 0, 0, 0, 0))
 
     def rollout(key: jax.Array, num_steps: jax.Array):
         k_reset, k_loop = jax.random.split(key)
@@ -73,7 +73,8 @@ def rollout_fn(env: environments.Environment, batch: int):
             state, ts, reward_sum = carry
             k_action, k_step = jax.random.split(jax.random.fold_in(k_loop, i))
             action = jax.random.randint(k_action, (batch,), 0, env.num_actions)  # [B]
-            state, ts = step(env, state, ts, action, jax.random.split(k_step, batch))
+            keys = jax.random.split(k_step, batch)
+            state, ts = environments.auto_reset_batch(env, state, ts, action, keys)
             return state, ts, reward_sum + jnp.sum(ts.reward)
 
         state, ts, reward_sum = jax.lax.fori_loop(
