@@ -44,7 +44,7 @@ import optax
 from baselines import vtrace
 from baselines.types import Agent, Trajectory
 from baselines.vtrace import NetInputs, Network, VTraceConfig, VTraceState
-from environments.core import EnvSpecs, check_positive_int, validate_choice
+from environments.core import EnvSpecs, check_positive_int, select_tree, validate_choice
 
 ENCODERS = ("elu", "mlp")
 MEMORIES = ("none", "episodic_attention")
@@ -372,13 +372,7 @@ class AlchemistCore(hk.RNNCore):
         obs = inputs.observation.astype(jnp.float32).reshape(inputs.first.shape[0], -1)  # [B, D]
         # Everything restarts at FIRST: nothing of one episode reaches the next.
         fresh = self.initial_state(obs.shape[0])
-        state = jax.tree.map(
-            lambda old, new: jnp.where(
-                inputs.first.reshape((-1,) + (1,) * (old.ndim - 1)), new, old
-            ),
-            state,
-            fresh,
-        )
+        state = select_tree(inputs.first, fresh, state)
         parts = [self._encode(obs)]
         if self.learner.prev_action_reward:
             parts.append(vtrace.prev_features(inputs, self.num_actions))

@@ -214,8 +214,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def select_tree(pred: Array, on_true: PyTree, on_false: PyTree) -> PyTree:
-    """Elementwise `where` over two pytrees of identical structure (`pred` is a scalar)."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+    """Elementwise `where` over two pytrees of identical structure. `pred` is a scalar (one
+    choice for the whole tree) or spans the leading axes of every leaf (e.g. [B]: one choice per
+    environment of a batch)."""
+
+    def select(a: Array, b: Array) -> Array:
+        return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - pred.ndim)), a, b)
+
+    return jax.tree.map(select, on_true, on_false)
 
 
 def auto_reset_step(
@@ -260,9 +266,7 @@ def auto_reset_batch(
         any_last = jax.lax.psum(any_last, name)  # unbatched under that vmap
 
     def restart():  # the ended environments' slots take a fresh episode
-        restarted = jax.vmap(env.reset)(half(0))
-        select = lambda a, b: jnp.where(last.reshape(last.shape + (1,) * (a.ndim - 1)), a, b)
-        return jax.tree.map(select, restarted, stepped)
+        return select_tree(last, jax.vmap(env.reset)(half(0)), stepped)
 
     return jax.lax.cond(any_last > 0, restart, lambda: stepped)
 

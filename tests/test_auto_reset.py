@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import environments
-from environments.core import auto_reset_batch, auto_reset_step
+from environments.core import auto_reset_batch, auto_reset_step, select_tree
 
 BATCH, STEPS = 4, 9
 ENVS = {
@@ -26,11 +26,7 @@ def _staggered(env, key):
     zeros = jnp.zeros(BATCH, jnp.int32)
     state1, ts1 = jax.vmap(env.step)(state, zeros, jax.random.split(k_step, BATCH))
     odd = jnp.arange(BATCH) % 2 == 1
-
-    def pick(a, b):
-        return jnp.where(odd.reshape((BATCH,) + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree.map(pick, (state1, ts1), (state, ts))
+    return select_tree(odd, (state1, ts1), (state, ts))
 
 
 def _rollout(env, step_fn, key):

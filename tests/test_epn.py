@@ -13,7 +13,7 @@ import environments
 from baselines import epn
 from baselines.vtrace import NetInputs
 from benchmarks.training import RLProgram, TrainConfig
-from environments.core import auto_reset_step
+from environments.core import auto_reset_step, select_tree
 
 TINY = {"d_model": 16, "num_heads": 2, "num_iterations": 2}
 
@@ -49,8 +49,7 @@ def _rollout(env, num_envs, steps, seed, offsets):
             env, env_state, ts, action, jax.random.split(ks, num_envs)
         )
         play = t + skip >= extra  # environment i starts i steps before the recorded window
-        keep = lambda new, old: jnp.where(play.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
-        env_state, ts = jax.tree.map(keep, stepped, (env_state, ts))
+        env_state, ts = select_tree(play, stepped, (env_state, ts))
         return (env_state, ts, jnp.where(play, action, prev), key), inputs
 
     carry = (env_state, ts, jnp.full((num_envs,), -1, jnp.int32), key)

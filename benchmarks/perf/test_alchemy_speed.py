@@ -32,9 +32,6 @@ DM_ALCHEMY_STEPS_PER_SECOND = {"with_resets": 1650.0, "without_resets": 4400.0}
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
 
 
-RESETS = ("batched", "per_env", "none")
-
-
 def _rollout(env, batch: int, resets: str):
     per_env = jax.vmap(environments.auto_reset_step, in_axes=(None, 0, 0, 0, 0))
     plain = jax.vmap(env.step)
