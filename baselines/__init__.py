@@ -25,12 +25,12 @@ AGENTS: dict[str, str] = {
     "random_heuristic": "baselines.alchemy.heuristics:make_random_heuristic",
     "cash_only": "baselines.alchemy.heuristics:make_cash_only",
     "uniform_valid": "baselines.alchemy.heuristics:make_uniform_valid",
-    "search_oracle": "baselines.alchemy.oracle:make_search_oracle",
     "ideal_observer": "baselines.alchemy.agent:make_ideal_observer",
     "ideal_observer_budgeted": "baselines.alchemy.agent:make_ideal_observer_budgeted",
     "alchemist": "baselines.alchemist:make",
+    # the privileged oracle of any environment (planning: shortest path; alchemy: search)
+    "oracle": "baselines.oracle:make",
     # Planning reference policies (Memory & Planning Game, street navigation)
-    "oracle": "baselines.planning_policies:make_oracle",
     "explore_plan": "baselines.planning_policies:make_explore_plan",
     "reactive": "baselines.planning_policies:make_reactive",
     "epn": "baselines.epn:make",

@@ -166,7 +166,7 @@ def world(
         io_trials = np.repeat((oracle - gap)[:, None] / 10, 10, axis=1)
         if io_above_oracle:
             io_trials[0, 0] += 1.0
-        write(root, "ideal_observer_6potions", "search_oracle", 0, eval_table(oracle))
+        write(root, "ideal_observer_6potions", "oracle", 0, eval_table(oracle))
         write(
             root,
             "ideal_observer_6potions",
@@ -328,7 +328,7 @@ def test_a_table_without_required_columns_is_a_clear_error(tmp_path):
 
 def test_paired_difference_and_arm_names():
     assert fig.arm_name("references", "cash_only") == "cash_only"
-    assert fig.arm_name("ideal_observer_6potions", "search_oracle") == "search_oracle@6potions"
+    assert fig.arm_name("ideal_observer_6potions", "oracle") == "oracle@6potions"
     assert fig.arm_name("alchemist_memory", "alchemist") == "alchemist_memory"
     assert fig.family("alchemist_memory") == "alchemist" and fig.family("belief_state") == (
         "chem_input"

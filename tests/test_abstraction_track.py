@@ -129,7 +129,7 @@ def test_quick_tier_follows_the_spec_budgets():
     assert quick["ground_truth"].env_config["chem_input"] == "ground_truth"
     assert quick["belief_state"].env_config["chem_input"] == "belief_state"
     io = quick["ideal_observer_6potions"]
-    assert io.env_config["potions_per_trial"] == 6 and "search_oracle" in io.agents
+    assert io.env_config["potions_per_trial"] == 6 and "oracle" in io.agents
     for e in quick.values():
         assert e.evaluation_config(ae.EVALUATION)["episodes"] in (1000, 50, 20)
 
@@ -289,7 +289,7 @@ def test_bad_evaluation_options_are_named():
 # smoke` runs every arm): the oracle beside the exact ideal observer, a heuristic, the baseline.
 E2E = {
     "references": ("cash_only",),
-    "ideal_observer_2potions": ("ideal_observer", "search_oracle"),
+    "ideal_observer_2potions": ("ideal_observer", "oracle"),
     "baseline": ("vtrace_lstm",),
 }
 
@@ -335,7 +335,7 @@ def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
         ae.TABLE,
     )
     oracle = store.read_extra_table(
-        store.run_dir(tmp_path, "abstraction", "ideal_observer_2potions", "search_oracle", 0),
+        store.run_dir(tmp_path, "abstraction", "ideal_observer_2potions", "oracle", 0),
         ae.TABLE,
     )
     # The exact ideal observer never beats the search oracle in a trial (same episodes).

@@ -2,7 +2,8 @@
 
 - `posterior`: the exact posterior over chemistries (flat bitmask, O(K) updates, §1.7 marginals);
 - `heuristics`: observation-only policies (random heuristic, cash-only, uniform over valid);
-- `oracle`: the search oracle (knows the chemistry; exact per-trial optimum);
+- `oracle`: the search oracle (knows the chemistry; exact per-trial optimum), agent id `oracle`
+  through `baselines.oracle`;
 - `ideal_observer`: the exact Bayesian planner (§2.3) and its budgeted approximation;
 - `reference_search`: plain exhaustive expectimax, the slow reference for value identity (I1);
 - `evaluate`: whole-episode jitted evaluation.
@@ -14,6 +15,5 @@ AGENTS = {
     "random_heuristic": "baselines.alchemy.heuristics:make_random_heuristic",
     "cash_only": "baselines.alchemy.heuristics:make_cash_only",
     "uniform_valid": "baselines.alchemy.heuristics:make_uniform_valid",
-    "search_oracle": "baselines.alchemy.oracle:make_search_oracle",
     "ideal_observer": "baselines.alchemy.agent:make_ideal_observer",
 }

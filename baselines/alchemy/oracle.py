@@ -197,8 +197,8 @@ def latent_items(chemistry_id, obs):
 def make_search_oracle(specs: EnvSpecs, **config: Any) -> Agent:
     """The search oracle as a stateless agent; reads the chemistry from `chemistry_id` extras."""
     if config:
-        raise ValueError(f"agent 'search_oracle' takes no options, got {sorted(config)}")
-    _check_alchemy_specs(specs, "search_oracle", need_chemistry=True)
+        raise ValueError(f"agent 'oracle' takes no options, got {sorted(config)}")
+    _check_alchemy_specs(specs, "oracle", need_chemistry=True)
     offset = specs.action.num_values - 40  # 1 with end_trial_action (actions shift by one)
 
     def act_one(chemistry_id, obs):

@@ -6,7 +6,7 @@ in every run folder (one row per evaluation episode and policy), and, where the 
 it, the `alchemy_eval_curve` tables (the eval-set score every 10% of the budget).
 
 Arms. A learning experiment is one arm named after it (`baseline`, `alchemist`, ...). In the
-reference experiments each agent is an arm (`search_oracle`, `random_heuristic`, ...); on the
+reference experiments each agent is an arm (`oracle`, `random_heuristic`, ...); on the
 reduced-potion experiment `ideal_observer_<k>potions` the arm is `<agent>@<k>potions`, since
 those episodes are not the 12-potion evaluation set. `ideal_observer_budgeted` is an
 approximation and is never called the ideal observer.
@@ -115,7 +115,7 @@ SPEC_LINES = (
 IO_TRACE = SpecValue(284.42, 1.59, "IO trace (spec §4.1, released eval set, not measured here)")
 # E8 (spec §3.2): measured reference scores within 1.96·√(se₁² + se₂²) of these.
 SPEC_REFERENCES = {
-    "search_oracle": SpecValue(288.53, 1.53, "eval trace"),
+    "oracle": SpecValue(288.53, 1.53, "eval trace"),
     "random_heuristic": SpecValue(144.11, 2.53, "random chemistries, n = 300"),
     "cash_only": SpecValue(67.30, 0.83, "measured"),
     "uniform_valid": SpecValue(45.79, 2.00, "n = 200"),
@@ -427,8 +427,8 @@ def exact_io_arms(evals: pd.DataFrame) -> tuple[str | None, str | None, str]:
         return None, None, ""
     arms = set(evals.arm)
     full = evals[(evals.experiment == IO_EXPERIMENT) & (evals.agent == IO)]
-    if not full.empty and "search_oracle" in arms:
-        return IO, "search_oracle", "12 potions per trial (evaluation set)"
+    if not full.empty and "oracle" in arms:
+        return IO, "oracle", "12 potions per trial (evaluation set)"
     reduced = []
     for experiment in sorted(set(evals.experiment)):
         match = _REDUCED_IO.match(experiment)
@@ -437,7 +437,7 @@ def exact_io_arms(evals: pd.DataFrame) -> tuple[str | None, str | None, str]:
     if not reduced:
         return None, None, ""
     k = max(reduced)
-    oracle = f"search_oracle@{k}potions"
+    oracle = f"oracle@{k}potions"
     return f"{IO}@{k}potions", oracle if oracle in arms else None, f"{k} potions per trial"
 
 
@@ -1030,7 +1030,7 @@ def _save(fig, out: Path, name: str, caption: str) -> Figure:
     return Figure(name, caption, [f"figures/{f}" for f in files])
 
 
-REFERENCE_LINES = ("search_oracle", IO, IO_BUDGETED, "random_heuristic", "cash_only", UNIFORM)
+REFERENCE_LINES = ("oracle", IO, IO_BUDGETED, "random_heuristic", "cash_only", UNIFORM)
 
 
 def figure_learning_curves(
@@ -1095,7 +1095,7 @@ def figure_per_trial(evals: pd.DataFrame, out: Path) -> Figure | str:
     lo, hi = SPEC_DM_BASELINE_TRIAL_RANGE
     ax.axhspan(lo, hi, color="#D95F02", alpha=0.12, label="DM baseline range (spec)")
     present = set(evals.arm)
-    arms = [a for a in ("search_oracle", IO, IO_BUDGETED, "random_heuristic") if a in present]
+    arms = [a for a in ("oracle", IO, IO_BUDGETED, "random_heuristic") if a in present]
     arms += _family_best(evals)
     for arm in arms:
         curve = _per_trial_means(evals, arm)

@@ -12,7 +12,7 @@ state at each trial's end against the chemistry, for A7). The report hook
 Arms (experiment name = arm; spec §4):
 
     references               random (uniform over 40), uniform_valid, cash_only,
-                             random_heuristic, search_oracle: non-learning, on the evaluation
+                             random_heuristic, oracle: non-learning, on the evaluation
                              level, 1 seed (their score is the 1000-episode evaluation)
     ideal_observer_6potions  the exact ideal observer (`ideal_observer`) with the oracle and the
                              heuristics on 6-potion trials, where its search is affordable
@@ -80,7 +80,7 @@ CURVE = alchemy_eval.CURVE
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"  # the evaluation-set level
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"  # canonical
 
-REFERENCE_AGENTS = ("random", "uniform_valid", "cash_only", "random_heuristic", "search_oracle")
+REFERENCE_AGENTS = ("random", "uniform_valid", "cash_only", "random_heuristic", "oracle")
 IO = "ideal_observer"
 IO_BUDGETED = alchemy_eval.IO_BUDGETED
 BASELINE_AGENT = "vtrace_lstm"
@@ -253,7 +253,7 @@ def io_exact(env_config: Mapping[str, Any], potions: int, episodes: int) -> Expe
         name=f"ideal_observer_{potions}potions",
         env=ENV,
         env_config={**env_config, "potions_per_trial": potions},
-        agents=(IO, "search_oracle", "random_heuristic", "cash_only"),
+        agents=(IO, "oracle", "random_heuristic", "cash_only"),
         train=one_update(1, 1),
         agent_configs={IO: {"level": level, "io_planner": "exhaustive"}},
         label=f"Exact ideal observer, {potions} potions per trial",
@@ -476,7 +476,7 @@ PAPER = Tier(
             name="ideal_observer",
             env=ENV,
             env_config={"level": EVAL_LEVEL},
-            agents=(IO, "search_oracle"),
+            agents=(IO, "oracle"),
             train=one_update(1, 1),
             agent_configs={IO: {"level": EVAL_LEVEL, "io_planner": "exhaustive"}},
             label="Exact ideal observer, 12 potions per trial (the whole evaluation set)",
