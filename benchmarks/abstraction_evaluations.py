@@ -71,6 +71,7 @@ _CAULDRON, _STONE_EMPTY, _POTION_EMPTY = (
     EVENTS.index(name) for name in ("cauldron", "stone_slot_empty", "potion_slot_empty")
 )
 
+IO = "ideal_observer"
 IO_BUDGETED = "ideal_observer_budgeted"
 
 
@@ -340,3 +341,80 @@ __all__ = [
     "summarise",
     "trial_columns",
 ]
+
+
+# ------------------------------------------------------------------ I2 on the released trace
+
+IO_TRACE_CHECK = "io_trace_check"
+IO_TRACE_TABLE = "io_trace_check"
+
+
+@register_evaluation(IO_TRACE_CHECK)
+def io_trace_check(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    episodes: int = 100,
+    first_trial: int = 2,
+    max_nodes: int = 100_000,
+) -> dict[str, pd.DataFrame]:
+    """Spec §2.4 I2 for the exact ideal observer: follow the released `ideal_observer` trace
+    on the first `episodes` episodes of the released evaluation set and, at every decision of
+    trials >= `first_trial` (0-based; 2 = trials 3–10, the quick tier's choice) whose search
+    finishes within `max_nodes` nodes, check that the recorded action's Q is within 1e-9 of the
+    maximum. Table `io_trace_check`, one row per episode: episode, first_trial, max_nodes,
+    checked, skipped (past `max_nodes`), violations, worst_gap (max Q − recorded Q, 0 without
+    violations), seconds (the first episode's include loading the set and building the tables,
+    so the column sums to the evaluation's time).
+    Other agents have nothing to check ({})."""
+    import time
+
+    from baselines.alchemy import ideal_observer as io
+    from environments.symbolic_alchemy import SymbolicAlchemy
+    from environments.symbolic_alchemy import evaluation_set as es
+
+    del experiment, program, agent_state, seed
+    if agent != IO or agent_config.get("io_planner", "exhaustive") != "exhaustive":
+        return {}
+    for name, value, low in (("episodes", episodes, 1), ("max_nodes", max_nodes, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{IO_TRACE_CHECK} option {name} must be an int >= {low}: {value!r}")
+    start = time.perf_counter()  # the first episode's seconds include this setup
+    data = es.load()
+    if episodes > data.num_episodes or not 0 <= first_trial < es.NUM_TRIALS:
+        raise ValueError(
+            f"{IO_TRACE_CHECK}: episodes must be <= {data.num_episodes} (got {episodes}) and "
+            f"first_trial in 0..{es.NUM_TRIALS - 1} (got {first_trial})"
+        )
+    env = SymbolicAlchemy(level=es.LEVEL)
+    io.reach_tables()  # built once per process, outside the per-episode timing
+    rows = []
+    for e in range(episodes):
+        chemistry = type(data.chemistry)(*(np.int32(x[e]) for x in data.chemistry))
+        check = io.check_recorded_actions(
+            env,
+            io.IdealObserver(es.LEVEL, max_nodes=max_nodes),
+            chemistry,
+            data.stones[e],
+            data.potions[e],
+            data.traces["ideal_observer"][e],
+            first_trial=first_trial,
+        )
+        gaps = [best - q for _, _, q, best in check.violations]
+        rows.append(
+            {
+                "episode": e,
+                "first_trial": first_trial,
+                "max_nodes": max_nodes,
+                "checked": check.checked,
+                "skipped": check.skipped,
+                "violations": len(check.violations),
+                "worst_gap": float(max(gaps, default=0.0)),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        start = time.perf_counter()
+    return {IO_TRACE_TABLE: pd.DataFrame(rows)}

@@ -93,7 +93,7 @@ def probe_table(seed, dim_gain=0.3):
     return pd.DataFrame(rows)
 
 
-def write(root, experiment, agent, seed, table, steps=STEPS, final=None, probe=None):
+def write(root, experiment, agent, seed, table, steps=STEPS, final=None, probe=None, extra=None):
     """One run: a training curve ramping with the step (to `final` at STEPS[-1]), its
     evaluation table and (optionally) its chemistry probe table."""
     if final is None:
@@ -123,6 +123,7 @@ def write(root, experiment, agent, seed, table, steps=STEPS, final=None, probe=N
     tables = {TABLE: table}
     if probe is not None:
         tables[fig.PROBE_TABLE] = probe
+    tables.update(extra or {})
     store.write_run(root, rows, meta, extra_tables=tables)
 
 
@@ -213,7 +214,8 @@ def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report
     assert list(lines) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]
     for claim in ("A1", "A3", "A4", "A5", "A6"):
         assert status(lines[claim]) == fig.REPRODUCED, lines[claim]
-    assert status(lines["A2"]) == fig.NOT_RUN and "IO trace" in lines["A2"]
+    assert status(lines["A2"]) == fig.NOT_RUN and "paired with the released trace" in lines["A2"]
+    assert "ideal_observer@6potions: 100.000 evaluation episodes/s" in lines["A2"]  # 200 / 2 s
     assert status(lines["A7"]) == fig.REPRODUCED, lines["A7"]
     assert "gain 30.0 [" in lines["A7"] and "n=5 seeds" in lines["A7"] and "95.0%" in lines["A7"]
     assert "6 potions per trial" in lines["A1"] and "trials with oracle < IO: 0" in lines["A1"]
@@ -224,6 +226,51 @@ def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report
     assert "training reward over the last 10% of 5e+05 steps" in lines["A5"]
     # A6 compares ground_truth with the baseline at the chemistry arm's (smaller) budget.
     assert "at equal env steps (training reward over the last 10% of 5e+05 steps)" in lines["A6"]
+
+
+def _with_trace_check(root, violations):
+    """Rewrite the exact IO run with an `io_trace_check` table (I2) of two episodes whose
+    checks took 1.5 of the run's 2.0 evaluation seconds."""
+    folder = store.run_dir(root, "abstraction", "ideal_observer_6potions", "ideal_observer", 0)
+    table = store.read_extra_table(folder, TABLE)
+    check = pd.DataFrame(
+        {
+            "episode": [0, 1],
+            "first_trial": 2,
+            "max_nodes": 100_000,
+            "checked": [30, 29],
+            "skipped": [0, 1],
+            "violations": [0, violations],
+            "worst_gap": [0.0, 2.5 if violations else 0.0],
+            "seconds": [1.0, 0.5],
+        }
+    )
+    write(
+        root,
+        "ideal_observer_6potions",
+        "ideal_observer",
+        0,
+        table,
+        extra={fig.IO_TRACE_TABLE: check},
+    )
+
+
+@pytest.mark.parametrize("violations", [0, 1])
+def test_a2_reports_i2_on_the_released_trace(tmp_path, violations):
+    root = world(tmp_path / "r")
+    _with_trace_check(root, violations)
+    frame, folders = load(root)
+    line = fig.verdict_a2(fig.load_evals(folders, []), folders)
+    assert (
+        "I2 on the released IO trace: 59 recorded decisions of trials 3–10 in 2 episodes "
+        f"checked within 100,000 nodes (1 past the budget): {violations} with Q below" in line
+    )
+    # 200 episodes in the 2.0 s of evaluation less the check's 1.5 s
+    assert "ideal_observer@6potions: 400.000 evaluation episodes/s" in line
+    if violations:
+        assert status(line) == fig.NOT_REPRODUCED and "worst gap 2.5" in line
+    else:
+        assert status(line) == fig.NOT_RUN
 
 
 def test_failures_are_named(tmp_path):

@@ -20,6 +20,7 @@ from benchmarks.tracks import abstraction as track_def
 from benchmarks.training import TrainConfig
 
 TRACK = tracks.get("abstraction")
+IO = ae.IO
 HAS_ALCHEMIST = importlib.util.find_spec("baselines.alchemist") is not None
 needs_alchemist = pytest.mark.skipif(
     not HAS_ALCHEMIST, reason="baselines/alchemist.py (agent `alchemist`) is missing"
@@ -55,9 +56,12 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
         for e in tier.experiments:
             # The alchemist's main arm also runs the chemistry probe (A7), with its scoring
             # policy on the same episodes; no other arm does.
+            # The exact ideal observer's experiments also check I2 on the released IO trace.
             probe = (chemistry_probe.EVALUATION,) if e.name == "alchemist" else ()
+            if e.agent_config(IO).get("io_planner") == "exhaustive" and IO in e.agents:
+                probe = (ae.IO_TRACE_CHECK,)
             assert e.kind == "rl" and e.evaluations == (ae.EVALUATION, *probe), e.name
-            if probe:
+            if e.name == "alchemist":
                 options = e.evaluation_config(chemistry_probe.EVALUATION)
                 assert options["policy"] == e.evaluation_config(ae.EVALUATION)["primary"]
             evaluations.validate(e)
@@ -315,9 +319,15 @@ def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
     for folder in map(store.Path, written):
         table = store.read_extra_table(folder, ae.TABLE)
         meta = json.loads((folder / "meta.json").read_text())
-        assert meta["evaluations"] == [ae.EVALUATION]
+        io_run = meta["experiment"] == "ideal_observer_2potions"
+        assert meta["evaluations"] == [ae.EVALUATION] + [ae.IO_TRACE_CHECK] * io_run
         learner = meta["agent"] == "vtrace_lstm"
         tables = {ae.TABLE, ae.CURVE_TABLE} if learner else {ae.TABLE}
+        if meta["agent"] == IO:  # I2 on the released trace: the smoke tier's two episodes
+            tables.add(ae.IO_TRACE_TABLE)
+            check = store.read_extra_table(folder, ae.IO_TRACE_TABLE)
+            assert check.episode.tolist() == [0, 1] and check.violations.eq(0).all()
+            assert check.checked.sum() > 0
         assert set(store.extra_table_names(folder)) == tables
         assert len(table) == (16 if learner else 8)
         assert set(table.policy) == ({"sample", "greedy"} if learner else {"own"})

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from baselines.alchemy import evaluate, oracle
+from baselines.alchemy import ideal_observer as io
+from benchmarks import abstraction_evaluations as alchemy_eval
 from environments.symbolic_alchemy import SymbolicAlchemy
 from environments.symbolic_alchemy import chemistry as chem
 from environments.symbolic_alchemy import evaluation_set as es
@@ -101,6 +103,63 @@ def test_the_oracle_matches_the_search_oracle_trace_in_every_trial(data, env, tr
     assert len(mismatches) == 0, [
         (int(e), int(t), float(mine[e, t]), float(released[e, t])) for e, t in mismatches[:10]
     ]
+
+
+def _check(data, env, e, actions, first_trial=2):
+    chemistry = type(data.chemistry)(*(np.int32(x[e]) for x in data.chemistry))
+    observer = io.IdealObserver(es.LEVEL, max_nodes=20_000)
+    return io.check_recorded_actions(
+        env, observer, chemistry, data.stones[e], data.potions[e], actions, first_trial
+    )
+
+
+def test_i2_the_released_io_actions_are_q_maximal(data, env):
+    checked = 0
+    for e in range(3):
+        check = _check(data, env, e, data.traces["ideal_observer"][e])
+        assert check.violations == [] and check.skipped == 0, (e, check)
+        checked += check.checked
+    assert checked >= 80  # trials 3-10 of three episodes: about 30 decisions each
+    # The check can fail: where the IO used a potion, cashing at once (a no-op's Q is END's)
+    # is worse in this episode, and a potion use known to do nothing is valued too.
+    actions = data.traces["ideal_observer"][0].copy()
+    trial, step = 2, 0
+    assert actions[trial, step] != 0
+    actions[trial, step] = 0
+    bad = _check(data, env, 0, actions)
+    assert [v[:2] for v in bad.violations][:1] == [(trial, step)]
+
+
+def test_io_trace_check_evaluation_checks_only_the_exact_ideal_observer():
+    table = alchemy_eval.io_trace_check(
+        None,
+        "ideal_observer",
+        {"io_planner": "exhaustive"},
+        None,
+        None,
+        0,
+        episodes=1,
+        first_trial=8,
+        max_nodes=20_000,
+    )[alchemy_eval.IO_TRACE_TABLE]
+    assert list(table.columns) == [
+        "episode",
+        "first_trial",
+        "max_nodes",
+        "checked",
+        "skipped",
+        "violations",
+        "worst_gap",
+        "seconds",
+    ]
+    assert table.checked[0] > 0 and table.violations[0] == 0
+    assert alchemy_eval.io_trace_check(None, "oracle", {}, None, None, 0) == {}
+    budgeted = {"io_planner": "budgeted"}
+    assert alchemy_eval.io_trace_check(None, "ideal_observer", budgeted, None, None, 0) == {}
+    with pytest.raises(ValueError, match="episodes must be <= 1000 \\(got 1001\\)"):
+        alchemy_eval.io_trace_check(None, "ideal_observer", {}, None, None, 0, episodes=1001)
+    with pytest.raises(ValueError, match="max_nodes must be an int >= 1: 0"):
+        alchemy_eval.io_trace_check(None, "ideal_observer", {}, None, None, 0, max_nodes=0)
 
 
 # ------------------------------------------------------------------------------ converter

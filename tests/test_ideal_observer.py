@@ -123,55 +123,19 @@ def test_symmetric_colours_share_q_values():
         assert len({round(q_plain[io.Action(a, c)][0], 9) for c in (0, 1, 4, 5)}) == 1
 
 
-def _replay_recorded_io(record, max_nodes):
-    """Our Q at every decision of the recorded upstream IO episode (following its actions)."""
-    level = record["level"]
-    env = SymbolicAlchemy(level=level)
-    tables = post.tables(level)
-    step = jax.jit(env.step)
-    state, ts = env.reset_from(
-        chemistry_from_record(record["chemistry"]), *items_from_record(record["trials"])
-    )
-    obs = np.asarray(ts.observation)
-    mask = post.observe_trial_start(tables, post.prior_mask(level), obs)
-    observer = io.IdealObserver(level, max_nodes=max_nodes)
-    checked = skipped = 0
-    for s in record["steps"]:
-        a = s["action"]
-        cash = a != 0 and (a - 1) % 13 == 0
-        if not observer.ended and s["trial"] >= 1:
-            try:
-                d = observer.decide(obs, mask)
-            except io.NodeBudgetExceeded:
-                observer._search = None
-                skipped += 1
-            else:
-                observer.ended = False
-                best = max(v[0] for v in d.q.values() if v is not None)
-                if a == 0 or cash:
-                    qa = d.q["END"][0]
-                else:
-                    stones = post.decode_stones(obs)
-                    _, colours = post.decode_potions(obs)
-                    vertex = int(io.ALIGNED_OF_PID[0][stones.pid[(a - 1) // 13]])
-                    qa = d.q[io.Action(vertex, int(colours[(a - 1) % 13 - 1]))][0]
-                assert qa >= best - io.TIE, (s["trial"], s["step_in_trial"], qa, best)
-                checked += 1
-        observer.ended |= cash
-        state, ts = step(state, jnp.int32(a), jax.random.PRNGKey(0))
-        mask = post.observe_action(tables, mask, obs, a, np.asarray(ts.extras["trial_final_obs"]))
-        obs = np.asarray(ts.observation)
-        if s["trial_ended"] and s["step_type"] != 2:
-            observer.new_trial()
-            mask = post.observe_trial_start(tables, mask, obs)
-    return checked, skipped
-
-
 def test_i2_recorded_upstream_io_actions_are_q_maximal():
     with gzip.open(IO_RECORDING, "rt") as f:
         record = json.loads(f.readline())
-    checked, skipped = _replay_recorded_io(record, max_nodes=20_000)
-    assert checked >= 20 and skipped <= checked
+    env = SymbolicAlchemy(level=record["level"])
+    actions = np.array([s["action"] for s in record["steps"]]).reshape(10, 20)
+    check = io.check_recorded_actions(
+        env,
+        io.IdealObserver(record["level"], max_nodes=20_000),
+        chemistry_from_record(record["chemistry"]),
+        *items_from_record(record["trials"]),
+        actions,
+    )
+    assert check.violations == [] and check.checked >= 20 and check.skipped <= check.checked
 
 
 def test_io_equals_oracle_when_the_chemistry_is_known():

@@ -546,6 +546,7 @@ class Decision(NamedTuple):
     q: dict  # {Action or "END": (value, expected potion uses) or None (pruned)}
     value: float  # the chosen action's value
     nodes: int  # nodes expanded for this decision
+    node: tuple | None = None  # the searched root (stones, counts, stone maps, worlds)
 
 
 @dataclasses.dataclass
@@ -613,6 +614,7 @@ class IdealObserver:
         for j in np.flatnonzero(potion_present):
             counts[int(colours[j])] += 1
         counts = tuple(counts)
+        node = (node_stones, counts, r.smaps, r.worlds)
         end_value = float(search.end_value(node_stones, r.smaps))
         q = {"END": (end_value, 0.0)}
         if node_stones and any(counts):
@@ -631,8 +633,8 @@ class IdealObserver:
                 best_key, best = act, qa
         if best_key == "END":
             self.ended = True
-            return Decision(cash, True, q, best[0], search.stats.nodes)
-        return Decision(concrete[best_key], False, q, best[0], search.stats.nodes)
+            return Decision(cash, True, q, best[0], search.stats.nodes, node)
+        return Decision(concrete[best_key], False, q, best[0], search.stats.nodes, node)
 
 
 class NodeBudgetExceeded(RuntimeError):
@@ -675,6 +677,87 @@ def play_episode(env, observer: IdealObserver, chemistry, trial_stones, trial_po
             mask = post.observe_trial_start(tables, mask, obs)
     returns = np.asarray(ts.extras["trial_returns"])
     return returns, decisions, time.perf_counter() - start
+
+
+class QCheck(NamedTuple):
+    """Recorded decisions checked against the exact Q-values (spec §2.4 I2)."""
+
+    checked: int  # decisions whose search finished within the observer's `max_nodes`
+    skipped: int  # decisions whose search did not
+    violations: list  # (trial, step in trial, Q of the recorded action, max Q)
+
+
+def check_recorded_actions(
+    env, observer: IdealObserver, chemistry, trial_stones, trial_potions, actions, first_trial=1
+) -> QCheck:
+    """Follow a recorded episode's actions [T, trial_steps] and, at every decision of trials
+    >= `first_trial` until the recording cashes (END), compare the recorded action's Q with the
+    maximum: I2 holds where no violation is listed. Decisions past `observer.max_nodes` expanded
+    nodes are skipped (counted)."""
+    import jax
+
+    actions = np.asarray(actions)
+    if actions.shape != (env.num_trials, env.trial_steps) or env.end_trial_action:
+        raise ValueError(
+            f"recorded actions of shape {actions.shape} need {env.num_trials} trials of "
+            f"{env.trial_steps} steps and no end-trial action"
+        )
+    tables = post.tables(observer.level)
+    reset, step = _jitted(env, "reset_from"), _jitted(env, "step")
+    observer.reset()
+    state, ts = reset(chemistry, trial_stones, trial_potions)
+    obs = np.asarray(ts.observation)
+    mask = post.observe_trial_start(tables, post.prior_mask(observer.level), obs)
+    aligned_of_pid = ALIGNED_OF_PID[int(np.asarray(chemistry.rotation))]
+    checked = skipped = 0
+    violations = []
+    key = jax.random.PRNGKey(0)  # steps are deterministic
+    for trial, step_in_trial in np.ndindex(actions.shape):
+        a = int(actions[trial, step_in_trial])
+        cash = a != 0 and (a - 1) % 13 == 0
+        if trial >= first_trial and not observer.ended:
+            try:
+                d = observer.decide(obs, mask)
+            except NodeBudgetExceeded:
+                observer._search = None  # its table may hold a half-expanded node
+                skipped += 1
+            else:
+                observer.ended = False  # the recording, not this decision, says when to cash
+                best = max(v[0] for v in d.q.values() if v is not None)
+                if a == 0 or cash:
+                    qa = d.q["END"][0]
+                else:
+                    stones = post.decode_stones(obs)
+                    _, colours = post.decode_potions(obs)
+                    act = Action(
+                        int(aligned_of_pid[stones.pid[(a - 1) // 13]]),
+                        int(colours[(a - 1) % 13 - 1]),
+                    )
+                    if act not in d.q:
+                        qa = _no_effect_value(observer, d.node, act)
+                    else:  # None: pruned, its bound is below the best value
+                        qa = d.q[act][0] if d.q[act] is not None else -np.inf
+                if qa < best - TIE:
+                    violations.append((trial, step_in_trial, qa, best))
+                checked += 1
+        observer.ended |= cash
+        state, ts = step(state, np.int32(a), key)
+        mask = post.observe_action(tables, mask, obs, a, np.asarray(ts.extras["trial_final_obs"]))
+        obs = np.asarray(ts.observation)
+        if step_in_trial == env.trial_steps - 1 and trial < env.num_trials - 1:
+            observer.new_trial()
+            mask = post.observe_trial_start(tables, mask, obs)
+    return QCheck(checked, skipped, violations)
+
+
+def _no_effect_value(observer: IdealObserver, node, action: Action) -> float:
+    """Q of a potion use known to change nothing: the same node with that potion gone (the
+    search leaves such uses out of its Q-values)."""
+    stones, counts, smaps, worlds = node
+    if action.stone not in stones or counts[action.colour] == 0:
+        raise ValueError(f"recorded action {action} is not available at node {node}")
+    fewer = counts[: action.colour] + (counts[action.colour] - 1,) + counts[action.colour + 1 :]
+    return observer._search.value(stones, fewer, smaps, worlds)[0]
 
 
 @functools.cache

@@ -49,6 +49,7 @@ from benchmarks.abstraction_evaluations import (  # noqa: E402
     BEHAVIOUR,
     CURVE_TABLE,
     IO_BUDGETED,
+    IO_TRACE_TABLE,
     TABLE,
     trial_columns,
 )
@@ -516,12 +517,51 @@ def _episodes_per_second(folders: Iterable[Path], experiment: str, agent: str) -
         if table is None:
             continue
         episodes = len(table) * len(meta.get("seeds_in_program", [1]))
-        return episodes / max(float(seconds), 1e-9)
+        try:  # the I2 check runs in the same evaluation time: its own seconds are recorded
+            check = store.read_extra_table(folder, IO_TRACE_TABLE)
+        except store.ResultsError:
+            check = None
+        seconds = float(seconds) - (float(check.seconds.sum()) if check is not None else 0.0)
+        return episodes / max(seconds, 1e-9)
     return None
+
+
+def trace_checks(folders: Sequence[Path]) -> pd.DataFrame:
+    """Every `io_trace_check` table (I2 on the released IO trace) of the track's runs, with
+    the experiment's name."""
+    parts = []
+    for folder in folders:
+        try:
+            key = store.run_key(folder)
+            table = store.read_extra_table(folder, IO_TRACE_TABLE) if key[0] == TRACK else None
+        except store.ResultsError:
+            continue
+        if table is not None and len(table):
+            parts.append(table.assign(experiment=key[1]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _trace_check_line(checks: pd.DataFrame) -> tuple[str, int]:
+    """A2's I2 sentence and the number of violations."""
+    violations = int(checks.violations.sum())
+    first = int(checks.first_trial.min()) + 1
+    line = (
+        f"I2 on the released IO trace: {int(checks.checked.sum())} recorded decisions of "
+        f"trials {first}–10 in {checks.episode.nunique()} episodes checked within "
+        f"{int(checks.max_nodes.max()):,} nodes ({int(checks.skipped.sum())} past the budget): "
+        f"{violations} with Q below the maximum"
+        + (f" (worst gap {checks.worst_gap.max():.3g})" if violations else "")
+    )
+    return line, violations
 
 
 def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> str:
     details = ["I1 is a pytest check (tests/test_ideal_observer.py)"]
+    checks = trace_checks(folders)
+    i2_violations = 0
+    if len(checks):
+        line, i2_violations = _trace_check_line(checks)
+        details.append(line)
     speeds = []
     for experiment, agent, label in _io_runs(evals):
         rate = _episodes_per_second(folders, experiment, agent)
@@ -531,10 +571,12 @@ def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> str:
     target = A2_TARGET_EPISODES_PER_S
     details.append(f"target {target:.2f} episodes/s (the 1000-episode set in ≤ 1 h, 12 potions)")
     full = evals[(evals.experiment == IO_EXPERIMENT) & (evals.agent == IO)] if len(evals) else []
+    if i2_violations:
+        return _line("A2", NOT_REPRODUCED, details)
     if len(full) == 0:
         details.append(
-            "the exact IO did not run on the 12-potion evaluation set, and I2/I3 need the "
-            "released set's IO trace, which is not in shared/reference"
+            "the exact IO did not run on the 12-potion evaluation set (I3 needs its score "
+            "there, paired with the released trace)"
         )
         return _line("A2", NOT_RUN, details)
     rate = next((r for e, a, r in speeds if e == IO_EXPERIMENT and a == IO), None)

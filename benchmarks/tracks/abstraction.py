@@ -142,6 +142,11 @@ QUICK_MEMORY_SEEDS = 3
 QUICK_EVAL_EPISODES = alchemy_eval.EVAL_EPISODES  # 1000
 IO_EXACT_POTIONS = 6  # potions per trial where the exact ideal observer is affordable
 IO_EXACT_EPISODES = 50
+# I2 on the released IO trace (spec §2.4, §8): trials 3-10 of 100 episodes at a 1e5-node
+# budget (quick); all trials >= 2 of all 1000 (paper); two episodes' last two trials (smoke).
+QUICK_TRACE_CHECK = {"episodes": 100, "first_trial": 2, "max_nodes": 100_000}
+PAPER_TRACE_CHECK = {"episodes": 1000, "first_trial": 1, "max_nodes": 100_000}
+SMOKE_TRACE_CHECK = {"episodes": 2, "first_trial": 8, "max_nodes": 20_000}
 IO_BUDGETED_EPISODES = 20
 IO_NODE_BUDGET = 10_000
 LOG_POINTS = 50
@@ -246,8 +251,11 @@ def references(env_config: Mapping[str, Any], train: TrainConfig, episodes: int)
     )
 
 
-def io_exact(env_config: Mapping[str, Any], potions: int, episodes: int) -> Experiment:
-    """The exact ideal observer beside the oracle and heuristics on `potions`-potion trials."""
+def io_exact(
+    env_config: Mapping[str, Any], potions: int, episodes: int, trace_check: Mapping[str, Any]
+) -> Experiment:
+    """The exact ideal observer beside the oracle and heuristics on `potions`-potion trials,
+    and I2 (`trace_check`: options of `io_trace_check`) on the released IO trace."""
     level = env_config.get("level", EVAL_LEVEL)
     return Experiment(
         name=f"ideal_observer_{potions}potions",
@@ -258,8 +266,11 @@ def io_exact(env_config: Mapping[str, Any], potions: int, episodes: int) -> Expe
         agent_configs={IO: {"level": level, "io_planner": "exhaustive"}},
         label=f"Exact ideal observer, {potions} potions per trial",
         seeds=1,
-        evaluations=(EVALUATION,),
-        evaluation_options=eval_options(episodes),
+        evaluations=(EVALUATION, alchemy_eval.IO_TRACE_CHECK),
+        evaluation_options={
+            **eval_options(episodes),
+            alchemy_eval.IO_TRACE_CHECK: dict(trace_check),
+        },
     )
 
 
@@ -380,7 +391,7 @@ SMOKE = Tier(
     "8 x 16, the ideal observer on 2-potion trials, 8 evaluation episodes",
     experiments=(
         references(SMOKE_ENV, one_update(*_SMOKE_BATCH), SMOKE_EVAL_EPISODES),
-        io_exact(SMOKE_ENV, SMOKE_IO_POTIONS, SMOKE_EVAL_EPISODES),
+        io_exact(SMOKE_ENV, SMOKE_IO_POTIONS, SMOKE_EVAL_EPISODES, SMOKE_TRACE_CHECK),
         io_budgeted(
             {**SMOKE_ENV, "potions_per_trial": SMOKE_IO_POTIONS},
             SMOKE_IO_NODE_BUDGET,
@@ -431,7 +442,7 @@ def quick_tier(scale: float = 1.0) -> Tier:
         + ("; ≈ 2.0–2.5 h on 2 cores" if scale == 1 else f" ({scale:g} of the quick budgets)"),
         experiments=(
             references(QUICK_ENV, one_update(*BASELINE_BATCH), QUICK_EVAL_EPISODES),
-            io_exact(QUICK_ENV, IO_EXACT_POTIONS, IO_EXACT_EPISODES),
+            io_exact(QUICK_ENV, IO_EXACT_POTIONS, IO_EXACT_EPISODES, QUICK_TRACE_CHECK),
             io_budgeted(QUICK_ENV, IO_NODE_BUDGET, IO_BUDGETED_EPISODES),
         )
         + learning_arms(
@@ -481,8 +492,11 @@ PAPER = Tier(
             agent_configs={IO: {"level": EVAL_LEVEL, "io_planner": "exhaustive"}},
             label="Exact ideal observer, 12 potions per trial (the whole evaluation set)",
             seeds=1,
-            evaluations=(EVALUATION,),
-            evaluation_options=eval_options(QUICK_EVAL_EPISODES),
+            evaluations=(EVALUATION, alchemy_eval.IO_TRACE_CHECK),
+            evaluation_options={
+                **eval_options(QUICK_EVAL_EPISODES),
+                alchemy_eval.IO_TRACE_CHECK: dict(PAPER_TRACE_CHECK),
+            },
         ),
     )
     + learning_arms(
