@@ -1,9 +1,10 @@
 """Post-run evaluation of the abstraction track: a fixed Symbolic Alchemy evaluation set.
 
 Spec `abstraction.md` §5 scores every arm on the 1000-episode evaluation set with per-trial
-rewards, per-edge-class scores and behaviour counts. The released set (1000 chemistries and
-items, converted from dm_alchemy) is not in `../shared/reference/alchemy/` yet, so this module
-draws its own: episode i is `env.reset(fold_in(PRNGKey(EVAL_SET_SEED), i))`. That set
+rewards, per-edge-class scores and behaviour counts. This module was written before the
+released set (1000 chemistries and items, now in `environments.symbolic_alchemy.evaluation_set`)
+was converted, and the committed runs use its own: episode i is
+`env.reset(fold_in(PRNGKey(EVAL_SET_SEED), i))`. That set
 
 - is the same for every arm, seed and run (paired comparisons, e.g. oracle − IO, are exact);
 - is prefix-stable (the first 100 episodes of a 1000-episode set are the 100-episode set), so a
