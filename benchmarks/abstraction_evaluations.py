@@ -85,6 +85,41 @@ def eval_set_keys(episodes: int, seed: int = EVAL_SET_SEED) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(episodes))
 
 
+EPISODE_SETS = ("drawn", "released")
+
+
+def eval_set_starts(env, episodes: int, episode_set: str = "drawn"):
+    """What starts the first `episodes` evaluation episodes: the drawn set's reset keys [E, 2],
+    or the released set's (chemistry, stones, potions) (`evaluation_set`; needs the evaluation
+    level with 3 stones, 12 potions and 10 trials per episode, any trial length)."""
+    if episode_set == "drawn":
+        return eval_set_keys(episodes)
+    if episode_set != "released":
+        raise ValueError(
+            f"{EVALUATION}: unknown episode_set {episode_set!r}; "
+            f"accepted: {', '.join(EPISODE_SETS)}"
+        )
+    from environments.symbolic_alchemy import evaluation_set as es
+
+    data = es.load()
+    shape = (env.level, env.num_trials, env.stones_per_trial, env.potions_per_trial)
+    if shape != (es.LEVEL, es.NUM_TRIALS, 3, 12) or episodes > data.num_episodes:
+        raise ValueError(
+            f"{EVALUATION}: the released set has {data.num_episodes} episodes of level "
+            f"{es.LEVEL!r} with 10 trials of 3 stones and 12 potions; got {episodes} episodes of "
+            f"(level, trials, stones, potions) = {shape}"
+        )
+    chemistry = type(data.chemistry)(*(jnp.asarray(x[:episodes]) for x in data.chemistry))
+    return chemistry, jnp.asarray(data.stones[:episodes]), jnp.asarray(data.potions[:episodes])
+
+
+def start_episodes(env, starts):
+    """(env states, first timesteps) [E] from `eval_set_starts`' output (traced)."""
+    if isinstance(starts, tuple):
+        return jax.vmap(env.reset_from)(*starts)
+    return jax.vmap(env.reset)(starts)
+
+
 def action_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), ACT_KEY_SALT)
 
@@ -114,15 +149,15 @@ def act_with_policy(agent: Agent, state: Any, ts: Any, key: jax.Array, greedy: b
     return action, state
 
 
-def play_episodes(env, agent: Agent, state, reset_keys, key, greedy: bool, observe, extra):
-    """Whole episodes in parallel, one per reset key (traced; call it under jit).
+def play_episodes(env, agent: Agent, state, starts, key, greedy: bool, observe, extra):
+    """Whole episodes in parallel, one per start (`eval_set_starts`; traced, call under jit).
 
     Each step the agent acts (`act_with_policy`), every environment steps with its own key and
     `observe(extra, agent_state, action, env_keys, timestep) -> (extra, out)` sees the step.
     Returns (last timestep, last env state, extra, outs stacked over the steps).
     """
-    episodes = reset_keys.shape[0]
-    env_state, ts = jax.vmap(env.reset)(reset_keys)
+    env_state, ts = start_episodes(env, starts)
+    episodes = ts.reward.shape[0]
 
     def step(carry, _):
         state, env_state, ts, key, extra = carry
@@ -142,7 +177,7 @@ def play_episodes(env, agent: Agent, state, reset_keys, key, greedy: bool, obser
 
 @functools.lru_cache(maxsize=16)
 def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
-    """A jitted `(state, reset_keys, key) -> outputs` playing whole episodes in parallel.
+    """A jitted `(state, starts, key) -> outputs` playing whole episodes in parallel.
 
     Cached per (env, agent object, episodes, policy): every seed of a run group reuses one
     compiled program.
@@ -151,9 +186,9 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
     def observe(extra, state, action, env_keys, ts):
         return extra, (ts.reward, ts.extras["event"])
 
-    def run(state, reset_keys, key):
+    def run(state, starts, key):
         last, _, _, (rewards, events) = play_episodes(
-            env, agent, state, reset_keys, key, greedy, observe, None
+            env, agent, state, starts, key, greedy, observe, None
         )
         counts = {
             "cashed": jnp.sum(events == _CAULDRON, axis=0),
@@ -171,8 +206,10 @@ def play(
     seed: int,
     episodes: int,
     policy: str,
+    episode_set: str = "drawn",
 ) -> pd.DataFrame:
-    """One policy of one trained agent on the first `episodes` evaluation episodes."""
+    """One policy of one trained agent on the first `episodes` evaluation episodes (of the
+    drawn or the released set, `EPISODE_SETS`)."""
     key = action_key(seed)
     k_init, k_act = jax.random.split(key)
     state = eval_state(agent, env.specs(), trained, k_init, episodes)
@@ -183,7 +220,9 @@ def play(
             f"learners), got {type(state).__name__}; use policies=('sample',)"
         )
     last, reward_sum, counts = jax.device_get(
-        _rollout_fn(env, agent, episodes, greedy)(state, eval_set_keys(episodes), k_act)
+        _rollout_fn(env, agent, episodes, greedy)(
+            state, eval_set_starts(env, episodes, episode_set), k_act
+        )
     )
     if not np.all(np.asarray(last.step_type) == 2):
         raise AssertionError(f"{EVALUATION}: an episode did not end after max_episode_steps")
@@ -243,6 +282,7 @@ def alchemy_eval(
     policies: Sequence[str] = POLICIES,
     primary: str = "sample",
     level: str | None = None,
+    episode_set: str = "drawn",
 ) -> dict[str, pd.DataFrame]:
     """The trained agent on the evaluation set: table `alchemy_eval` (module docstring).
 
@@ -250,6 +290,7 @@ def alchemy_eval(
     agents play their own policy once (`policies` and `primary` apply to learning agents).
     `level` evaluates on another level than the training one (the paper tier trains on the
     rotation level and evaluates on the evaluation level); the environment is otherwise the same.
+    `episode_set` "released" plays dm_alchemy's released episodes instead of the drawn ones.
     """
     del experiment, agent, agent_config
     episodes, policies = _check_options(episodes, policies, primary)
@@ -261,7 +302,7 @@ def alchemy_eval(
     learner: Agent = program.agent
     if not learner.learns:
         policies, primary = (OWN_POLICY,), OWN_POLICY
-    parts = [play(env, learner, agent_state, seed, episodes, p) for p in policies]
+    parts = [play(env, learner, agent_state, seed, episodes, p, episode_set) for p in policies]
     table = pd.concat(parts, ignore_index=True)
     table.insert(1, "primary", (table.policy == primary).astype(np.int64))
     return {TABLE: table}
@@ -307,6 +348,7 @@ def alchemy_eval_curve(
     episodes: int = EVAL_EPISODES,
     policy: str = "sample",
     level: str | None = None,
+    episode_set: str = "drawn",
 ) -> dict[str, pd.DataFrame]:
     """The evaluation-set score of the agent as it is now, one policy, summarised (`summarise`):
     table `alchemy_eval_curve`. Run as a progress evaluation it is spec §5's eval-set score every
@@ -323,6 +365,7 @@ def alchemy_eval_curve(
         policies=(policy,),
         primary=policy,
         level=level,
+        episode_set=episode_set,
     )
     return {CURVE_TABLE: summarise(tables[TABLE])} if tables else {}
 
@@ -333,11 +376,13 @@ __all__ = [
     "EVALUATION",
     "EVAL_EPISODES",
     "EVAL_SET_SEED",
+    "EPISODE_SETS",
     "IO_BUDGETED",
     "TABLE",
     "alchemy_eval",
     "alchemy_eval_curve",
     "eval_set_keys",
+    "eval_set_starts",
     "play",
     "summarise",
     "trial_columns",

@@ -48,9 +48,10 @@ from benchmarks.abstraction_evaluations import (
     EVAL_EPISODES,
     POLICIES,
     action_key,
-    eval_set_keys,
+    eval_set_starts,
     eval_state,
     play_episodes,
+    start_episodes,
 )
 from benchmarks.evaluations import register_evaluation
 from benchmarks.tracks import Experiment
@@ -102,7 +103,7 @@ def _flat_features(core_state: Any, episodes: int) -> jax.Array:
 
 @functools.lru_cache(maxsize=8)
 def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
-    """A jitted `(state, reset_keys, key) -> ProbeData` for one (env, agent, policy)."""
+    """A jitted `(state, starts, key) -> ProbeData` for one (env, agent, policy)."""
     twin = dataclasses.replace(env, chem_input="belief_state")  # same dynamics + the posterior
     num_trials = env.num_trials
 
@@ -121,8 +122,8 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
         )
         return (twin_state, keep), None
 
-    def run(state, reset_keys, key):
-        twin_state, _ = jax.vmap(twin.reset)(reset_keys)
+    def run(state, starts, key):
+        twin_state, _ = start_episodes(twin, starts)
         width = _flat_features(state.core_state, episodes).shape[-1]
         keep = (
             jnp.zeros((episodes, num_trials, width), jnp.float32),
@@ -130,7 +131,7 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
             jnp.zeros((episodes, num_trials), bool),
         )
         _, env_state, (_, keep), _ = play_episodes(
-            env, agent, state, reset_keys, key, greedy, observe, (twin_state, keep)
+            env, agent, state, starts, key, greedy, observe, (twin_state, keep)
         )
         truth = jax.vmap(lambda c: chem.ground_truth_vector(c, "aligned"))(env_state.chemistry)
         return ProbeData(keep[0], keep[1], truth, keep[2])
@@ -228,10 +229,10 @@ def chemistry_probe(
     episodes: int = EVAL_EPISODES,
     policy: str = "sample",
     level: str | None = None,
+    episode_set: str = "drawn",
 ) -> dict[str, pd.DataFrame]:
     """Linear probes of the trained agent's state at each trial's end (module docstring); {} for
-    non-learning agents and other environments. `level` probes on another level than the
-    training one (as `alchemy_eval`)."""
+    non-learning agents and other environments. `level` and `episode_set` as `alchemy_eval`."""
     del experiment, agent, agent_config
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 2:
         raise ValueError(f"{EVALUATION}: episodes must be an int >= 2, got {episodes!r}")
@@ -253,7 +254,8 @@ def chemistry_probe(
             f"(got {type(state).__name__})"
         )
     run = _rollout_fn(env, learner, episodes, policy == "greedy")
-    data = ProbeData(*jax.device_get(run(state, eval_set_keys(episodes), k_act)))
+    starts = eval_set_starts(env, episodes, episode_set)
+    data = ProbeData(*jax.device_get(run(state, starts, k_act)))
     return {EVALUATION: probe_table(data, seed, policy)}
 
 

@@ -162,6 +162,18 @@ def test_io_trace_check_evaluation_checks_only_the_exact_ideal_observer():
         alchemy_eval.io_trace_check(None, "ideal_observer", {}, None, None, 0, max_nodes=0)
 
 
+def test_the_track_evaluation_plays_the_released_episodes(data, env, trial_rewards):
+    agent = oracle.make_search_oracle(env.specs())
+    table = alchemy_eval.play(env, agent, (), 0, 20, "own", episode_set="released")
+    trials = table[alchemy_eval.trial_columns(table)].to_numpy()
+    np.testing.assert_array_equal(trials, trial_rewards["search_oracle"][:20])
+    with pytest.raises(ValueError, match="unknown episode_set 'eval'; accepted: drawn, released"):
+        alchemy_eval.play(env, agent, (), 0, 20, "own", episode_set="eval")
+    six = SymbolicAlchemy(level=es.LEVEL, potions_per_trial=6)
+    with pytest.raises(ValueError, match=r"3 stones and 12 potions; got 20 episodes .* 10, 3, 6\)"):
+        alchemy_eval.eval_set_starts(six, 20, "released")
+
+
 # ------------------------------------------------------------------------------ converter
 
 
