@@ -14,18 +14,6 @@ from baselines.types import Agent
 def _run(env, agent: Agent, key: jax.Array, num_episodes: int):
     k_reset, k_init, k_act = jax.random.split(key, 3)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-    return _play(env, agent, k_init, k_act, env_state, ts)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _run_from(env, agent: Agent, key: jax.Array, chemistry, stones, potions):
-    env_state, ts = jax.vmap(env.reset_from)(chemistry, stones, potions)
-    return _play(env, agent, *jax.random.split(key), env_state, ts)
-
-
-def _play(env, agent: Agent, k_init: jax.Array, k_act: jax.Array, env_state, ts):
-    """The LAST timesteps of playing the batch of episodes started at `ts` to the end."""
-    num_episodes = ts.reward.shape[0]
     agent_state = agent.init(k_init, env.specs(), num_episodes)
 
     def step(carry, _):
@@ -44,16 +32,7 @@ def _play(env, agent: Agent, k_init: jax.Array, k_act: jax.Array, env_state, ts)
 def run_episodes(env, agent: Agent, key: jax.Array, num_episodes: int):
     """Play `num_episodes` episodes in parallel: (returns [E], trial returns [E, T], extras of the
     LAST timestep). Every Symbolic Alchemy episode lasts exactly `max_episode_steps` steps."""
-    return _results(_run(env, agent, key, num_episodes))
-
-
-def run_evaluation_set(env, agent: Agent, key: jax.Array, data):
-    """The same on given episodes (an `evaluation_set.EvaluationSet`: chemistry and items)."""
-    chemistry = type(data.chemistry)(*(jnp.asarray(x) for x in data.chemistry))
-    return _results(_run_from(env, agent, key, chemistry, data.stones, data.potions))
-
-
-def _results(last):
+    last = _run(env, agent, key, num_episodes)
     if not bool(jnp.all(last.last())):
         raise AssertionError("an episode did not end after max_episode_steps steps")
     return last.extras["episode_return"], last.extras["trial_returns"], last.extras
