@@ -430,6 +430,7 @@ def verdict_p1(data: Data) -> str:
         f"CIs disjoint from every baseline: {'yes' if disjoint else 'no'}",
         f"{experiment_label(data, design.ROLE_MPG)}, final score: {epn.source}",
         _budget_text(data, arms),
+        *_fallback_ratios(data),
     ]
     if ratio.value >= P1_REPRODUCED and disjoint:
         status = REPRODUCED
@@ -440,6 +441,20 @@ def verdict_p1(data: Data) -> str:
         status = NOT_REPRODUCED
         details.append(f"below {P1_PARTIAL}× at this budget")
     return _line("P1", status, details)
+
+
+def _fallback_ratios(data: Data) -> list[str]:
+    """EPN ÷ LSTM on each spec fallback (§4) that ran both: shown beside P1, which is judged
+    on the main configuration."""
+    out = []
+    for role in FALLBACK_ROLES:
+        epn, lstm = final_scores(data, role, EPN).values, final_scores(data, role, LSTM).values
+        if len(epn) and len(lstm):
+            out.append(
+                f"fallback {experiment_label(data, role)}: EPN ÷ LSTM {fmt(ratio_ci(epn, lstm))} "
+                f"(n={len(epn)}, {len(lstm)}; table planning_fallbacks)"
+            )
+    return out
 
 
 def verdict_p2(data: Data) -> str:
