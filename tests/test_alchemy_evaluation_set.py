@@ -231,9 +231,9 @@ def test_trace_events_become_slot_actions_in_order():
     actions = es.trace_actions(events, trial_steps=5)
     np.testing.assert_array_equal(actions, [1 + 13 + 1 + 4, 1 + 13 + 1 + 0, 1, 0, 0])
     env = SymbolicAlchemy()
-    state, _ = env.reset(jax.random.PRNGKey(0))
-    moves = [env.decode_action(state, a) for a in actions[:3]]
-    assert [(int(m.stone), bool(m.cauldron), int(m.slot)) for m in moves] == [
+    state, _ = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    m = jax.jit(jax.vmap(env.decode_action, in_axes=(None, 0)))(state, actions[:3])
+    assert list(zip(m.stone.tolist(), m.cauldron.tolist(), m.slot.tolist(), strict=True)) == [
         (1, False, 4),
         (1, False, 0),
         (0, True, 0),

@@ -19,13 +19,14 @@ from environments.symbolic_alchemy import SymbolicAlchemy
 def _actions(env, agent, batch=16, steps=5):
     """The agent's actions over a few vmapped steps from reset, same keys for every agent."""
     key = jax.random.PRNGKey(3)
-    state, ts = jax.vmap(env.reset)(jax.random.split(key, batch))
+    state, ts = jax.jit(jax.vmap(env.reset))(jax.random.split(key, batch))
     memory = agent.init(key, env.specs(), batch)
+    act, step = jax.jit(agent.act), jax.jit(jax.vmap(env.step))
     out = []
     for k in jax.random.split(jax.random.PRNGKey(4), steps):
         k_act, k_step = jax.random.split(k)
-        action, memory, _ = agent.act(memory, ts, k_act)
-        state, ts = jax.vmap(env.step)(state, action, jax.random.split(k_step, batch))
+        action, memory, _ = act(memory, ts, k_act)
+        state, ts = step(state, action, jax.random.split(k_step, batch))
         out.append(np.asarray(action))
     return np.stack(out)  # [steps, batch]
 

@@ -445,7 +445,8 @@ def test_fallback_configs_get_their_own_table(tmp_path):
     assert short["EPN ÷ LSTM"].startswith("1.50 [") and short["oracle reward"].startswith("15.70")
     # P1 stays judged on the main configuration and shows the fallbacks' ratios beside it.
     p1 = _verdicts(root, tmp_path)["P1"]
-    assert "fallback MPG-V64 4x4, 50 steps: EPN ÷ LSTM 1.50 [" in p1 and "(n=5, 5;" in p1
+    assert "fallback MPG-V64 4x4, 50 steps: EPN ÷ LSTM 1.50 [" in p1
+    assert "(n=5) (table planning_fallbacks)" in p1
     # Without fallback runs there is no table.
     make_results(tmp_path / "plain", Scenario())
     frame, _ = store.load_results([tmp_path / "plain"])

@@ -451,8 +451,8 @@ def _fallback_ratios(data: Data) -> list[str]:
         epn, lstm = final_scores(data, role, EPN).values, final_scores(data, role, LSTM).values
         if len(epn) and len(lstm):
             out.append(
-                f"fallback {experiment_label(data, role)}: EPN ÷ LSTM {fmt(ratio_ci(epn, lstm))} "
-                f"(n={len(epn)}, {len(lstm)}; table planning_fallbacks)"
+                f"fallback {experiment_label(data, role)}: EPN ÷ LSTM {fmt(ratio_ci(epn, lstm))}"
+                " (table planning_fallbacks)"
             )
     return out
 
