@@ -12,9 +12,9 @@ planner for that extra:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+import baselines
 from baselines.types import Agent
 from environments.core import EnvSpecs
 
@@ -29,8 +29,7 @@ def make(specs: EnvSpecs, **config: Any) -> Agent:
     """The oracle of whichever environment `specs` describes."""
     for extra, target in PLANNERS.items():
         if extra in specs.extras:
-            module, _, factory = target.partition(":")
-            return getattr(importlib.import_module(module), factory)(specs, **config)
+            return baselines.load_factory(target)(specs, **config)
     raise ValueError(
         f"agent 'oracle' reads a privileged extra, one of {', '.join(PLANNERS)} (planning "
         "environments offer 'optimal_actions' when built with oracle_extras=True; "

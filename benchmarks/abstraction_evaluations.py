@@ -103,14 +103,14 @@ def eval_set_starts(env, episodes: int, episode_set: str = "drawn"):
 
     data = es.load()
     shape = (env.level, env.num_trials, env.stones_per_trial, env.potions_per_trial)
-    if shape != (es.LEVEL, es.NUM_TRIALS, 3, 12) or episodes > data.num_episodes:
+    released = (es.LEVEL, *data.stones.shape[1:], data.potions.shape[-1])
+    if shape != released or episodes > data.num_episodes:
         raise ValueError(
             f"{EVALUATION}: the released set has {data.num_episodes} episodes of level "
             f"{es.LEVEL!r} with 10 trials of 3 stones and 12 potions; got {episodes} episodes of "
             f"(level, trials, stones, potions) = {shape}"
         )
-    chemistry = type(data.chemistry)(*(jnp.asarray(x[:episodes]) for x in data.chemistry))
-    return chemistry, jnp.asarray(data.stones[:episodes]), jnp.asarray(data.potions[:episodes])
+    return jax.tree.map(jnp.asarray, data.episodes(slice(episodes)))
 
 
 def start_episodes(env, starts):
@@ -439,13 +439,10 @@ def io_trace_check(
     io.reach_tables()  # built once per process, outside the per-episode timing
     rows = []
     for e in range(episodes):
-        chemistry = type(data.chemistry)(*(np.int32(x[e]) for x in data.chemistry))
         check = io.check_recorded_actions(
             env,
             io.IdealObserver(es.LEVEL, max_nodes=max_nodes),
-            chemistry,
-            data.stones[e],
-            data.potions[e],
+            *data.episodes(e),
             data.traces["ideal_observer"][e],
             first_trial=first_trial,
         )

@@ -106,11 +106,8 @@ def test_the_oracle_matches_the_search_oracle_trace_in_every_trial(data, env, tr
 
 
 def _check(data, env, e, actions, first_trial=2):
-    chemistry = type(data.chemistry)(*(np.int32(x[e]) for x in data.chemistry))
     observer = io.IdealObserver(es.LEVEL, max_nodes=20_000)
-    return io.check_recorded_actions(
-        env, observer, chemistry, data.stones[e], data.potions[e], actions, first_trial
-    )
+    return io.check_recorded_actions(env, observer, *data.episodes(e), actions, first_trial)
 
 
 def test_i2_the_released_io_actions_are_q_maximal(data, env):

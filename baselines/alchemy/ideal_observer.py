@@ -641,41 +641,58 @@ class NodeBudgetExceeded(RuntimeError):
     """The exhaustive search expanded more than `max_nodes` nodes for one decision."""
 
 
+class HostEpisode:
+    """One Symbolic Alchemy episode stepped on the host from injected chemistry and items, with
+    the exact posterior kept in step: what the ideal observer decides from (`obs`, `mask`).
+    `step(action)` says whether a new trial began (its stones already observed)."""
+
+    def __init__(self, env, level: str, chemistry, trial_stones, trial_potions):
+        import jax
+
+        from environments.symbolic_alchemy import SymbolicAlchemy
+
+        if not isinstance(env, SymbolicAlchemy) or env.end_trial_action or not env.observe_used:
+            raise ValueError(
+                "the ideal observer's episodes need SymbolicAlchemy with 40 actions and used "
+                f"flags, got {env!r}"
+            )
+        self.env, self.tables = env, post.tables(level)
+        self._step, self._key = _jitted(env, "step"), jax.random.PRNGKey(0)  # deterministic steps
+        self.state, self.ts = _jitted(env, "reset_from")(chemistry, trial_stones, trial_potions)
+        self.obs = np.asarray(self.ts.observation)
+        self.mask = post.observe_trial_start(self.tables, post.prior_mask(level), self.obs)
+
+    @property
+    def done(self) -> bool:
+        return int(self.ts.step_type) == 2
+
+    def step(self, action: int) -> bool:
+        self.state, ts = self._step(self.state, np.int32(action), self._key)
+        final = np.asarray(ts.extras["trial_final_obs"])
+        self.mask = post.observe_action(self.tables, self.mask, self.obs, action, final)
+        self.obs, self.ts = np.asarray(ts.observation), ts
+        if self.done or int(ts.extras["step_in_trial"]) < self.env.trial_steps:
+            return False
+        self.mask = post.observe_trial_start(self.tables, self.mask, self.obs)
+        return True
+
+
 def play_episode(env, observer: IdealObserver, chemistry, trial_stones, trial_potions):
     """Play one episode of `env` (a SymbolicAlchemy) from injected chemistry and items.
 
     Returns (trial returns [T], decisions list, seconds)."""
     import time
 
-    import jax
-
-    from environments.symbolic_alchemy import SymbolicAlchemy
-
-    if not isinstance(env, SymbolicAlchemy) or env.end_trial_action or not env.observe_used:
-        raise ValueError("play_episode needs SymbolicAlchemy with 40 actions and used flags")
-    tables = post.tables(observer.level)
-    reset = _jitted(env, "reset_from")
-    step = _jitted(env, "step")
     start = time.perf_counter()
     observer.reset()
-    state, ts = reset(chemistry, trial_stones, trial_potions)
-    obs = np.asarray(ts.observation)
-    mask = post.observe_trial_start(tables, post.prior_mask(observer.level), obs)
+    episode = HostEpisode(env, observer.level, chemistry, trial_stones, trial_potions)
     decisions = []
-    key = jax.random.PRNGKey(0)  # steps are deterministic
-    for _ in range(env.max_episode_steps):
-        decision = observer.decide(obs, mask)
+    while not episode.done:
+        decision = observer.decide(episode.obs, episode.mask)
         decisions.append(decision)
-        state, ts = step(state, np.int32(decision.action), key)
-        final = np.asarray(ts.extras["trial_final_obs"])
-        mask = post.observe_action(tables, mask, obs, decision.action, final)
-        obs = np.asarray(ts.observation)
-        if int(ts.step_type) == 2:
-            break
-        if int(ts.extras["step_in_trial"]) >= env.trial_steps:
+        if episode.step(decision.action):
             observer.new_trial()
-            mask = post.observe_trial_start(tables, mask, obs)
-    returns = np.asarray(ts.extras["trial_returns"])
+    returns = np.asarray(episode.ts.extras["trial_returns"])
     return returns, decisions, time.perf_counter() - start
 
 
@@ -694,30 +711,24 @@ def check_recorded_actions(
     >= `first_trial` until the recording cashes (END), compare the recorded action's Q with the
     maximum: I2 holds where no violation is listed. Decisions past `observer.max_nodes` expanded
     nodes are skipped (counted)."""
-    import jax
-
     actions = np.asarray(actions)
-    if actions.shape != (env.num_trials, env.trial_steps) or env.end_trial_action:
+    if actions.shape != (env.num_trials, env.trial_steps):
         raise ValueError(
             f"recorded actions of shape {actions.shape} need {env.num_trials} trials of "
-            f"{env.trial_steps} steps and no end-trial action"
+            f"{env.trial_steps} steps"
         )
-    tables = post.tables(observer.level)
-    reset, step = _jitted(env, "reset_from"), _jitted(env, "step")
     observer.reset()
-    state, ts = reset(chemistry, trial_stones, trial_potions)
-    obs = np.asarray(ts.observation)
-    mask = post.observe_trial_start(tables, post.prior_mask(observer.level), obs)
+    episode = HostEpisode(env, observer.level, chemistry, trial_stones, trial_potions)
     aligned_of_pid = ALIGNED_OF_PID[int(np.asarray(chemistry.rotation))]
     checked = skipped = 0
     violations = []
-    key = jax.random.PRNGKey(0)  # steps are deterministic
     for trial, step_in_trial in np.ndindex(actions.shape):
         a = int(actions[trial, step_in_trial])
         cash = a != 0 and (a - 1) % 13 == 0
         if trial >= first_trial and not observer.ended:
+            obs = episode.obs
             try:
-                d = observer.decide(obs, mask)
+                d = observer.decide(obs, episode.mask)
             except NodeBudgetExceeded:
                 observer._search = None  # its table may hold a half-expanded node
                 skipped += 1
@@ -741,12 +752,8 @@ def check_recorded_actions(
                     violations.append((trial, step_in_trial, qa, best))
                 checked += 1
         observer.ended |= cash
-        state, ts = step(state, np.int32(a), key)
-        mask = post.observe_action(tables, mask, obs, a, np.asarray(ts.extras["trial_final_obs"]))
-        obs = np.asarray(ts.observation)
-        if step_in_trial == env.trial_steps - 1 and trial < env.num_trials - 1:
+        if episode.step(a):
             observer.new_trial()
-            mask = post.observe_trial_start(tables, mask, obs)
     return QCheck(checked, skipped, violations)
 
 

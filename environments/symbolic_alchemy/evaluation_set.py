@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from environments.symbolic_alchemy import chemistry as chem
@@ -62,6 +61,12 @@ class EvaluationSet(NamedTuple):
     @property
     def num_episodes(self) -> int:
         return int(self.stones.shape[0])
+
+    def episodes(self, index: int | slice = slice(None)) -> tuple[Chemistry, np.ndarray, ...]:
+        """(chemistry, stones, potions) of episode `index` (or a slice of them): the arguments of
+        `SymbolicAlchemy.reset_from` (vmapped over a slice)."""
+        chemistry = Chemistry(*(x[index] for x in self.chemistry))
+        return chemistry, self.stones[index], self.potions[index]
 
 
 # ------------------------------------------------------------------------- protobuf wire format
@@ -284,8 +289,7 @@ def replay(env, data: EvaluationSet, actions: np.ndarray) -> np.ndarray:
             f"actions of shape {actions.shape} need an environment with {t} trials of {s} steps "
             "and no end-trial action"
         )
-    chemistry = Chemistry(*(jnp.asarray(x) for x in data.chemistry))
-    rewards = _replay(env, chemistry, data.stones, data.potions, actions.reshape(e, t * s))
+    rewards = _replay(env, *data.episodes(), actions.reshape(e, t * s))
     return np.asarray(rewards).reshape(e, t, s).sum(-1)
 
 
