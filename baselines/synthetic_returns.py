@@ -45,10 +45,12 @@ import optax
 from baselines.networks import ActorCriticCore
 from baselines.types import Agent, Trajectory
 from baselines.vtrace import VTraceConfig, gradient_update, vtrace_loss
+from baselines.vtrace import make_optimiser as make_vtrace_optimiser
 from environments.core import EnvSpecs, TimeStep, check_positive_int, validate_choice
 
 SR_INPUTS = ("embedding", "core_output")
 C_INITS = ("default", "zero")
+SR_HEAD_PREFIX = "synthetic_returns/"  # parameters of the c, b and G heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,20 @@ class SRConfig(VTraceConfig):
     sr_loss: bool = True
     sr_input: str = "embedding"
     c_init: str = "default"
+    # Measures against the gate collapse (docs/choices.md, credit): the SR heads' own Adam
+    # learning rate (None: the agent's), and updates during which the regression uses g = 1
+    # (the gate head is not trained then), so c learns before the gate can shut.
+    sr_learning_rate: float | None = None
+    gate_learning_rate: float | None = None
+    gate_warmup_updates: int = 0
+    # An L2 penalty ½·c_l2·Σ c(x_t)² on the synthetic returns (added to L_SR): c stays 0
+    # wherever the regression has no use for it, so a common drift of c over the many
+    # uninformative steps cannot build up in Σc and shut the gate.
+    c_l2: float = 0.0
+    # g and b also read the step's index in the episode (one-hot over the capacity, the last
+    # slot for every later step), so the gate can open at the steps a delayed reward arrives
+    # without first finding time in a torso built for the policy. c never reads it.
+    sr_time_input: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,11 +103,14 @@ class SRConfig(VTraceConfig):
         ):
             raise ValueError(f"sr_hidden must be a sequence of positive ints, got {hidden!r}")
         object.__setattr__(self, "sr_hidden", tuple(hidden))
-        for name in ("sr_loss", "allow_short_capacity"):
+        for name in ("sr_loss", "allow_short_capacity", "sr_time_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         validate_choice("sr_input", self.sr_input, SR_INPUTS)
         validate_choice("c_init", self.c_init, C_INITS)
+        if self.sr_learning_rate is not None and not self.sr_learning_rate > 0:
+            raise ValueError(f"sr_learning_rate must be > 0 or None, got {self.sr_learning_rate!r}")
+        check_positive_int("gate_warmup_updates", self.gate_warmup_updates, minimum=0)
 
 
 def resolve_capacity(config: SRConfig, specs: EnvSpecs) -> int:
@@ -129,6 +148,7 @@ class SRState(NamedTuple):
     opt_state: optax.OptState
     core_state: Any  # LSTM state per environment, [N, H] leaves
     memory: SRMemory
+    updates: jax.Array  # int32 [] learner updates done (drives the gate warm-up)
 
 
 class SROutputs(NamedTuple):
@@ -173,7 +193,11 @@ class SRHeads(hk.Module):
     """The c, b and G MLPs (hidden `sr_hidden`, ReLU, scalar output)."""
 
     def __init__(
-        self, hidden: tuple[int, ...], c_init: str = "default", name: str = "synthetic_returns"
+        self,
+        hidden: tuple[int, ...],
+        c_init: str = "default",
+        capacity: int | None = None,
+        name: str = "synthetic_returns",
     ):
         super().__init__(name=name)
         if c_init == "zero":  # c starts at 0 everywhere, so early sums over memory stay small
@@ -187,16 +211,22 @@ class SRHeads(hk.Module):
             self.c_net = hk.nets.MLP([*hidden, 1], name="c")
         self.b_net = hk.nets.MLP([*hidden, 1], name="b")
         self.gate_net = hk.nets.MLP([*hidden, 1], name="gate")
+        self.capacity = capacity  # set: g and b also read one-hot(step in episode)
 
-    def __call__(self, x: jax.Array, memory: jax.Array):
-        """x: [..., W] current inputs; memory: [..., W] carried inputs (frozen).
+    def __call__(self, x: jax.Array, memory: jax.Array, step: jax.Array | None = None):
+        """x: [..., W] current inputs; memory: [..., W] carried inputs (frozen); step: [...]
+        int32 index of x's step in its episode (read only with a capacity).
 
         Returns c(sg(x)), c(sg(memory)), G(x), b(x), each with the input's leading shape.
         """
         c = jnp.squeeze(self.c_net(jax.lax.stop_gradient(x)), -1)
         c_memory = jnp.squeeze(self.c_net(jax.lax.stop_gradient(memory)), -1)
-        gate_logit = jnp.squeeze(self.gate_net(x), -1)
-        b = jnp.squeeze(self.b_net(x), -1)
+        xt = x
+        if self.capacity is not None:
+            step = jnp.minimum(step, self.capacity - 1)
+            xt = jnp.concatenate([x, jax.nn.one_hot(step, self.capacity, dtype=x.dtype)], -1)
+        gate_logit = jnp.squeeze(self.gate_net(xt), -1)
+        b = jnp.squeeze(self.b_net(xt), -1)
         return c, c_memory, gate_logit, b
 
 
@@ -214,7 +244,7 @@ class SRNetwork(NamedTuple):
     initial_core_state: Callable[[int], Any]
     step: Callable  # (params, obs [N], first [N], core_state) -> ((logits, v, emb, out), state)
     unroll: Callable  # (params, obs [T], first [T], core_state) -> same, time-major
-    heads: Callable  # (params, x [..., W], memory [..., W]) -> (c, c_memory, G, b)
+    heads: Callable  # (params, x [..., W], memory [..., W], step [...]) -> (c, c_memory, G, b)
 
 
 def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
@@ -223,13 +253,13 @@ def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
 
     def forward():
         core = SRCore(specs.action.num_values, config.torso, config.torso_width, config.lstm_size)
-        heads = SRHeads(config.sr_hidden, config.c_init)
+        heads = SRHeads(config.sr_hidden, config.c_init, capacity if config.sr_time_input else None)
 
         def init(observation, first, state):
             # The baseline's parameters first, in the baseline's order: same keys, same values.
             outputs, _ = core((observation, first), state)
             x = _select_input(outputs, config)
-            heads(x, x)
+            heads(x, x, jnp.zeros(x.shape[:-1], jnp.int32))
 
         def step(observation, first, state):
             return core((observation, first), state)
@@ -237,8 +267,8 @@ def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
         def unroll(observations, firsts, state):  # [T, N, ...]
             return hk.dynamic_unroll(core, (observations, firsts), state)
 
-        def apply_heads(x, memory):
-            return heads(x, memory)
+        def apply_heads(x, memory, step):
+            return heads(x, memory, step)
 
         def initial_state(batch_size: int):
             return core.initial_state(batch_size)
@@ -329,26 +359,71 @@ def windowed_memory_sum(
     return jnp.take_along_axis(prefix, hi, axis=0) - jnp.take_along_axis(prefix, lo, axis=0)
 
 
+def episode_steps(firsts: jax.Array, memory: SRMemory) -> jax.Array:
+    """[T, N] int32: each unroll step's index in its episode (0 at FIRST), continuing from the
+    steps already in the memory (exact while the episode is shorter than the capacity)."""
+    t = jnp.arange(firsts.shape[0])[:, None]  # [T, 1]
+    last_first = jax.lax.cummax(jnp.where(firsts, t, -1), axis=0)  # [T, N]
+    return jnp.where(last_first >= 0, t - last_first, memory.count[None] + t).astype(jnp.int32)
+
+
 def sr_forward(
     network: SRNetwork,
     params: hk.Params,
     x: jax.Array,  # [T, N, W] SR inputs of the unroll's steps (current parameters)
     firsts: jax.Array,  # [T, N] bool
     memory: SRMemory,  # the actor's memory before the unroll's first step
+    gate_open: jax.Array | bool = False,  # [] True during the gate warm-up: ŷ uses g = 1
 ) -> SROutputs:
     """c, g, b and the regression ŷ_t over an unroll, given the memory carried into it."""
-    c, c_memory, gate_logit, b = network.heads(params, x, memory.slots)  # [T,N],[N,C],[T,N]x2
+    steps = episode_steps(firsts, memory)  # [T, N]
+    c, c_memory, gate_logit, b = network.heads(params, x, memory.slots, steps)
     c_memory, valid = memory_in_age_order(c_memory, memory)
     c_memory = jnp.where(valid, c_memory, 0.0)
     memory_sum = windowed_memory_sum(c_memory, c, firsts)  # [T, N]
     g = jax.nn.sigmoid(gate_logit)
-    return SROutputs(c=c, g=g, b=b, memory_sum=memory_sum, prediction=g * memory_sum + b)
+    gate = jnp.where(gate_open, 1.0, g)
+    return SROutputs(c=c, g=g, b=b, memory_sum=memory_sum, prediction=gate * memory_sum + b)
+
+
+def regression_loss(
+    sr: SROutputs, targets: jax.Array, valid: jax.Array, c_l2: float = 0.0
+) -> jax.Array:
+    """L_SR = Σ_{t, env} ½ (r_{t+1} − ŷ_t)² (+ ½·c_l2·c_t²) over the valid [T, N] pairs."""
+    return 0.5 * jnp.sum(valid * (jnp.square(targets - sr.prediction) + c_l2 * jnp.square(sr.c)))
+
+
+def gate_open(config: SRConfig, updates: jax.Array) -> jax.Array:
+    """Whether the regression holds g = 1 at this update (the gate warm-up)."""
+    return updates < config.gate_warmup_updates
+
+
+def make_optimiser(config: SRConfig) -> optax.GradientTransformation:
+    """The agent's optimiser; with `sr_learning_rate`, the SR heads get their own Adam."""
+    agent = make_vtrace_optimiser(config)
+    if config.sr_learning_rate is None and config.gate_learning_rate is None:
+        return agent
+    sr_lr = config.sr_learning_rate or config.learning_rate
+    gate_lr = config.gate_learning_rate or sr_lr
+    adam = lambda lr: optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr))
+
+    def label(module: str) -> str:
+        if module.startswith(SR_HEAD_PREFIX) and "/gate/" in module:
+            return "gate"
+        return "sr" if module.startswith(SR_HEAD_PREFIX) else "agent"
+
+    labels = lambda params: {
+        module: jax.tree.map(lambda _: label(module), leaves) for module, leaves in params.items()
+    }
+    return optax.multi_transform({"agent": agent, "sr": adam(sr_lr), "gate": adam(gate_lr)}, labels)
 
 
 # ----------------------------------------------------------------------------------- losses
 
 
-def loss_terms(network: SRNetwork, params: hk.Params, trajectory: Trajectory) -> LossTerms:
+def loss_terms(
+    network: SRNetwork, params: hk.Params, trajectory: Trajectory, updates: jax.Array | int = 0
+) -> LossTerms:
     """Every term of the SR agent's loss on one unroll (time-major, T + 1 timesteps).
 
     The regression pairs o_t (t < T) with r_{t+1} = reward[t + 1] (the official wiring:
@@ -361,11 +436,11 @@ def loss_terms(network: SRNetwork, params: hk.Params, trajectory: Trajectory) ->
     outputs, _ = network.unroll(params, ts.observation, firsts, start.core_state)
     logits, values = outputs[0], outputs[1]  # [T + 1, N, A], [T + 1, N]
     x = _select_input(outputs, config)[:-1]  # [T, N, W]
-    sr = sr_forward(network, params, x, firsts[:-1], start.memory)
+    sr = sr_forward(network, params, x, firsts[:-1], start.memory, gate_open(config, updates))
 
     targets = ts.reward[1:] * config.reward_scale  # [T, N]
     valid = 1.0 - ts.last()[:-1].astype(jnp.float32)  # [T, N]
-    sr_loss = 0.5 * jnp.sum(valid * jnp.square(targets - sr.prediction))
+    sr_loss = regression_loss(sr, targets, valid, config.c_l2)
     rl_rewards = jax.lax.stop_gradient(config.alpha * sr.c + config.beta * targets)  # [T, N]
     rl_loss, metrics = vtrace_loss(logits, values, trajectory, config, rewards=rl_rewards)
     loss = rl_loss + sr_loss if config.sr_loss else rl_loss
@@ -392,9 +467,7 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
     """The Synthetic Returns agent for an environment with these specs."""
     network = build_network(specs, SRConfig(**overrides))
     config = network.config
-    optimiser = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
-    )
+    optimiser = make_optimiser(config)
 
     def init(key: jax.Array, env_specs: EnvSpecs, num_envs: int) -> SRState:
         params = network.init_params(key, env_specs.observation, num_envs)
@@ -403,6 +476,7 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
             optimiser.init(params),
             network.initial_core_state(num_envs),
             empty_memory(num_envs, network.capacity, network.width),
+            jnp.int32(0),
         )
 
     def act(state: SRState, timestep: TimeStep, key: jax.Array):
@@ -415,11 +489,15 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
         memory = write_memory(state.memory, _select_input(outputs, config), first)
         return action, state._replace(core_state=core_state, memory=memory), {"logits": logits}
 
-    def loss_fn(params, trajectory: Trajectory):
-        terms = loss_terms(network, params, trajectory)
-        return terms.loss, terms.metrics
+    def update(state: SRState, trajectory: Trajectory, key: jax.Array):
+        def loss_fn(params, trajectory: Trajectory):
+            terms = loss_terms(network, params, trajectory, state.updates)
+            return terms.loss, terms.metrics
 
-    return Agent(init=init, act=act, update=gradient_update(loss_fn, optimiser))
+        state, metrics = gradient_update(loss_fn, optimiser)(state, trajectory, key)
+        return state._replace(updates=state.updates + 1), metrics
+
+    return Agent(init=init, act=act, update=update)
 
 
 def make_sr_trace(specs: EnvSpecs, **overrides: Any) -> Callable[..., SROutputs]:

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from benchmarks import sr_regression as check
 from benchmarks.tracks import Experiment
 
 Evaluation = Callable[..., dict[str, pd.DataFrame]]
@@ -369,3 +370,31 @@ def sr_trace(
         "sr_trace_steps": steps[steps.episode < trace_episodes].reset_index(drop=True),
         "sr_trace_episodes": episodes_table(steps),
     }
+
+
+# -------------------------------------------------------------------------- sr_regression
+
+
+@register_evaluation("sr_regression")
+def sr_regression(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    updates: int = 2000,
+    batch: int = 128,
+    log_points: int = 8,
+    eval_episodes: int = 256,
+) -> dict[str, pd.DataFrame]:
+    """The SR regression check (credit spec §0) with the `sr` agent's options on the
+    experiment's environment: the SR module trained alone on random-policy episodes, one row per
+    log point (`benchmarks.sr_regression`). It does not read the trained agent."""
+    del program, agent_state
+    if agent != "sr":
+        return {}
+    config = check.CheckConfig(updates, batch, log_points, eval_episodes, seed)
+    table = check.run_check(experiment.env, dict(experiment.env_config), config, **agent_config)
+    table["passes"] = table.apply(check.passes, axis=1)
+    return {"sr_regression": table}

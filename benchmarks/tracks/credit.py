@@ -6,9 +6,22 @@ Spec: shared/specs/credit.md. Each experiment's primary metric is the one its fi
 Unrolls are one episode plus the dm_env reset step (T = episode length + 1), so every unroll is
 one whole episode and budgets count that reset step as an environment step: "10,000 episodes" of
 Chain L is 10,000 x (L + 1) steps.
+
+Updates, not environment steps, are what a 2-core machine runs short of (spec §0): with 32
+environments per update a quick Chain run made ~310 updates. The quick tier therefore runs
+`QUICK_ENVS` = 4 environments per update on Chain and Delayed Catch (≈ 2,400–2,500 updates per
+run) and 8 on Key-to-Door (≈ 1,560, its CNN costs more per step); the learner carries the LSTM
+state and the SR memory across unrolls, so shorter unrolls (`TrainConfig.unroll_length`) are a
+config change. Both arms always share the learner settings.
+
+The SR arm runs with the measures that made the SR regression check pass with the distractor
+rewards on (`SR_QUICK`: zero-initialised c output, the SR heads' own Adam at 3e-4;
+`benchmarks.sr_regression`, docs/choices.md); α = 0.3, β = 1 stay the spec's.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from benchmarks.tracks import Experiment, Tier, Track, register
 from benchmarks.tracks.skiing_experiments import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
@@ -35,9 +48,10 @@ def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=No
     )
 
 
-def chain_10k_episodes(length: int, reveal: str) -> Experiment:
+def chain_10k_episodes(length: int, reveal: str, num_envs: int = 32, configs=None) -> Experiment:
     """Chain with the spec's budget of 10,000 episodes (each L steps plus the reset step)."""
-    return chain(length, reveal, rl_budget(10_000 * (length + 1), 32, length + 1), ARMS, LEARNERS)
+    train = rl_budget(10_000 * (length + 1), num_envs, length + 1)
+    return chain(length, reveal, train, ARMS, configs or LEARNERS)
 
 
 def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> Experiment:
@@ -68,6 +82,26 @@ def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs
     )
 
 
+def sr_check(length: int, seeds: int = 3) -> Experiment:
+    """The SR regression check (spec §0) on Chain L (`first_step`, distractor rewards on) with
+    the quick SR arm's options: one update of the agent (the check does not read it), then the
+    check per seed (`sr_regression` table)."""
+    return dataclasses.replace(
+        chain(
+            length,
+            "first_step",
+            TrainConfig(length + 1, 1, length + 1, length + 1, logs_per_chunk=1),
+            ("sr",),
+            {"sr": QUICK_LEARNERS["sr"]},
+        ),
+        name=f"sr_regression_chain_L{length}",
+        label=f"SR regression check, Chain L={length}",
+        seeds=seeds,
+        evaluations=("sr_regression",),
+        evaluation_options=SR_CHECK,
+    )
+
+
 def _with(configs: dict, **extra) -> dict:
     """Per-agent configs with `extra` merged into every learning agent's options."""
     return {agent: {**cfg, **extra} for agent, cfg in configs.items()}
@@ -79,11 +113,20 @@ ARMS = ("vtrace_lstm", "sr", "random")
 # learning arm of this track uses 1e-3 (docs/choices.md). Same value for the baseline and SR.
 LEARNING_RATE = 1e-3
 LEARNERS = {"vtrace_lstm": {"learning_rate": LEARNING_RATE}, "sr": {"learning_rate": LEARNING_RATE}}
+# The SR regression check's passing measures (docs/choices.md): c's output starts at 0 and the
+# SR heads learn with their own Adam at 3e-4 while the agent's network learns at 1e-3.
+SR_MEASURES = {"c_init": "zero", "sr_learning_rate": 3e-4}
+QUICK_LEARNERS = {**LEARNERS, "sr": {**LEARNERS["sr"], **SR_MEASURES}}
+QUICK_ENVS = 4  # environments per update on Chain and Delayed Catch (quick tier)
+KTD_QUICK_ENVS = 8
 SMOKE_AGENT = {
     "vtrace_lstm": {"torso_width": 16, "lstm_size": 16},
     "sr": {"torso_width": 16, "lstm_size": 16, "sr_hidden": (16, 16)},
 }
 GRID_CNN = {"torso": "grid_cnn", "torso_width": 256, "learning_rate": LEARNING_RATE}
+# The regression check on a trained arm's own settings: SR heads trained alone on random-policy
+# episodes of the experiment's environment (spec §0), once per seed.
+SR_CHECK = {"sr_regression": {"updates": 2000, "batch": 128}}
 
 SMOKE = Tier(
     seeds=2,
@@ -124,7 +167,7 @@ QUICK = Tier(
     description="Chain L=10/30/100, Delayed Catch runs 20/5, Key-to-Door ktd_tvt 1.5M steps; "
     "Skiing 2e6 frames, 1 seed (figure only)",
     experiments=tuple(
-        chain_10k_episodes(length, reveal)
+        chain_10k_episodes(length, reveal, QUICK_ENVS, QUICK_LEARNERS)
         for length, reveal in (
             (10, "first_step"),
             (30, "first_step"),
@@ -133,17 +176,20 @@ QUICK = Tier(
         )
     )
     + tuple(
-        delayed_catch(runs, rl_budget(10_000 * 7 * runs, 32, 7 * runs), ARMS, LEARNERS)
+        delayed_catch(
+            runs, rl_budget(10_000 * 7 * runs, QUICK_ENVS, 7 * runs), ARMS, QUICK_LEARNERS
+        )
         for runs in (20, 5)
     )
     + (
         key_to_door(
             "key_to_door_ktd_tvt",
             {"preset": "ktd_tvt"},
-            rl_budget(1_512_500, 32, 121),
+            rl_budget(1_512_500, KTD_QUICK_ENVS, 121),
             ARMS,
-            {"vtrace_lstm": GRID_CNN, "sr": GRID_CNN},
+            {"vtrace_lstm": GRID_CNN, "sr": {**GRID_CNN, **SR_MEASURES}},
         ),
+        sr_check(30),
         SKIING_QUICK,
     ),
 )
