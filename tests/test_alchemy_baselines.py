@@ -11,12 +11,12 @@ import functools
 import gzip
 import itertools
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path, require
 
 from baselines import load_factory
 from baselines.alchemy import AGENTS, evaluate, heuristics, oracle
@@ -29,13 +29,13 @@ from environments.symbolic_alchemy import (
 )
 from environments.symbolic_alchemy import chemistry as chem
 
-ALCHEMY_DIR = Path("/work/shared/reference/alchemy")
+ALCHEMY_DIR = reference_path("alchemy")
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 
 
 def _read(name):
-    with gzip.open(ALCHEMY_DIR / name, "rt") as f:
+    with gzip.open(require(ALCHEMY_DIR / name), "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

@@ -1,17 +1,16 @@
 """Umbrella Chain: rules step by step, bsuite replay, reveal variants, contract properties."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path
 
 import environments
 from environments import reference
 from environments.chain import Chain, ChainDraws, ChainState
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "umbrella_chain"
+REF = reference_path("umbrella_chain")
 RECORDINGS = sorted(REF.glob("*.jsonl.gz"))
 
 

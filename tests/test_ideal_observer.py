@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path, require
 
 from baselines.alchemy import agent as io_agent
 from baselines.alchemy import evaluate, oracle
@@ -25,8 +25,8 @@ from environments.symbolic_alchemy import (
 )
 
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
-IO_RECORDING = Path(
-    "/work/shared/reference/alchemy/dev_ideal_observer_perceptual_mapping_randomized.jsonl.gz"
+IO_RECORDING = reference_path(
+    "alchemy", "dev_ideal_observer_perceptual_mapping_randomized.jsonl.gz"
 )
 
 
@@ -124,7 +124,7 @@ def test_symmetric_colours_share_q_values():
 
 
 def test_i2_recorded_upstream_io_actions_are_q_maximal():
-    with gzip.open(IO_RECORDING, "rt") as f:
+    with gzip.open(require(IO_RECORDING), "rt") as f:
         record = json.loads(f.readline())
     env = SymbolicAlchemy(level=record["level"])
     actions = np.array([s["action"] for s in record["steps"]]).reshape(10, 20)

@@ -3,12 +3,11 @@ the JAX contract."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path, require
 
 from environments import core, reference, registry
 from environments.key_to_door import (
@@ -20,7 +19,7 @@ from environments.key_to_door import (
     KeyToDoorDraws,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "key_to_door"
+REFERENCE = reference_path("key_to_door")
 
 ENV = KeyToDoor()  # ktd_tvt: 15 / 90 / 15, apples {1, 10}, door 10
 SMOKE = KeyToDoor(phase_lengths=(3, 6, 3))
@@ -230,13 +229,13 @@ def test_full_episode_length_and_termination():
 
 @pytest.mark.parametrize("name,episodes,steps", [("ktd_tvt", 50, 6000), ("ktd_sr", 30, 2550)])
 def test_replay_recordings_without_mismatch(name, episodes, steps):
-    report = reference.verify("key_to_door", REFERENCE / f"dev_{name}.jsonl.gz")
+    report = reference.verify("key_to_door", require(REFERENCE / f"dev_{name}.jsonl.gz"))
     assert report.mismatches == 0, report.summary()
     assert report.ok and report.episodes == episodes and report.steps == steps
 
 
 def test_replayer_detects_a_wrong_recording():
-    record = reference.load_records(REFERENCE / "dev_ktd_tvt.jsonl.gz")[1]
+    record = reference.load_records(require(REFERENCE / "dev_ktd_tvt.jsonl.gz"))[1]
     record["steps"][5]["obs"][36] = 0  # the player's centre pixel
     record["steps"][7]["reward"] = 3.0
     report = reference.verify("key_to_door", "edited", [record])

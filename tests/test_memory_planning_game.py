@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import collections
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path, require
 
 from environments import reference, registry
 from environments.core import StepType
@@ -22,7 +22,7 @@ from environments.memory_planning_game import (
     torus_distance,
 )
 
-MPG_DIR = Path("/work/shared/reference/mpg")
+MPG_DIR = reference_path("mpg")
 RECORDINGS = {
     "dev_n4_T100.jsonl.gz": 50,
     "dev_n4_T100_respawn.jsonl.gz": 20,
@@ -364,15 +364,15 @@ def test_specs_and_metadata():
 
 @pytest.mark.parametrize("name", sorted(RECORDINGS))
 def test_replays_upstream_recordings_without_mismatch(name):
-    report = reference.verify("memory_planning_game", MPG_DIR / name)
+    report = reference.verify("memory_planning_game", require(MPG_DIR / name))
     assert report.episodes == RECORDINGS[name]
     assert report.mismatches == 0, report.summary()
-    records = reference.load_records(MPG_DIR / name)
+    records = reference.load_records(require(MPG_DIR / name))
     assert report.steps == sum(len(r["steps"]) for r in records)
 
 
 def test_replay_detects_a_corrupted_recording():
-    records = reference.load_records(MPG_DIR / "dev_n4_T100.jsonl.gz")[:2]
+    records = reference.load_records(require(MPG_DIR / "dev_n4_T100.jsonl.gz"))[:2]
     bad = [dict(r, labels=r["labels"][1:] + r["labels"][:1]) for r in records]
     report = reference.verify("memory_planning_game", "corrupted", records=bad)
     assert report.mismatches > 0 and not report.ok

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import reference_path, require
 
 from benchmarks import cli, stats, store
 from benchmarks.report import build_report
@@ -171,7 +172,7 @@ def test_list_names_tracks_envs_and_agents(capsys):
 
 
 def test_verify_exit_code_follows_mismatches(tmp_path, capsys):
-    ref = Path(__file__).resolve().parents[2] / "shared/reference/umbrella_chain/dev_L5.jsonl.gz"
+    ref = require(reference_path("umbrella_chain", "dev_L5.jsonl.gz"))
     assert cli.main(["verify", "chain", "--reference", str(ref)]) == 0
     import gzip
 

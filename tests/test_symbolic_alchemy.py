@@ -7,12 +7,12 @@ import dataclasses
 import gzip
 import itertools
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared_data import reference_path, require
 
 from environments import reference, registry
 from environments.core import StepType
@@ -27,7 +27,7 @@ from environments.symbolic_alchemy import (
 from environments.symbolic_alchemy import chemistry as chem
 from environments.symbolic_alchemy.chemistry import Chemistry
 
-ALCHEMY_DIR = Path("/work/shared/reference/alchemy")
+ALCHEMY_DIR = require(reference_path("alchemy"), module_level=True)
 RECORDINGS = sorted(p.name for p in ALCHEMY_DIR.glob("dev_*.jsonl.gz"))
 STATS = json.loads((ALCHEMY_DIR / "stats_chem.json").read_text())["chemistry"]
 
