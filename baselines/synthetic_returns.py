@@ -108,8 +108,12 @@ class SRConfig(VTraceConfig):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         validate_choice("sr_input", self.sr_input, SR_INPUTS)
         validate_choice("c_init", self.c_init, C_INITS)
-        if self.sr_learning_rate is not None and not self.sr_learning_rate > 0:
-            raise ValueError(f"sr_learning_rate must be > 0 or None, got {self.sr_learning_rate!r}")
+        for name in ("sr_learning_rate", "gate_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value!r}")
+        if not self.c_l2 >= 0:
+            raise ValueError(f"c_l2 must be >= 0, got {self.c_l2!r}")
         check_positive_int("gate_warmup_updates", self.gate_warmup_updates, minimum=0)
 
 
@@ -223,6 +227,8 @@ class SRHeads(hk.Module):
         c_memory = jnp.squeeze(self.c_net(jax.lax.stop_gradient(memory)), -1)
         xt = x
         if self.capacity is not None:
+            if step is None:
+                raise ValueError("sr_time_input=True: the SR heads need each input's episode step")
             step = jnp.minimum(step, self.capacity - 1)
             xt = jnp.concatenate([x, jax.nn.one_hot(step, self.capacity, dtype=x.dtype)], -1)
         gate_logit = jnp.squeeze(self.gate_net(xt), -1)
@@ -267,7 +273,7 @@ def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
         def unroll(observations, firsts, state):  # [T, N, ...]
             return hk.dynamic_unroll(core, (observations, firsts), state)
 
-        def apply_heads(x, memory, step):
+        def apply_heads(x, memory, step=None):
             return heads(x, memory, step)
 
         def initial_state(batch_size: int):
@@ -406,16 +412,18 @@ def make_optimiser(config: SRConfig) -> optax.GradientTransformation:
     sr_lr = config.sr_learning_rate or config.learning_rate
     gate_lr = config.gate_learning_rate or sr_lr
     adam = lambda lr: optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr))
-
-    def label(module: str) -> str:
-        if module.startswith(SR_HEAD_PREFIX) and "/gate/" in module:
-            return "gate"
-        return "sr" if module.startswith(SR_HEAD_PREFIX) else "agent"
-
     labels = lambda params: {
-        module: jax.tree.map(lambda _: label(module), leaves) for module, leaves in params.items()
+        module: jax.tree.map(lambda _, m=module: param_group(m), leaves)
+        for module, leaves in params.items()
     }
     return optax.multi_transform({"agent": agent, "sr": adam(sr_lr), "gate": adam(gate_lr)}, labels)
+
+
+def param_group(module: str) -> str:
+    """Which optimiser a parameter module belongs to: "gate" (G), "sr" (c, b) or "agent"."""
+    if not module.startswith(SR_HEAD_PREFIX):
+        return "agent"
+    return "gate" if "/~/gate/" in module else "sr"
 
 
 # ----------------------------------------------------------------------------------- losses

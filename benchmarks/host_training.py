@@ -107,7 +107,7 @@ class HostTrainConfig:
 class SeedCarry(NamedTuple):
     """Everything of one seed that survives a checkpoint (the emulators do not)."""
 
-    learner: Any  # the agent state's `params` and `opt_state` (a tuple), () for non-learners
+    learner: Any  # the agent state's learner fields (params, opt_state[, updates]), () if none
     actor_params: Any  # the parameters the actor acts with, () for non-learners
     recurrent: Any  # the rest of the agent state (LSTM state, SR memory): the actor's
     key: jax.Array
@@ -131,13 +131,12 @@ def _compiled(agent: Agent, state_type: type, fields: tuple[str, ...] | None):
     split = _Split(agent, state_type, fields)
 
     def act(actor_params, recurrent, timestep, key, t):
-        state = split.combine(actor_params, None, recurrent)
+        state = split.combine(split.actor_learner(actor_params), recurrent)
         action, state, info = agent.act(state, timestep, jax.random.fold_in(key, t))
         return action, split.split(state)[1], info
 
     def learn(learner, start_recurrent, timesteps, actions, infos, key):
-        params, opt_state = learner
-        start_state = split.combine(params, opt_state, start_recurrent)
+        start_state = split.combine(learner, start_recurrent)
         trajectory = Trajectory(
             timesteps=timesteps,  # [T + 1, N, ...]
             actions=actions,  # [T, N]
@@ -152,36 +151,44 @@ def _compiled(agent: Agent, state_type: type, fields: tuple[str, ...] | None):
 
 
 class _Split:
-    """Splits an agent state into learner fields (`params`, `opt_state`) and recurrent fields.
+    """Splits an agent state into learner fields (`params`, `opt_state` and, where the state
+    has one, the `updates` counter that drives anneals and the SR gate warm-up) and recurrent
+    fields.
 
     A learning agent's state must be a NamedTuple with `params` and `opt_state`; `act` may change
-    only the other fields and `update` only these two (true of every registered agent). A
-    non-learning agent's whole state is recurrent.
+    only the recurrent fields and `update` only the learner ones (true of every registered
+    agent). A non-learning agent's whole state is recurrent.
     """
 
-    LEARNER_FIELDS = ("params", "opt_state")
+    REQUIRED = ("params", "opt_state")
+    OPTIONAL = ("updates",)
 
     def __init__(self, agent: Agent, state_type: type, fields: tuple[str, ...] | None):
         self.learns = agent.learns
-        if self.learns and (fields is None or not set(self.LEARNER_FIELDS) <= set(fields)):
+        if self.learns and (fields is None or not set(self.REQUIRED) <= set(fields)):
             raise TypeError(
                 "HostRLProgram needs a learning agent's state to be a NamedTuple with `params` "
                 f"and `opt_state` fields, got {state_type.__name__}"
             )
         self.type = state_type
         self.fields = fields
+        self.learner_fields = self.REQUIRED + tuple(f for f in self.OPTIONAL if f in (fields or ()))
 
     def split(self, state: Any) -> tuple[Any, Any]:
         if not self.learns:
             return (), state
-        learner = (state.params, state.opt_state)
-        recurrent = {f: getattr(state, f) for f in self.fields if f not in self.LEARNER_FIELDS}
+        learner = tuple(getattr(state, f) for f in self.learner_fields)
+        recurrent = {f: getattr(state, f) for f in self.fields if f not in self.learner_fields}
         return learner, recurrent
 
-    def combine(self, params: Any, opt_state: Any, recurrent: Any) -> Any:
+    def actor_learner(self, actor_params: Any) -> tuple:
+        """Learner fields for acting: the actor's parameters, nothing else (act reads no more)."""
+        return (actor_params,) + (None,) * (len(self.learner_fields) - 1)
+
+    def combine(self, learner: tuple, recurrent: Any) -> Any:
         if not self.learns:
             return recurrent
-        return self.type(params=params, opt_state=opt_state, **recurrent)
+        return self.type(**dict(zip(self.learner_fields, learner, strict=True)), **recurrent)
 
 
 @dataclasses.dataclass(frozen=True)

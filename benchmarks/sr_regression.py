@@ -173,9 +173,7 @@ def run_check(
         outs, _ = network.unroll(params, obs, firsts, network.initial_core_state(n))
         x = srm._select_input(outs, config)
         memory = srm.empty_memory(n, network.capacity, network.width)
-        return srm.sr_forward(
-            network, params, x, firsts, memory, srm.gate_open(config, updates)
-        )
+        return srm.sr_forward(network, params, x, firsts, memory, srm.gate_open(config, updates))
 
     def loss_fn(params, ep: Episodes, updates):
         sr = outputs(params, ep, updates)
@@ -202,8 +200,9 @@ def run_check(
     k_init, k_train, k_eval = jax.random.split(key, 3)
     params = network.init_params(k_init, specs.observation, check.batch)
     opt_state = optimiser.init(params)
-    points = sorted({math.ceil(k * check.updates / check.log_points) for k in range(
-        check.log_points + 1)})
+    points = sorted(
+        {math.ceil(k * check.updates / check.log_points) for k in range(check.log_points + 1)}
+    )
     records, done = [], 0
     for point in points:
         if point > done:

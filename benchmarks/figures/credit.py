@@ -116,6 +116,9 @@ TASK_ORDER = (
     + (K3_EXPERIMENT, "skiing", "skiing_verdict")
 )
 SR_TRACE_TABLES = ("sr_trace_steps", "sr_trace_episodes")
+# Experiments that run the SR regression check (spec §0) rather than a comparison of agents.
+SR_CHECK_EXPERIMENTS = ("sr_regression_chain_L30",)
+SR_CHECK_COLUMNS = ("corr", "g_reward", "g_elsewhere", "final_error")
 
 
 # ------------------------------------------------------------------------------- scores
@@ -557,9 +560,33 @@ def _primary_metric(experiment: str) -> str:
     return "episode_return"
 
 
+def sr_check_table(folders: list[Path], notes: list[str]) -> pd.DataFrame:
+    """The SR regression check (spec §0) per experiment and seed: the last scored point, the
+    first update at which every target held, and whether the last point passes."""
+    rows = []
+    for experiment in SR_CHECK_EXPERIMENTS:
+        table = read_tables(folders, experiment, SR, "sr_regression", notes)
+        for seed, sub in table.groupby("seed") if not table.empty else ():
+            sub = sub.sort_values("updates")
+            last = sub.iloc[-1]
+            met = sub[sub["passes"].astype(str) == "True"]
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "seed": int(seed),
+                    "updates": int(last["updates"]),
+                    **{c: f"{float(last[c]):.3f}" for c in SR_CHECK_COLUMNS},
+                    "targets first met at": int(met["updates"].iloc[0]) if len(met) else "—",
+                    "passes": "yes" if str(last["passes"]) == "True" else "no",
+                }
+            )
+    columns = ["experiment", "seed", "updates", *SR_CHECK_COLUMNS, "targets first met at", "passes"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: final score IQM [CI] (n) of each agent and P(SR > baseline) [CI]."""
-    experiments = sorted(set(frame.experiment))
+    experiments = sorted(set(frame.experiment) - set(SR_CHECK_EXPERIMENTS))
     tasks = [t for t in TASK_ORDER if t in experiments] + [
         t for t in experiments if t not in TASK_ORDER
     ]
@@ -617,4 +644,17 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     summary.to_csv(out / "claims_summary.csv", index=False)
     (out / "claims_summary.md").write_text(markdown_table(summary))
     title = "Final scores per task: IQM [95% CI] (n seeds), P(SR > baseline)"
-    return TrackReport(figures, lines, [Table(title, summary)], notes)
+    tables = [Table(title, summary)]
+    check = sr_check_table(folders, notes)
+    if not check.empty:
+        check.to_csv(out / "sr_regression_check.csv", index=False)
+        (out / "sr_regression_check.md").write_text(markdown_table(check))
+        tables.append(
+            Table(
+                "SR regression check (spec §0): SR heads trained alone on random-policy Chain "
+                "episodes with distractor rewards; targets corr ≥ 0.9, g at the reward step "
+                "≥ 0.5, median g elsewhere ≤ 0.1",
+                check,
+            )
+        )
+    return TrackReport(figures, lines, tables, notes)

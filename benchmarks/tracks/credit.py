@@ -96,6 +96,7 @@ def sr_check(length: int, seeds: int = 3) -> Experiment:
         ),
         name=f"sr_regression_chain_L{length}",
         label=f"SR regression check, Chain L={length}",
+        primary_metric="sr_regression",  # evaluation-only: no learning curve, its own table
         seeds=seeds,
         evaluations=("sr_regression",),
         evaluation_options=SR_CHECK,
@@ -250,6 +251,7 @@ CREDIT = register(
             "apple_return": "apple reward per episode",
             "episode_return": "episode return",
             "missed_gates": "Skiing gates missed per episode",
+            "sr_regression": "the SR regression check's table (sr_regression.csv per seed)",
         },
         report="benchmarks.figures.credit:report",
     )
