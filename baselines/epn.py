@@ -49,6 +49,10 @@ from baselines.vtrace import NetInputs, Network, VTraceConfig, make_learner
 from environments.core import EnvSpecs, check_heads_divide, check_positive_int, validate_choice
 
 MEMORY_MODES = ("all", "dedup_moves")
+# What every slot is embedded with before the planning iterations: the current goal (spec §2.1)
+# or the goal and the current position, so the iterations can relate slots to where the agent
+# stands (the supervised planning check, docs/planning.md).
+PLANNER_QUERIES = ("goal", "goal_position")
 # VTraceConfig fields that configure the LSTM network, not the learner: not accepted here.
 _NETWORK_ONLY = ("torso", "torso_width", "lstm_size", "prev_action_reward")
 LEARNER_OPTIONS = tuple(
@@ -71,6 +75,10 @@ class EPNConfig:
     # Learner reads per chunk (speed only: small chunks keep the working set in cache; 0: one
     # batched call over the whole unroll).
     query_chunk: int = 64
+    # Design options beyond spec §2.1 (each off by default = the spec's EPN; docs/planning.md):
+    planner_query: str = "goal"  # goal | goal_position: what each slot is embedded with
+    head_skip: bool = False  # the heads also read [o_t; g_t] beside the pooled z
+    final_norm: bool = False  # LayerNorm on the pooled z before the heads
 
     def __post_init__(self):
         for name in ("d_model", "num_heads", "num_iterations", "post_lstm_size"):
@@ -78,6 +86,9 @@ class EPNConfig:
         check_positive_int("query_chunk", self.query_chunk, minimum=0)
         validate_choice("memory", self.memory, MEMORY_MODES)
         validate_choice("post_lstm", self.post_lstm, (False, True))
+        validate_choice("planner_query", self.planner_query, PLANNER_QUERIES)
+        validate_choice("head_skip", self.head_skip, (False, True))
+        validate_choice("final_norm", self.final_norm, (False, True))
         if self.memory_slots is not None:
             check_positive_int("memory_slots", self.memory_slots)
         check_heads_divide(self.d_model, self.num_heads)
@@ -371,23 +382,56 @@ def write(
 def init_params(
     key: jax.Array, position_dim: int, goal_dim: int, num_actions: int, config: EPNConfig
 ) -> dict[str, Any]:
-    """Parameters; none depends on `num_iterations` (the block is shared across iterations)."""
+    """Parameters; none depends on `num_iterations` (the block is shared across iterations).
+
+    `goal_dim` is the observation's goal size; the planner's query adds the position's with
+    `planner_query="goal_position"`."""
     d = config.d_model
     slot_dim = 2 * position_dim + num_actions
     keys = jax.random.split(key, 8)
+    query_dim = query_size(config, position_dim, goal_dim)
     params = {
-        "embed_in": dense_init(keys[0], slot_dim + goal_dim, d),
+        "embed_in": dense_init(keys[0], slot_dim + query_dim, d),
         "embed_out": dense_init(keys[1], d, d),
         "block": block_init(keys[2], d, 2 * d),
         "readout_in": dense_init(keys[3], d + position_dim, d),
         "readout_out": dense_init(keys[4], d, d),
     }
     head_in = d
+    if config.final_norm:
+        params["final_norm"] = norm_init(d)
     if config.post_lstm:
         params["lstm"] = lstm_init(keys[5], d, config.post_lstm_size)
         head_in = config.post_lstm_size
+    if config.head_skip:
+        head_in += position_dim + goal_dim
     params["heads"] = heads_init(keys[6], head_in, d, num_actions)
     return params
+
+
+def query_size(config: EPNConfig, position_dim: int, goal_dim: int) -> int:
+    """Width of the planner's query (what each slot is embedded with)."""
+    return goal_dim + (position_dim if config.planner_query == "goal_position" else 0)
+
+
+def planner_query(config: EPNConfig, position: jax.Array, goal: jax.Array) -> jax.Array:
+    """[..., Q]: the goal, or [goal; o_t] with `planner_query="goal_position"`."""
+    if config.planner_query == "goal_position":
+        return jnp.concatenate([goal, position], -1)
+    return goal
+
+
+def head_inputs(z: jax.Array, position: jax.Array, goal: jax.Array, config: EPNConfig):
+    """What the heads read after the pool (and the post-pool LSTM): z, joined by [o_t; g_t]
+    with `head_skip`."""
+    if config.head_skip:
+        z = jnp.concatenate([z, position, goal], -1)
+    return z
+
+
+def pool_output(params, z: jax.Array, config: EPNConfig) -> jax.Array:
+    """z after the optional final LayerNorm (applied before any post-pool LSTM)."""
+    return layer_norm(params["final_norm"], z) if config.final_norm else z
 
 
 def _slot_iterates(params, slots, count, goal, config: EPNConfig):
@@ -449,9 +493,10 @@ def _readout(params, x, count, position, config: EPNConfig) -> jax.Array:
 def fresh_reads(first: jax.Array, count: jax.Array, goal: jax.Array) -> jax.Array:
     """[T, B] bool: the reads whose slot vectors differ from the previous step's.
 
-    The slot vectors after K blocks depend on the memory and the goal only (o_t enters at the
-    readout), and a memory changes only by a FIRST or a write (its count moves). So a step with
-    neither and the same goal repeats the previous step's vectors. Step 0 is always fresh.
+    The slot vectors after K blocks depend on the memory and the planner's query only (the
+    goal; with `planner_query="goal_position"` also o_t, else o_t enters at the readout), and a
+    memory changes only by a FIRST or a write (its count moves). So a step with neither and the
+    same query repeats the previous step's vectors. Step 0 is always fresh.
     """
     same = (count[1:] == count[:-1]) & jnp.all(goal[1:] == goal[:-1], axis=-1) & ~first[1:]
     return jnp.concatenate([jnp.ones_like(first[:1]), ~same], 0)
@@ -569,10 +614,13 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
     def step(params, inputs: NetInputs, state: EPNState):
         position, goal = planning_observation(inputs.observation)
         memory = write(state.memory, position, inputs.first, inputs.prev_action, num_actions, dedup)
-        z = pooled_read(params, memory.slots, memory.count, goal, position, config)
+        query = planner_query(config, position, goal)
+        z = pooled_read(params, memory.slots, memory.count, query, position, config)
+        z = pool_output(params, z, config)
         lstm = state.lstm
         if config.post_lstm:
             z, lstm = lstm_step(params["lstm"], z, lstm, inputs.first)
+        z = head_inputs(z, position, goal, config)
         return heads(params["heads"], z), EPNState(memory, lstm)
 
     def unroll(params, inputs: NetInputs, state: EPNState):
@@ -589,12 +637,13 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
 
         r = t * b
         rows = lambda a: a.reshape(r, *a.shape[2:])  # [T, B, ...] -> [R, ...] time-major
-        slots_r, count_r, goal_r, position_r = map(rows, (slots, count, goal, position))
+        query = planner_query(config, position, goal)  # [T, B, Q]
+        slots_r, count_r, goal_r, position_r = map(rows, (slots, count, query, position))
         chunk = config.query_chunk or r
         if dedup:
             # The K blocks once per fresh read (`fresh_reads`: about half of them on MPG 4x4),
             # the readout once per step, from its latest fresh read's slot vectors.
-            fresh = fresh_reads(inputs.first, count, goal).reshape(r)
+            fresh = fresh_reads(inputs.first, count, query).reshape(r)
             order = jnp.nonzero(fresh, size=r, fill_value=0)[0]  # [R] fresh reads first
             rank = jnp.cumsum(fresh) - 1  # [R] a fresh read's row in `order`
             source = jax.lax.cummax(jnp.where(fresh, rank, -1).reshape(t, b), axis=0)
@@ -608,7 +657,7 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
         else:  # every non-FIRST step writes a slot, so no read repeats the previous one
             read = lambda *arrays: pooled_read(params, *arrays, config)
             z = _row_chunks(read, r, chunk, slots_r, count_r, goal_r, position_r)
-        z = z.reshape(t, b, -1)  # [T, B, D]
+        z = pool_output(params, z.reshape(t, b, -1), config)  # [T, B, D]
         lstm = state.lstm
         if config.post_lstm:
 
@@ -618,6 +667,7 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
                 return carry, out
 
             lstm, z = jax.lax.scan(lstm_scan, lstm, (z, inputs.first))
+        z = head_inputs(z, position, goal, config)
         return heads(params["heads"], z), EPNState(memory, lstm)
 
     return Network(init=init, step=step, unroll=unroll, initial_state=initial_state)
@@ -644,15 +694,17 @@ def forward_flops(
     """
     d, n, k = config.d_model, num_slots, config.num_iterations
     m = 2 * position_dim + num_actions
+    obs_goal_dim, goal_dim = goal_dim, query_size(config, position_dim, goal_dim)
     embed = 2 * n * m * d + 2 * n * d * d + 2 * goal_dim * d
     plan = k * (16 * n * d * d + 4 * n * n * d)
     readout = 4 * n * d * d + 2 * position_dim * d
-    head = 2 * (d * d + d * num_actions + d)
+    skip = position_dim + obs_goal_dim if config.head_skip else 0
+    head = 2 * ((d + skip) * d + d * num_actions + d)
     lstm = 0
     if config.post_lstm:
         s = config.post_lstm_size
         lstm = 2 * (d + s) * 4 * s
-        head = 2 * (s * d + d * num_actions + d)
+        head = 2 * ((s + skip) * d + d * num_actions + d)
     forward = embed + plan + readout + head + lstm
     data_fed = 2 * n * m * d + 2 * goal_dim * d + 2 * position_dim * d
     return {

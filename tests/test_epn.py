@@ -106,6 +106,15 @@ def _step_scan(net):
         # fills up (writes dropped), chunked with padding, an LSTM after the pool
         {"memory": "all", "memory_slots": 9, "query_chunk": 7, "post_lstm": True},
         {"memory": "dedup_moves", "query_chunk": 0},
+        # the design options: position in the planner's query (fresh reads follow it), the
+        # heads' skip input and the final LayerNorm
+        {
+            "memory": "dedup_moves",
+            "query_chunk": 5,
+            "planner_query": "goal_position",
+            "head_skip": True,
+            "final_norm": True,
+        },
     ],
 )
 def test_batched_unroll_matches_acting_steps(config):
