@@ -72,9 +72,10 @@ class SRConfig(VTraceConfig):
     sr_loss: bool = True
     sr_input: str = "embedding"
     c_init: str = "default"
-    # Measures against the gate collapse (docs/choices.md, credit): the SR heads' own Adam
-    # learning rate (None: the agent's), and updates during which the regression uses g = 1
-    # (the gate head is not trained then), so c learns before the gate can shut.
+    # Measures against the gate collapse (docs/credit.md has each one's measurement): the SR
+    # heads' own Adam learning rate (None: the agent's), the gate head's (None: the SR heads'),
+    # and updates during which the regression uses g = 1 (the gate head is not trained then),
+    # so c learns before the gate can shut.
     sr_learning_rate: float | None = None
     gate_learning_rate: float | None = None
     gate_warmup_updates: int = 0
