@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from baselines.types import Agent, Trajectory
-from environments.core import EnvSpecs
+from environments.core import EnvSpecs, did_you_mean
 
 # name -> "module:factory"; modules are imported on use so the registry stays cheap.
 AGENTS: dict[str, str] = {
@@ -48,6 +48,7 @@ def load_factory(name: str) -> Callable[..., Agent]:
     if ":" not in target:
         raise ValueError(
             f"unknown agent {name!r}; accepted: {', '.join(names())} or 'package.module:factory'"
+            + did_you_mean(name, names())
         )
     module_name, _, attr = target.partition(":")
     if os.getcwd() not in sys.path:  # user modules are found from the working directory

@@ -21,22 +21,24 @@ class UsageError(ValueError):
     pass
 
 
-def _int_option(option: str, minimum: int, accepted: str):
-    """An argparse type for an integer option >= `minimum`; errors name the option and value."""
+def _int_option(option: str, minimum: int, accepted: str, maximum: int | None = None):
+    """An argparse type for an integer option in [minimum, maximum]; errors name the option and
+    value."""
 
     def parse(value: str) -> int:
         try:
             n = int(value)
         except ValueError:
             n = minimum - 1
-        if n < minimum:
+        if n < minimum or (maximum is not None and n > maximum):
             raise argparse.ArgumentTypeError(f"{option} must be {accepted}, got {value!r}")
         return n
 
     return parse
 
 
-_seeds = _int_option("--seeds", 1, "a positive integer")
+MAX_SEEDS = 10_000  # seeds 0..N-1 are uint32 keys run as one vmapped program
+_seeds = _int_option("--seeds", 1, f"an integer from 1 to {MAX_SEEDS:,}", MAX_SEEDS)
 _non_negative = _int_option("--seed", 0, "an integer >= 0")
 _steps = _int_option("--max-steps", 1, "a positive integer")
 _every = _int_option("--every", 1, "a positive integer")
@@ -47,8 +49,8 @@ def _fps(value: str) -> float:
         fps = float(value)
     except ValueError:
         fps = 0.0
-    if not fps > 0:
-        raise argparse.ArgumentTypeError(f"--fps must be a number > 0, got {value!r}")
+    if not 0 < fps <= 1000:  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"--fps must be a number in (0, 1000], got {value!r}")
     return fps
 
 
@@ -171,10 +173,16 @@ def cmd_list(args) -> int:
 
 def _resolve(target: str, tier: str, agents: list[str] | None):
     from benchmarks import tracks
+    from environments.core import did_you_mean
 
-    track_name, _, env = target.partition("/")
+    track_name, slash, env = target.partition("/")
     track = tracks.get(track_name)
     track.tier(tier)
+    if slash and not env:
+        raise UsageError(
+            f"{target!r} names no environment after the '/'; use {track_name!r} for the whole "
+            f"track or {track_name}/ENV (accepted ENV: {', '.join(track.envs)})"
+        )
     experiments = tracks.select(track, tier, env or None)
     if agents:
         allowed = sorted({a for e in experiments for a in e.agents})
@@ -182,6 +190,7 @@ def _resolve(target: str, tier: str, agents: list[str] | None):
             if agent not in allowed:
                 raise UsageError(
                     f"unknown agent {agent!r} for {target} ({tier}); accepted: {', '.join(allowed)}"
+                    + did_you_mean(agent, allowed)
                 )
     return track, experiments
 
@@ -199,7 +208,8 @@ def _report(results: list[Path], out: Path) -> int:
 def cmd_run(args) -> int:
     from benchmarks import runner
 
-    track, experiments = _resolve(args.target, args.tier, args.agent)
+    agents = list(dict.fromkeys(args.agent)) if args.agent else None  # a repeat runs once
+    track, experiments = _resolve(args.target, args.tier, agents)
     n_seeds = args.seeds or track.tier(args.tier).seeds
     outcome = runner.run(
         track,
@@ -207,7 +217,7 @@ def cmd_run(args) -> int:
         experiments,
         list(range(n_seeds)),
         args.out,
-        agents=args.agent,
+        agents=agents,
         show_progress=not args.quiet,
     )
     print(

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from typing import Any
 
-from environments.core import Environment
+from environments.core import Environment, unknown_name
 
 _REGISTRY: dict[str, dict[int, type[Environment]]] = {}
 _NOT_ENVIRONMENTS = {"core", "registry", "reference", "gym_adapter"}
@@ -60,11 +60,11 @@ def lookup(name: str) -> type[Environment]:
     if base and version.isdigit() and base in _REGISTRY:
         if int(version) in _REGISTRY[base]:
             return _REGISTRY[base][int(version)]
-        raise ValueError(f"unknown environment id {name!r}; accepted: {', '.join(ids())}")
+        raise ValueError(unknown_name("environment id", name, ids()))
     if name in _REGISTRY:
         versions = _REGISTRY[name]
         return versions[max(versions)]
-    raise ValueError(f"unknown environment {name!r}; accepted: {', '.join(names() + ids())}")
+    raise ValueError(unknown_name("environment", name, names() + ids()))
 
 
 def make(name: str, **config: Any) -> Environment:

@@ -30,6 +30,7 @@ def test_every_registered_environment_declares_specs():
 def test_gymnasium_adapter_runs_an_episode_and_separates_termination():
     env = GymnasiumAdapter("chain", length=3)
     obs, info = env.reset(seed=0)
+    first = obs.copy()
     assert env.observation_space.contains(obs)
     assert info["t"] == 0
     done, steps, rewards = False, 0, []
@@ -41,9 +42,16 @@ def test_gymnasium_adapter_runs_an_episode_and_separates_termination():
     assert steps == 3 and terminated and not truncated and rewards[-1] in (-1.0, 1.0)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
-    obs2, _ = env.reset(seed=0)
-    np.testing.assert_array_equal(obs, obs) and np.testing.assert_array_equal(
-        obs2, env.reset(seed=0)[0]
-    )
+    np.testing.assert_array_equal(env.reset(seed=0)[0], first)  # same seed, same start
+    assert not np.array_equal(env.reset(seed=1)[0], first)  # 20 random distractor bits differ
     with pytest.raises(ValueError, match="outside"):
         env.step(5)
+
+
+def test_near_miss_option_values_and_names_suggest_the_closest():
+    with pytest.raises(ValueError, match="unknown reveal 'first_stp'.*did you mean 'first_step'"):
+        environments.make("chain", length=3, reveal="first_stp")
+    with pytest.raises(ValueError, match="unknown environment 'delayed_cach'.*'delayed_catch'"):
+        environments.make("delayed_cach")
+    with pytest.raises(ValueError, match="unknown reveal 'zzz'; accepted: [^;]*$"):
+        environments.make("chain", length=3, reveal="zzz")  # nothing close: no suggestion

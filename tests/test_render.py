@@ -130,7 +130,9 @@ def test_bad_names_exit_2_naming_the_accepted_values(argv, message, capsys, tmp_
 
 def test_bad_numbers_are_rejected_by_the_parser(capsys):
     for argv, message in (
-        (["render", "chain", "--fps", "0"], "--fps must be a number > 0, got '0'"),
+        (["render", "chain", "--fps", "0"], "--fps must be a number in (0, 1000], got '0'"),
+        (["render", "chain", "--fps", "inf"], "--fps must be a number in (0, 1000], got 'inf'"),
+        (["render", "chain", "--fps", "nan"], "--fps must be a number in (0, 1000], got 'nan'"),
         (["render", "chain", "--max-steps", "0"], "--max-steps must be a positive integer"),
         (["render", "chain", "--seed", "-1"], "--seed must be an integer >= 0, got '-1'"),
         (["render", "chain", "--every", "0"], "--every must be a positive integer, got '0'"),

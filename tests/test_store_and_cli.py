@@ -134,6 +134,17 @@ def test_report_is_byte_identical_when_rebuilt(results_dir, tmp_path):
             "no environment or experiment 'nosuchenv'",
         ),
         (["verify", "nosuchenv", "--reference", "x.jsonl.gz"], "unknown environment 'nosuchenv'"),
+        # near misses name the closest accepted value
+        (["run", "credt", "--tier", "smoke"], "did you mean 'credit'\\?"),
+        (["run", "credit", "--tier", "quik"], "did you mean 'quick'\\?"),
+        (["run", "credit/chian", "--tier", "smoke"], "did you mean 'chain'\\?"),
+        (
+            ["run", "credit", "--agent", "vtrace_lst", "--tier", "smoke"],
+            "did you mean 'vtrace_lstm'\\?",
+        ),
+        (["verify", "chian", "--reference", "x.jsonl.gz"], "did you mean 'chain'"),
+        # a trailing '/' names no environment (it used to run the whole track)
+        (["run", "credit/", "--tier", "smoke"], "'credit/' names no environment after the '/'"),
     ],
 )
 def test_bad_names_exit_nonzero_naming_the_value(argv, message, capsys, tmp_path):
@@ -144,13 +155,26 @@ def test_bad_names_exit_nonzero_naming_the_value(argv, message, capsys, tmp_path
     assert not any(tmp_path.iterdir())
 
 
-def test_zero_seeds_is_rejected(capsys):
+@pytest.mark.parametrize("seeds", ["0", "99999999999999999999", "-3", "two"])
+def test_bad_seed_counts_are_rejected(seeds, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["run", "credit", "--seeds", "0"])
+        cli.main(["run", "credit", "--seeds", seeds])
+    err = capsys.readouterr().err
     assert (
-        exc.value.code == 2
-        and "--seeds must be a positive integer, got '0'" in capsys.readouterr().err
+        exc.value.code == 2 and f"--seeds must be an integer from 1 to 10,000, got '{seeds}'" in err
     )
+
+
+def test_a_repeated_agent_runs_once(tmp_path, monkeypatch):
+    from benchmarks import runner
+
+    seen = {}
+    monkeypatch.setattr(
+        runner, "run", lambda *a, **k: seen.update(k) or {"written": [], "skipped": []}
+    )
+    argv = ["run", "credit/chain", "--tier", "smoke", "--out", str(tmp_path), "--no-report"]
+    assert cli.main(argv + ["--agent", "random", "--agent", "random"]) == 0
+    assert seen["agents"] == ["random"]
 
 
 def test_report_with_a_truncated_csv_names_it_exits_nonzero_and_loses_nothing(

@@ -13,6 +13,8 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
+from environments.core import did_you_mean, unknown_name
+
 # The standard tiers every track offers (a track may add its own, e.g. a long verdict run).
 TIERS = ("smoke", "quick", "paper")
 
@@ -70,6 +72,7 @@ class Track:
         if name not in self.tiers:
             raise ValueError(
                 f"track {self.name!r} has no tier {name!r}; accepted: {', '.join(self.tiers)}"
+                + did_you_mean(name, self.tiers)
             )
         return self.tiers[name]
 
@@ -105,7 +108,7 @@ def names() -> list[str]:
 def get(name: str) -> Track:
     _discover()
     if name not in _TRACKS:
-        raise ValueError(f"unknown track {name!r}; accepted: {', '.join(sorted(_TRACKS))}")
+        raise ValueError(unknown_name("track", name, sorted(_TRACKS)))
     return _TRACKS[name]
 
 
@@ -116,9 +119,10 @@ def select(track: Track, tier: str, env: str | None = None) -> list[Experiment]:
         envs = sorted({e.env for e in experiments})
         chosen = [e for e in experiments if e.env == env or e.name == env]
         if not chosen:
+            accepted = envs + [e.name for e in experiments]
             raise ValueError(
                 f"track {track.name!r} tier {tier!r} has no environment or experiment {env!r}; "
-                f"accepted: {', '.join(envs + [e.name for e in experiments])}"
+                f"accepted: {', '.join(accepted)}" + did_you_mean(env, accepted)
             )
         experiments = chosen
     return experiments
