@@ -140,6 +140,11 @@ def verify(env_name: str, path: str | Path, records: Iterable[dict] | None = Non
             raise ValueError(
                 f"{path}: episode {index} is not a valid {name} recording ({e!r})"
             ) from e
+        if not steps - {-1}:
+            raise ValueError(
+                f"{path}: episode {index} has no steps to replay; a recording must hold at "
+                "least one step per episode"
+            )
         report.episodes += 1
         report.steps += len(steps - {-1})
         report.mismatches += bad

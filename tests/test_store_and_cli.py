@@ -212,6 +212,11 @@ def test_verify_exit_code_follows_mismatches(tmp_path, capsys):
     truncated.write_bytes(bad.read_bytes()[:100])
     assert cli.main(["verify", "chain", "--reference", str(truncated)]) == 2
     assert os.path.exists(bad)
+    empty = tmp_path / "empty.jsonl.gz"  # an episode without steps used to pass
+    with gzip.open(empty, "wt") as f:
+        f.write(json.dumps({**json.loads(lines[0]), "steps": []}) + "\n")
+    assert cli.main(["verify", "chain", "--reference", str(empty)]) == 2
+    assert "episode 0 has no steps to replay" in capsys.readouterr().err
 
 
 def random_smoke_run(out, *extra):
