@@ -698,6 +698,9 @@ def load_bank(spec: BankSpec) -> Bank:
     np.savez_compressed(buffer, **bank._asdict())
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
         tmp.write(buffer.getvalue())
+    umask = os.umask(0)  # the cache is readable like any file the user creates, not 0600
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
     os.replace(tmp.name, path)
     return bank
 

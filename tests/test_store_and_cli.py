@@ -48,6 +48,13 @@ def test_write_is_atomic_and_leaves_no_temporaries(results_dir):
     assert set(files) == {"results.csv", "meta.json"}
     meta = json.loads(next(results_dir.rglob("meta.json")).read_text())
     assert meta["rows"] == 6 and len(meta["results_sha256"]) == 64
+    # written with the mode a plainly created file gets (umask applied), not mkstemp's 0600
+    umask = os.umask(0o022)
+    try:
+        store.atomic_write_text(results_dir / "x.txt", "x")
+        assert (results_dir / "x.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
 
 
 def test_loader_returns_one_tidy_frame(results_dir):
