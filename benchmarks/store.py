@@ -227,6 +227,10 @@ def _check_digest(csv_path: Path, meta: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------- reading
 
 
+# No metric of any track comes near this; larger values (1e308) overflow the statistics to inf.
+MAX_ABS_VALUE = 1e100
+
+
 def read_run_csv(csv_path: Path) -> pd.DataFrame:
     """Read and validate one results.csv (and its meta.json when present)."""
     csv_path = Path(csv_path)
@@ -246,6 +250,15 @@ def read_run_csv(csv_path: Path) -> pd.DataFrame:
             raise ResultsError(f"{csv_path}: column {column!r} is not numeric (malformed file)")
     if frame[["track", "agent", "metric"]].isna().any().any():
         raise ResultsError(f"{csv_path}: empty track/agent/metric fields (truncated file?)")
+    values = frame["value"].to_numpy(np.float64)
+    bad = ~np.isfinite(values) | (np.abs(values) > MAX_ABS_VALUE)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ResultsError(
+            f"{csv_path}: line {i + 2} (metric {frame['metric'].iloc[i]!r}, step "
+            f"{frame['step'].iloc[i]}) has value {frame['value'].iloc[i]!r}; results hold finite "
+            f"values of magnitude <= {MAX_ABS_VALUE:g} ({int(bad.sum())} such rows)"
+        )
     meta_path = csv_path.with_name("meta.json")
     if meta_path.is_file():
         meta = read_meta(csv_path.parent)

@@ -73,6 +73,18 @@ def test_truncated_csv_is_named_and_rejected(results_dir):
     assert len(problems) == 1 and str(csv) in problems[0] and len(frame) == 30
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e308])
+def test_non_finite_values_are_named_not_dropped(bad, tmp_path):
+    """A non-finite (or absurdly large) value used to drop its seed from the scores silently."""
+    store.write_run(
+        tmp_path, make_rows(0, "random", [0.5, bad, 0.7]), {"config_hash": "x", "seed": 0}
+    )
+    with pytest.raises(store.ResultsError, match=r"line 3 \(metric 'chose_correctly', step"):
+        store.load_results([tmp_path])
+    frame, problems = store.load_results([tmp_path], skip_bad=True)
+    assert frame.empty and len(problems) == 1 and "results.csv" in problems[0]
+
+
 def test_foreign_csv_is_named_and_rejected(tmp_path):
     bad = tmp_path / "x" / "results.csv"
     bad.parent.mkdir()
