@@ -129,6 +129,8 @@ class _Runtime:
 def _compiled(agent: Agent, state_type: type, fields: tuple[str, ...] | None):
     """(split, jitted act, jitted learn) for one agent and agent-state structure."""
     split = _Split(agent, state_type, fields)
+    if split.opaque:
+        return split, *_compiled_opaque(agent)
 
     def act(actor_params, recurrent, timestep, key, t):
         state = split.combine(split.actor_learner(actor_params), recurrent)
@@ -150,14 +152,36 @@ def _compiled(agent: Agent, state_type: type, fields: tuple[str, ...] | None):
     return split, jax.jit(act, donate_argnums=(1,)), jax.jit(learn)
 
 
+def _compiled_opaque(agent: Agent):
+    """act and learn over a whole agent state of any pytree shape (no learner fields to split
+    off, so the actor always acts with the current state: actor_lag 0)."""
+
+    def act(_, state, timestep, key, t):
+        action, state, info = agent.act(state, timestep, jax.random.fold_in(key, t))
+        return action, state, info
+
+    def learn(state, start_state, timesteps, actions, infos, key):
+        trajectory = Trajectory(
+            timesteps=timesteps,
+            actions=actions,
+            infos=jax.tree.map(lambda *xs: jnp.stack(xs), *infos),
+            start_state=start_state,
+        )
+        return agent.update(state, trajectory, key)
+
+    return jax.jit(act), jax.jit(learn)
+
+
 class _Split:
     """Splits an agent state into learner fields (`params`, `opt_state` and, where the state
     has one, the `updates` counter that drives anneals and the SR gate warm-up) and recurrent
     fields.
 
-    A learning agent's state must be a NamedTuple with `params` and `opt_state`; `act` may change
-    only the recurrent fields and `update` only the learner ones (true of every registered
-    agent). A non-learning agent's whole state is recurrent.
+    With such a NamedTuple (`params`, `opt_state`), `act` may change only the recurrent fields
+    and `update` only the learner ones (true of every registered agent), which is what lets the
+    actor run one update behind (`actor_lag=1`). Any other learning agent's state (a tuple, a
+    dict: an outside agent's) is *opaque*: the whole state is carried as one and the program runs
+    it on-policy (actor_lag 0). A non-learning agent's whole state is recurrent.
     """
 
     REQUIRED = ("params", "opt_state")
@@ -165,11 +189,7 @@ class _Split:
 
     def __init__(self, agent: Agent, state_type: type, fields: tuple[str, ...] | None):
         self.learns = agent.learns
-        if self.learns and (fields is None or not set(self.REQUIRED) <= set(fields)):
-            raise TypeError(
-                "HostRLProgram needs a learning agent's state to be a NamedTuple with `params` "
-                f"and `opt_state` fields, got {state_type.__name__}"
-            )
+        self.opaque = self.learns and (fields is None or not set(self.REQUIRED) <= set(fields))
         self.type = state_type
         self.fields = fields
         self.learner_fields = self.REQUIRED + tuple(f for f in self.OPTIONAL if f in (fields or ()))
@@ -277,8 +297,11 @@ class HostRLProgram:
             key, k_agent = jax.random.split(jax.random.PRNGKey(seed))
             state = self.agent.init(k_agent, self._specs, n)
             self._build(state)
-            learner, recurrent = self._split.split(state)
-            actor_params = learner[0] if self.agent.learns else ()
+            if self._split.opaque:  # the whole state travels as the recurrent part
+                learner, recurrent, actor_params = (), state, ()
+            else:
+                learner, recurrent = self._split.split(state)
+                actor_params = learner[0] if self.agent.learns else ()
             carries.append(SeedCarry(learner, actor_params, recurrent, key, jnp.int32(0)))
             self._runtimes.append(_Runtime(self.env.make_batch(n, seed * n)))
         return tuple(carries)
@@ -352,7 +375,12 @@ class HostRLProgram:
                 infos.append(info)
         metrics: dict[str, jax.Array] = {}
         learner, actor_params = carry.learner, carry.actor_params
-        if learns:
+        if learns and self._split.opaque:
+            stacked = jax.tree.map(lambda *xs: np.stack(xs), *timesteps)  # [T + 1, N, ...]
+            recurrent, metrics = self._learn(
+                recurrent, start_recurrent, stacked, np.stack(actions), infos, k_learn
+            )
+        elif learns:
             stacked = jax.tree.map(lambda *xs: np.stack(xs), *timesteps)  # [T + 1, N, ...]
             learner, metrics = self._learn(
                 learner, start_recurrent, stacked, np.stack(actions), infos, k_learn

@@ -211,6 +211,26 @@ def test_checkpointed_carry_is_a_pytree_of_arrays(tmp_path):
     assert program._act._cache_size() == 1 and program._learn._cache_size() == 1
 
 
+def test_an_outside_agent_with_a_plain_tuple_state_trains():
+    """`examples/linear_pg.py` keeps (params, opt_state) as a plain tuple: the program carries
+    the whole state and runs it on-policy (it used to stop with a TypeError after the smoke
+    tier's JAX experiments)."""
+    agent = baselines.load_factory("examples.linear_pg:make")(SHORT.specs())
+    config = HostTrainConfig(
+        total_frames=640, num_envs=2, unroll_length=40, log_every=320, logs_per_chunk=2
+    )
+    program = HostRLProgram(SHORT, agent, config)
+    start = program.init([0])
+    carry, logs = program.run_chunk(start)
+    assert np.isfinite(logs["loss"]).all() and logs["loss"].shape == (1, 2)
+    params_before, params_after = start[0].recurrent[0], carry[0].recurrent[0]
+    moved = [
+        np.abs(np.asarray(a) - b).max()
+        for a, b in zip(jax.tree.leaves(params_after), jax.tree.leaves(params_before), strict=True)
+    ]
+    assert max(moved) > 0  # the updates reached the carried state
+
+
 def test_noop_and_random_through_the_program():
     for name in ("noop", "random"):
         agent = baselines.make_agent(name, SHORT.specs())

@@ -65,7 +65,8 @@ def test_bad_environment_and_sizes_are_named():
 
 
 def test_sr_regression_evaluation_skips_other_agents():
-    experiment = credit.sr_check(10)
+    experiment = next(e for e in credit.QUICK.experiments if e.name == "sr_regression_chain_L30")
+    assert experiment.agents == ("sr",) and experiment.evaluations == ("sr_regression",)
     assert evaluations.sr_regression(experiment, "vtrace_lstm", {}, None, None, 0) == {}
 
 

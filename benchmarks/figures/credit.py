@@ -117,7 +117,7 @@ TASK_ORDER = (
 )
 SR_TRACE_TABLES = ("sr_trace_steps", "sr_trace_episodes")
 # Experiments that run the SR regression check (spec §0) rather than a comparison of agents.
-SR_CHECK_EXPERIMENTS = ("sr_regression_chain_L30",)
+SR_CHECK_EXPERIMENTS = ("sr_regression_chain_L30", "sr_regression_delayed_catch_runs20")
 SR_CHECK_COLUMNS = ("corr", "g_reward", "g_elsewhere", "final_error")
 
 
@@ -651,9 +651,10 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
         (out / "sr_regression_check.md").write_text(markdown_table(check))
         tables.append(
             Table(
-                "SR regression check (spec §0): SR heads trained alone on random-policy Chain "
-                "episodes with distractor rewards; targets corr ≥ 0.9, g at the reward step "
-                "≥ 0.5, median g elsewhere ≤ 0.1",
+                "SR regression check (spec §0): SR heads trained alone on random-policy "
+                "episodes (Chain L=30 with the distractor rewards, 128 episodes per update; "
+                "Delayed Catch runs=20 at the RL arm's 4 per update); targets corr ≥ 0.9, g at "
+                "the reward step ≥ 0.5, median g elsewhere ≤ 0.1",
                 check,
             )
         )

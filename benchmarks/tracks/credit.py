@@ -82,24 +82,22 @@ def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs
     )
 
 
-def sr_check(length: int, seeds: int = 3) -> Experiment:
-    """The SR regression check (spec §0) on Chain L (`first_step`, distractor rewards on) with
-    the quick SR arm's options: one update of the agent (the check does not read it), then the
-    check per seed (`sr_regression` table)."""
+def sr_check(name: str, experiment: Experiment, options: dict, seeds: int = 3) -> Experiment:
+    """The SR regression check (spec §0) on `experiment`'s environment with the quick SR arm's
+    options: one update of the agent (the check does not read it), then the check per seed
+    (`sr_regression` table, `options` its size)."""
+    steps = experiment.train.unroll_length  # one whole episode
     return dataclasses.replace(
-        chain(
-            length,
-            "first_step",
-            TrainConfig(length + 1, 1, length + 1, length + 1, logs_per_chunk=1),
-            ("sr",),
-            {"sr": QUICK_LEARNERS["sr"]},
-        ),
-        name=f"sr_regression_chain_L{length}",
-        label=f"SR regression check, Chain L={length}",
+        experiment,
+        name=name,
+        label=f"SR regression check, {experiment.label}",
+        agents=("sr",),
+        agent_configs={"sr": QUICK_LEARNERS["sr"]},
+        train=TrainConfig(steps, 1, steps, steps, logs_per_chunk=1),
         primary_metric="sr_regression",  # evaluation-only: no learning curve, its own table
         seeds=seeds,
         evaluations=("sr_regression",),
-        evaluation_options=SR_CHECK,
+        evaluation_options={"sr_regression": options},
     )
 
 
@@ -125,9 +123,12 @@ SMOKE_AGENT = {
     "sr": {"torso_width": 16, "lstm_size": 16, "sr_hidden": (16, 16)},
 }
 GRID_CNN = {"torso": "grid_cnn", "torso_width": 256, "learning_rate": LEARNING_RATE}
-# The regression check on a trained arm's own settings: SR heads trained alone on random-policy
-# episodes of the experiment's environment (spec §0), once per seed.
-SR_CHECK = {"sr_regression": {"updates": 2000, "batch": 128}}
+# The regression check with the SR arm's settings: SR heads trained alone on random-policy
+# episodes of an environment (spec §0), once per seed. Chain L=30 with the distractor rewards
+# at the batch that passes (128 episodes per update); Delayed Catch at the RL arm's own batch (4
+# episodes per update, its 2,500 updates).
+SR_CHECK_CHAIN = {"updates": 2000, "batch": 128}
+SR_CHECK_CATCH = {"updates": 2500, "batch": QUICK_ENVS}
 
 SMOKE = Tier(
     seeds=2,
@@ -190,7 +191,16 @@ QUICK = Tier(
             ARMS,
             {"vtrace_lstm": GRID_CNN, "sr": {**GRID_CNN, **SR_MEASURES}},
         ),
-        sr_check(30),
+        sr_check(
+            "sr_regression_chain_L30",
+            chain(30, "first_step", TrainConfig(31, 1, 31, 31), ()),
+            SR_CHECK_CHAIN,
+        ),
+        sr_check(
+            "sr_regression_delayed_catch_runs20",
+            delayed_catch(20, TrainConfig(140, 1, 140, 140), ()),
+            SR_CHECK_CATCH,
+        ),
         SKIING_QUICK,
     ),
 )
