@@ -332,6 +332,20 @@ def test_k2_fails_when_the_baseline_catches(reproduced):
     assert status(line) == "NOT REPRODUCED" and "failed: baseline ≤ 0.5" in line
 
 
+def test_k2_shows_an_alternative_reading_without_judging_it(reproduced):
+    frame, _ = reproduced
+    before = fig.verdict_k2(frame)
+    spec_sr = (frame.experiment == "delayed_catch_runs20") & (frame.agent == "sr")
+    alt = frame[spec_sr].assign(experiment="delayed_catch_runs20_sr_reward_only")
+    alt.loc[alt.metric == "catch_rate", "value"] = 0.01  # far below the spec arm: no effect
+    line = fig.verdict_k2(pd.concat([frame, alt], ignore_index=True))
+    assert status(line) == status(before) == "REPRODUCED"
+    assert "reading sr α=1 β=0 (UNVERIFIED α, β; shown, not judged): 0.010" in line
+    assert "reading" not in before
+    drawn = fig.with_alternative_arms(pd.concat([frame, alt]), "delayed_catch_runs20")
+    assert set(drawn.agent) == {"sr", "vtrace_lstm", "random", "sr α=1 β=0"}
+
+
 def test_k3_needs_both_agents_to_eat_apples_and_falls_back_to_the_spec_random(reproduced):
     frame, _ = reproduced
     hungry = frame.copy()

@@ -100,6 +100,11 @@ CHAIN_PANELS = (
 )
 CHAIN_RANDOM = 0.5  # exact success rate of the random policy
 CATCH_PANELS = (("delayed_catch_runs20", "runs = 20"), ("delayed_catch_runs5", "runs = 5"))
+# Named readings of the UNVERIFIED α, β run beside the spec's SR arm (same budget and learner):
+# experiment -> ((its own experiment, the arm's label), ...). Shown, never judged.
+ALTERNATIVE_ARMS = {
+    "delayed_catch_runs20": (("delayed_catch_runs20_sr_reward_only", "sr α=1 β=0"),),
+}
 CATCH_RANDOM = 2671 / 17496  # exact per-game catch probability of the random policy (≈ 0.1527)
 KTD_RANDOM_SPEC = {"door_opened": 0.05, "episode_return": 47.4}  # spec §1.3 [meas], ktd_tvt
 SKIING_EXPERIMENTS = ("skiing", "skiing_verdict")
@@ -204,6 +209,14 @@ def verdict_k2(frame: pd.DataFrame) -> str:
         p = stats.probability_of_improvement(sr_scores, base_scores)
         details.append(f"P(SR > baseline) = {fmt(p)}")
         conditions.append((f"P(SR > baseline) ≥ {K2_P_MIN}", p.value >= K2_P_MIN))
+    for experiment, label in ALTERNATIVE_ARMS.get(K2_EXPERIMENT, ()):
+        alt, alt_scores = final_estimate(frame, experiment, SR, "catch_rate")
+        if alt.n and len(base_scores):
+            p = stats.probability_of_improvement(alt_scores, base_scores)
+            details.append(
+                f"reading {label} (UNVERIFIED α, β; shown, not judged): {fmt(alt)}, "
+                f"P(> baseline) = {fmt(p)}"
+            )
     estimates = {f"{K2_EXPERIMENT}/{SR}": sr, f"{K2_EXPERIMENT}/{BASELINE}": base}
     return _status("K2", estimates, conditions, details)
 
@@ -404,6 +417,15 @@ def figure_chain(frame: pd.DataFrame, out: Path) -> Figure | str:
     return Figure("chain", "Chain: success rate, baseline vs SR", [f"figures/{f}" for f in files])
 
 
+def with_alternative_arms(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The experiment's rows plus its alternative SR arms' (agent renamed to the arm's label)."""
+    parts = [frame[frame.experiment == experiment]]
+    for other, label in ALTERNATIVE_ARMS.get(experiment, ()):
+        rows = frame[(frame.experiment == other) & (frame.agent == SR)]
+        parts.append(rows.assign(agent=label))
+    return pd.concat(parts, ignore_index=True)
+
+
 def figure_delayed_catch(frame: pd.DataFrame, out: Path) -> Figure | str:
     if not any((frame.experiment == e).any() for e, _ in CATCH_PANELS):
         return "figure `delayed_catch` skipped: no results for " + ", ".join(
@@ -412,7 +434,7 @@ def figure_delayed_catch(frame: pd.DataFrame, out: Path) -> Figure | str:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
     refs = [(CATCH_RANDOM, f"random (exact {CATCH_RANDOM:.4f})", agent_colour("random"))]
     for ax, (experiment, title) in zip(axes, CATCH_PANELS, strict=True):
-        sub = frame[frame.experiment == experiment]
+        sub = with_alternative_arms(frame, experiment)
         _learning_panel(ax, sub, "catch_rate", f"Delayed Catch, {title}", refs if len(sub) else ())
         ax.set_xlabel("environment steps (per seed)")
     axes[0].set_ylabel("catches per episode ÷ runs (IQM, 95% CI)")
