@@ -15,6 +15,9 @@ DEFAULT_OUT = Path("runs")
 DEFAULT_RESULTS = Path("results")
 DEFAULT_REPORTS = Path("reports")
 DEFAULT_RENDERS = Path("renders")
+# compare's own folder, beside the main job's `runs/` rather than inside it, so rerunning the
+# main job never reads a comparison's runs or report as its own results.
+DEFAULT_COMPARE = Path("runs_compare")
 
 
 class UsageError(ValueError):
@@ -96,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_seeds, default=None)
     compare.add_argument("--name", default=None, help="name in the report (default: factory)")
     compare.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="reference results")
-    compare.add_argument("--out", type=Path, default=DEFAULT_OUT / "compare")
+    compare.add_argument(
+        "--out", type=Path, default=DEFAULT_COMPARE, help="results folder (default runs_compare/)"
+    )
     compare.add_argument("--quiet", action="store_true")
 
     verify = sub.add_parser("verify", help="replay upstream recordings against an environment")

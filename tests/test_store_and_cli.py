@@ -297,3 +297,12 @@ def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, mo
     table = pd.read_csv(out / "report" / "credit" / "summary.csv")
     assert set(table.agent) == {"linear_pg", "random"}
     assert cli.main(["compare", "examples.nosuch:make", "--track", "credit"]) == 2
+
+
+def test_compare_writes_outside_the_main_jobs_folder():
+    """A comparison inside runs/ made the main job's rerun read its runs and report as bad
+    results files (exit 1); its default folder is beside runs/ now."""
+    args = cli._parser().parse_args(["compare", "examples.linear_pg:make", "--track", "credit"])
+    run = cli._parser().parse_args(["run", "credit"])
+    assert args.out == cli.DEFAULT_COMPARE and run.out == cli.DEFAULT_OUT
+    assert run.out.resolve() not in args.out.resolve().parents
