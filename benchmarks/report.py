@@ -321,6 +321,12 @@ def compare_agent(
     notes: list[str] = []
     tasks = [t for t, (_, per_agent) in scores.items() if agent in per_agent]
     baselines = [b for b in baselines if any(b in scores[t][1] for t in tasks)]
+    if not baselines:
+        notes.append(
+            f"no results of the shipped agents on the tasks {agent} ran ({', '.join(tasks)}): "
+            "nothing to compare against; run the track's tier into a results folder "
+            "(`tracks run TRACK --tier TIER --out results`) and pass it with --results"
+        )
     rows = []
     for task in tasks:
         metric, per_agent = scores[task]
@@ -371,6 +377,8 @@ def compare_agent(
 
 def _profile(agent, baselines, tasks, scores, notes):
     """([runs, tasks] normalised matrices per agent, thresholds, tasks) or None (noted)."""
+    if not baselines:
+        return None  # compare_agent has said why
     methods = [agent, *baselines]
     usable = []
     for task in tasks:

@@ -405,3 +405,15 @@ def test_an_experiment_without_training_curves_gets_no_empty_figure(tmp_path, to
     figures = sorted(p.name for p in (tmp_path / "out" / "toy").glob("*.png"))
     assert figures == ["easy.png"]
     assert "toy/hard.png" not in (tmp_path / "out" / "index.md").read_text()
+
+
+def test_a_comparison_without_reference_results_says_so(tmp_path):
+    """compare on a tier with no shipped results crashed in the report (min() of an empty
+    sequence, shown as a usage error); it now builds the table and names what is missing."""
+    scores = {"chain_first_step_L5": ("chose_correctly", {"mine": np.array([0.6, 0.7, 0.8])})}
+    comparison = report.compare_agent("credit", "mine", ["vtrace_lstm"], scores, tmp_path, "cmp")
+    assert list(comparison.table.task) == ["chain_first_step_L5"]
+    assert comparison.baselines == [] and comparison.figures == []
+    assert any(
+        "no results of the shipped agents" in n and "--results" in n for n in comparison.notes
+    )
