@@ -638,7 +638,7 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
         r = t * b
         rows = lambda a: a.reshape(r, *a.shape[2:])  # [T, B, ...] -> [R, ...] time-major
         query = planner_query(config, position, goal)  # [T, B, Q]
-        slots_r, count_r, goal_r, position_r = map(rows, (slots, count, query, position))
+        slots_r, count_r, query_r, position_r = map(rows, (slots, count, query, position))
         chunk = config.query_chunk or r
         if dedup:
             # The K blocks once per fresh read (`fresh_reads`: about half of them on MPG 4x4),
@@ -648,7 +648,7 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
             rank = jnp.cumsum(fresh) - 1  # [R] a fresh read's row in `order`
             source = jax.lax.cummax(jnp.where(fresh, rank, -1).reshape(t, b), axis=0)
             x = fresh_slot_vectors(
-                params, slots_r, count_r, goal_r, order, jnp.sum(fresh), config, chunk
+                params, slots_r, count_r, query_r, order, jnp.sum(fresh), config, chunk
             )  # [R, N, D]
             read = lambda src, count_c, position_c: _readout(
                 params, x[src], count_c, position_c, config
@@ -656,7 +656,7 @@ def build_network(specs: EnvSpecs, config: EPNConfig) -> Network:
             z = _row_chunks(read, r, chunk, rows(source), count_r, position_r)
         else:  # every non-FIRST step writes a slot, so no read repeats the previous one
             read = lambda *arrays: pooled_read(params, *arrays, config)
-            z = _row_chunks(read, r, chunk, slots_r, count_r, goal_r, position_r)
+            z = _row_chunks(read, r, chunk, slots_r, count_r, query_r, position_r)
         z = pool_output(params, z.reshape(t, b, -1), config)  # [T, B, D]
         lstm = state.lstm
         if config.post_lstm:

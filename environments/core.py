@@ -20,6 +20,8 @@ the final observation of an episode is always delivered intact before the reset.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -275,29 +277,23 @@ def validate_choice(kind: str, value: Any, accepted: Any) -> None:
     """Raise a ValueError naming the bad value and the accepted ones."""
     accepted = list(accepted)
     if value not in accepted:
-        raise ValueError(
-            f"unknown {kind} {value!r}; accepted: {', '.join(map(repr, accepted))}"
-            + did_you_mean(value, accepted)
-        )
+        raise ValueError(unknown_name(kind, value, accepted, show=repr))
 
 
 def did_you_mean(value: Any, accepted: Any) -> str:
     """ "; did you mean 'x'?" for the accepted names closest to a mistyped one, else ""."""
-    import difflib
-
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, [str(a) for a in accepted], n=2, cutoff=0.6)
     return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
-def unknown_name(kind: str, value: Any, accepted: Any) -> str:
-    """The message for a name that is not one of `accepted`: the value, the accepted names and
-    the closest of them."""
+def unknown_name(kind: str, value: Any, accepted: Any, show: Callable[[Any], str] = str) -> str:
+    """The message for a name that is not one of `accepted`: the value, the accepted names (each
+    written with `show`) and the closest of them."""
     accepted = list(accepted)
-    return f"unknown {kind} {value!r}; accepted: {', '.join(map(str, accepted))}" + did_you_mean(
-        value, accepted
-    )
+    listed = ", ".join(map(show, accepted))
+    return f"unknown {kind} {value!r}; accepted: {listed}" + did_you_mean(value, accepted)
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

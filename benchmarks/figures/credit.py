@@ -121,8 +121,7 @@ TASK_ORDER = (
     + (K3_EXPERIMENT, "skiing", "skiing_verdict")
 )
 SR_TRACE_TABLES = ("sr_trace_steps", "sr_trace_episodes")
-# Experiments that run the SR regression check (spec §0) rather than a comparison of agents.
-SR_CHECK_EXPERIMENTS = ("sr_regression_chain_L30", "sr_regression_delayed_catch_runs20")
+SR_CHECK = "sr_regression"  # the evaluation of the experiments that check the SR regression
 SR_CHECK_COLUMNS = ("corr", "g_reward", "g_elsewhere", "final_error")
 
 
@@ -570,24 +569,33 @@ def figure_sr_trace(folders: list[Path], out: Path, notes: list[str]) -> Figure 
 # ------------------------------------------------------------------------------- summary
 
 
-def _primary_metric(experiment: str) -> str:
+def _experiments() -> list:
+    """Every experiment of the credit track's tiers (none when it is not registered)."""
     try:
         definition = track_registry.get("credit")
     except ValueError:
-        return "episode_return"
-    for tier in definition.tiers.values():
-        for e in tier.experiments:
-            if e.name == experiment:
-                return e.primary_metric
-    return "episode_return"
+        return []
+    return [e for tier in definition.tiers.values() for e in tier.experiments]
+
+
+def _primary_metric(experiment: str) -> str:
+    return next(
+        (e.primary_metric for e in _experiments() if e.name == experiment), "episode_return"
+    )
+
+
+def sr_check_experiments() -> list[str]:
+    """The experiments that run the SR regression check (spec §0) instead of comparing agents,
+    by their evaluation."""
+    return sorted({e.name for e in _experiments() if SR_CHECK in e.evaluations})
 
 
 def sr_check_table(folders: list[Path], notes: list[str]) -> pd.DataFrame:
     """The SR regression check (spec §0) per experiment and seed: the last scored point, the
     first update at which every target held, and whether the last point passes."""
     rows = []
-    for experiment in SR_CHECK_EXPERIMENTS:
-        table = read_tables(folders, experiment, SR, "sr_regression", notes)
+    for experiment in sr_check_experiments():
+        table = read_tables(folders, experiment, SR, SR_CHECK, notes)
         for seed, sub in table.groupby("seed") if not table.empty else ():
             sub = sub.sort_values("updates")
             last = sub.iloc[-1]
@@ -608,7 +616,7 @@ def sr_check_table(folders: list[Path], notes: list[str]) -> pd.DataFrame:
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: final score IQM [CI] (n) of each agent and P(SR > baseline) [CI]."""
-    experiments = sorted(set(frame.experiment) - set(SR_CHECK_EXPERIMENTS))
+    experiments = sorted(set(frame.experiment) - set(sr_check_experiments()))
     tasks = [t for t in TASK_ORDER if t in experiments] + [
         t for t in experiments if t not in TASK_ORDER
     ]

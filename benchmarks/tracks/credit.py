@@ -15,7 +15,7 @@ state and the SR memory across unrolls, so shorter unrolls (`TrainConfig.unroll_
 config change. Both arms always share the learner settings.
 
 The SR arm runs with the measures that made the SR regression check pass with the distractor
-rewards on (`SR_QUICK`: zero-initialised c output, the SR heads' own Adam at 3e-4;
+rewards on (`SR_MEASURES`: zero-initialised c output, the SR heads' own Adam at 3e-4;
 `benchmarks.sr_regression`, docs/choices.md); α = 0.3, β = 1 stay the spec's.
 """
 
@@ -134,6 +134,14 @@ GRID_CNN = {"torso": "grid_cnn", "torso_width": 256, "learning_rate": LEARNING_R
 SR_CHECK_CHAIN = {"updates": 2000, "batch": 128}
 SR_CHECK_CATCH = {"updates": 2500, "batch": QUICK_ENVS}
 
+# Delayed Catch at the quick budget (10,000 episodes), by games per episode.
+QUICK_CATCH = {
+    runs: delayed_catch(
+        runs, rl_budget(10_000 * 7 * runs, QUICK_ENVS, 7 * runs), ARMS, QUICK_LEARNERS
+    )
+    for runs in (20, 5)
+}
+
 SMOKE = Tier(
     seeds=2,
     description="seconds per pair: Chain L=5, 2 updates x 4 envs, widths 16",
@@ -181,22 +189,14 @@ QUICK = Tier(
             (100, "always"),
         )
     )
-    + tuple(
-        delayed_catch(
-            runs, rl_budget(10_000 * 7 * runs, QUICK_ENVS, 7 * runs), ARMS, QUICK_LEARNERS
-        )
-        for runs in (20, 5)
-    )
+    + tuple(QUICK_CATCH.values())
     + (
         dataclasses.replace(
-            delayed_catch(
-                20,
-                rl_budget(10_000 * 7 * 20, QUICK_ENVS, 7 * 20),
-                ("sr",),
-                {"sr": {**LEARNERS["sr"], **SR_REWARD_ONLY}},
-            ),
+            QUICK_CATCH[20],
             name="delayed_catch_runs20_sr_reward_only",
             label="Delayed Catch, 20 games per episode: SR α=1, β=0 (UNVERIFIED reading)",
+            agents=("sr",),
+            agent_configs={"sr": {**LEARNERS["sr"], **SR_REWARD_ONLY}},
         ),
     )
     + (
