@@ -23,6 +23,10 @@ whenever it is recomputed on the same platform.
                       the trained parameters. Table `planning_k_sweep`.
     planning_wavefront  the EPN on MPG only: the wavefront probe (spec §3). Table
                       `planning_wavefront` (module section "wavefront probe").
+    planning_supervised  the supervised planning check (spec §0) with the agent's network
+                      options on the experiment's MPG map size and vocabulary (a walk of one
+                      episode's moves); it trains a fresh network and does not read the trained
+                      agent. Table `planning_supervised` (benchmarks.planning_supervised).
 
 Per-task conventions (environments.memory_planning_game docstring): on the step that completes a
 task the extras still describe it, so a completed task is read off the step where
@@ -48,7 +52,7 @@ import pandas as pd
 
 import baselines
 from baselines import epn
-from benchmarks import probes
+from benchmarks import planning_supervised, probes
 from benchmarks.evaluations import register_evaluation
 from benchmarks.tracks import Experiment
 from environments import memory_planning_game as mpg
@@ -375,6 +379,45 @@ def planning_final(
     }
 
 
+@register_evaluation("planning_supervised")
+def planning_supervised_check(
+    experiment: Experiment,
+    agent: str,
+    agent_config: dict[str, Any],
+    program: Any,
+    agent_state: Any,
+    seed: int,
+    updates: int = planning_supervised.GATE["updates"],
+    batch: int = 64,
+    learning_rate: float = 1e-3,
+    log_points: int = 6,
+    eval_samples: int = 1000,
+) -> dict[str, pd.DataFrame]:
+    """The supervised planning check (spec §0) for a memory agent's network on the experiment's
+    MPG (map size, vocabulary; a walk as long as its episodes), one row per log point."""
+    del program, agent_state
+    if agent not in planning_supervised.AGENTS:
+        return {}
+    if experiment.env != MPG:
+        raise ValueError(f"planning_supervised runs on {MPG!r}, not {experiment.env!r}")
+    env = mpg.MemoryPlanningGame(**experiment.env_config)
+    maze_size = env.maze_size
+    config = planning_supervised.CheckConfig(
+        maze_size=maze_size,
+        vocabulary=env.vocabulary or maze_size**2,
+        walk=env.max_episode_steps,
+        updates=updates,
+        batch=batch,
+        learning_rate=learning_rate,
+        log_points=log_points,
+        eval_samples=eval_samples,
+        seed=seed,
+    )
+    table = planning_supervised.run_check(agent, agent_config, config)
+    table["passes_gate"] = table.apply(planning_supervised.passes_gate, axis=1)
+    return {"planning_supervised": table}
+
+
 def _size_conditions(conditions: Any) -> list[tuple[int, int]]:
     try:
         pairs = [(int(n), int(t)) for n, t in conditions]
@@ -653,4 +696,5 @@ EVALUATIONS = (
     "planning_osl",
     "planning_k_sweep",
     "planning_wavefront",
+    "planning_supervised",
 )

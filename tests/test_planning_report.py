@@ -156,11 +156,14 @@ def _wavefront_rows(gain: float, seed: int) -> pd.DataFrame:
 
 def make_results(root, s: Scenario) -> None:
     """Write the quick tier's runs with the scenario's numbers."""
-    mpg_arms = [("mpg_v64_4x4", "epn", s.epn, 4.0), ("mpg_v64_4x4", "vtrace_lstm", s.lstm, None)]
+    mpg_arms = [
+        ("mpg_v64_3x3_30", "epn", s.epn, 4.0),
+        ("mpg_v64_3x3_30", "vtrace_lstm", s.lstm, None),
+    ]
     if s.transformer:
-        mpg_arms.append(("mpg_v64_4x4_transformer", "transformer_memory", s.transformer, None))
+        mpg_arms.append(("mpg_v64_3x3_30_transformer", "transformer_memory", s.transformer, None))
     if s.k1:
-        mpg_arms.append(("mpg_v64_4x4_epn_k1", "epn", s.k1, 1.0))
+        mpg_arms.append(("mpg_v64_3x3_30_epn_k1", "epn", s.k1, 1.0))
     size = s.size_6x6
     for experiment, agent, arm, k in mpg_arms:
         for seed in range(arm.seeds):
@@ -171,7 +174,7 @@ def make_results(root, s: Scenario) -> None:
                 "planning_final": pd.DataFrame([{**final, **_summary(reward, arm.efficiency)}]),
                 "planning_tasks": _tasks(arm.efficiency),
             }
-            if experiment == "mpg_v64_4x4":
+            if experiment == "mpg_v64_3x3_30":
                 if agent == "epn":
                     tables["planning_size"] = _size_rows(
                         agent, size["epn_k"] + offset / 10, size["epn_2k"] + offset / 10, k
@@ -200,7 +203,14 @@ def make_results(root, s: Scenario) -> None:
                 "planning_size": _size_rows(policy, size["oracle"] * value / s.oracle, None, 0),
             }
             _write(
-                root, "mpg_v64_4x4", "memory_planning_game", policy, seed, value, tables, s.budget
+                root,
+                "mpg_v64_3x3_30",
+                "memory_planning_game",
+                policy,
+                seed,
+                value,
+                tables,
+                s.budget,
             )
     for agent, reward in (("epn", s.osl["epn"]), ("vtrace_lstm", s.osl["lstm"])):
         for seed in range(s.osl_seeds):
@@ -289,8 +299,8 @@ def test_arms_compared_across_experiments_need_equal_budgets(tmp_path):
     root = tmp_path / "results"
     make_results(root, Scenario(transformer=None, k1=None))
     for experiment, agent, reward in (
-        ("mpg_v64_4x4_epn_k1_lite", "epn", 14.0),
-        ("mpg_v64_4x4_transformer_lite", "transformer_memory", 30.0),
+        ("mpg_v64_3x3_30_epn_k1_lite", "epn", 14.0),
+        ("mpg_v64_3x3_30_transformer_lite", "transformer_memory", 30.0),
     ):
         for seed in range(3):
             final = pd.DataFrame([{"condition": "train"} | _summary(reward + SPREAD[seed], 1.6)])
@@ -356,7 +366,7 @@ def test_figures_tables_and_reproducible_rebuild(tmp_path):
     outcomes = summary["outcomes"]["planning"]
     assert outcomes["P1"] == "reproduced" and outcomes["P7"] == "reproduced"
     table = pd.read_csv(out / "planning" / "planning_summary.csv")
-    epn = table[(table.arm == "EPN") & (table.experiment == "mpg_v64_4x4")].iloc[0]
+    epn = table[(table.arm == "EPN") & (table.experiment == "mpg_v64_3x3_30")].iloc[0]
     assert epn["reward per episode"].startswith("25.00 [") and epn["steps per seed"] == "1M"
     assert epn["÷ oracle"].startswith("0.791")  # 25 / 31.6 measured
     sizes = pd.read_csv(out / "planning" / "planning_sizes.csv").set_index("arm")
@@ -391,11 +401,11 @@ def test_ratio_ci_brackets_the_ratio_and_chooses_the_largest_budget(tmp_path):
     assert est.value == pytest.approx(24 / 10) and est.low < est.value < est.high and est.n == 3
     frame = pd.DataFrame(
         {
-            "experiment": ["mpg_v64_4x4", "mpg_v64_4x4_lite", "smoke_mpg_v64_3x3", "other"],
+            "experiment": ["mpg_v64_3x3_30", "mpg_v64_3x3_30_lite", "smoke_mpg_v64_3x3", "other"],
             "step": [1_000_000, 600_000, 168, 5],
         }
     )
-    assert fig.choose_experiments(frame) == {"mpg": "mpg_v64_4x4"}
+    assert fig.choose_experiments(frame) == {"mpg": "mpg_v64_3x3_30"}
 
 
 @pytest.mark.parametrize(
@@ -479,3 +489,47 @@ def test_osl_ab_variant_gets_its_own_arms(tmp_path):
     summary = fig.summary_table(data)
     assert {"OSL A+B EPN", "OSL A+B LSTM"} <= set(summary.arm)
     assert "(A+B) arms on OSL-sub A+B (train)" in fig._osl_training(data)
+
+
+def test_supervised_check_table_reads_every_check_experiment(tmp_path):
+    """Both check experiments (the quick EPN with LSTM and transformer, and the spec's EPN) are
+    tabulated per agent and seed, with the update at which the EPN's gate first held."""
+    root = tmp_path / "results"
+    make_results(root, Scenario(transformer=None, k1=None))
+
+    def check(d1: list[float], overall: list[float]) -> pd.DataFrame:
+        updates = [0, 1500, 3000]
+        frame = pd.DataFrame({"updates": updates, "accuracy": overall, "accuracy_d1": d1})
+        for column in ("accuracy_d2", "accuracy_d3", "accuracy_d4+"):
+            frame[column] = 0.5
+        return frame.assign(
+            passes_gate=[fig.planning_supervised.passes_gate(r) for _, r in frame.iterrows()]
+        )
+
+    passing = check([0.2, 0.95, 0.99], [0.3, 0.72, 0.76])
+    failing = check([0.2, 0.3, 0.33], [0.3, 0.35, 0.36])
+    for experiment, agent, table in (
+        ("planning_check_mpg_v64_3x3_30", "epn", passing),
+        ("planning_check_mpg_v64_3x3_30", "vtrace_lstm", failing),
+        ("planning_check_mpg_v64_3x3_30_epn_spec", "epn", failing),
+    ):
+        _write(
+            root,
+            experiment,
+            "memory_planning_game",
+            agent,
+            0,
+            0.0,
+            {"planning_supervised": table},
+            31,
+        )
+    out = tmp_path / "report"
+    build_report([root], out)
+    table = pd.read_csv(out / "planning" / "planning_supervised_check.csv", dtype=str)
+    table = table.set_index(["experiment", "agent"])
+    quick = table.loc[("planning_check_mpg_v64_3x3_30", "EPN")]
+    assert (quick["updates"], quick["d1"], quick["accuracy"]) == ("3000", "0.990", "0.760")
+    assert (quick["gate first met at"], quick["passes gate"]) == ("1500", "yes")
+    spec = table.loc[("planning_check_mpg_v64_3x3_30_epn_spec", "EPN")]
+    assert (spec["gate first met at"], spec["passes gate"]) == ("—", "no")
+    assert table.loc[("planning_check_mpg_v64_3x3_30", "LSTM"), "passes gate"] == "no"

@@ -123,3 +123,24 @@ def test_gate():
     assert not ps.passes_gate({**row, "updates": 3001})
     assert not ps.passes_gate({**row, "accuracy_d1": 0.89})
     assert not ps.passes_gate({**row, "accuracy": 0.69})
+
+
+def test_evaluation_runs_the_check_on_the_experiments_game():
+    """`planning_supervised` reads the map size, vocabulary and episode length of the quick
+    tier's check experiment, returns one row per log point with the gate, and skips the
+    reference policies."""
+    from benchmarks import planning_evaluations as pe
+    from benchmarks.tracks import planning as design
+
+    check = {e.name: e for e in design.QUICK.experiments}["planning_check_mpg_v64_3x3_30"]
+    tiny = {"d_model": 8, "num_heads": 1, "num_iterations": 1, "memory": "dedup_moves"}
+    run = lambda agent, config: pe.planning_supervised_check(
+        check, agent, config, None, None, 0, updates=2, batch=4, log_points=1, eval_samples=8
+    )
+    table = run("epn", {**check.agent_config("epn"), **tiny})["planning_supervised"]
+    assert list(table.updates) == [0, 2] and not table.passes_gate.any()
+    assert table.samples.iloc[0] <= 8
+    assert run("oracle", {}) == {}
+    osl = {e.name: e for e in design.QUICK.experiments}["osl_a_j5"]
+    with pytest.raises(ValueError, match="planning_supervised runs on 'memory_planning_game'"):
+        pe.planning_supervised_check(osl, "epn", tiny, None, None, 0, updates=1)

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from baselines.planning_policies import REFERENCE_SCORES  # noqa: E402
-from benchmarks import stats  # noqa: E402
+from benchmarks import planning_supervised, stats  # noqa: E402
 from benchmarks.figures import (  # noqa: E402
     Figure,
     Table,
@@ -103,6 +103,7 @@ TABLES = (
     "planning_k_sweep",
     "planning_osl",
     "planning_wavefront",
+    "planning_supervised",
 )
 
 
@@ -125,6 +126,7 @@ def _shade(colour: str, factor: float) -> str:
 # Learning arms, in plotting order; the references keep their report colours.
 ARMS = (
     Arm(design.ROLE_MPG, EPN, "EPN", agent_colour(EPN), "-"),
+    Arm(design.ROLE_EPN_SPEC, EPN, "EPN (spec §2.1)", _shade(agent_colour(EPN), -0.35), "-."),
     Arm(design.ROLE_EPN_K2, EPN, "EPN K=2", _shade(agent_colour(EPN), 0.25), "--"),
     Arm(design.ROLE_EPN_K1, EPN, "EPN K=1", _shade(agent_colour(EPN), 0.45), ":"),
     Arm(design.ROLE_MPG, LSTM, "LSTM", agent_colour(LSTM), "-"),
@@ -179,7 +181,7 @@ def choose_experiments(frame: pd.DataFrame) -> dict[str, str]:
 def load(frame: pd.DataFrame, folders: Sequence[Path], notes: list[str]) -> Data:
     roles = choose_experiments(frame)
     chosen = set(roles.values())
-    keep = lambda key: key[1] in chosen
+    keep = lambda key: key[1] in chosen or design.ROLES.get(key[1]) == design.ROLE_CHECK
     tables = {name: read_extra_tables(folders, name, notes, keep) for name in TABLES}
     if frame.empty:
         budgets = pd.DataFrame(columns=["experiment", "agent", "seed", "steps"])
@@ -758,7 +760,7 @@ def _curve(ax, data: Data, arm: Arm, max_step: float | None = None) -> bool:
 def figure_mpg_curves(data: Data, out: Path) -> Figure | str:
     arms = _present_arms(data, ARMS)
     if not arms:
-        return "figure `mpg_curves` skipped: no learning agent ran on MPG 4x4"
+        return "figure `mpg_curves` skipped: no learning agent ran on the main MPG experiment"
     long_arms = [a for a in arms if a.role == design.ROLE_LSTM_LONG]
     equal = [a for a in arms if a.role != design.ROLE_LSTM_LONG]
     panels = [("equal budget", equal, None)] if equal else []
@@ -781,8 +783,8 @@ def figure_mpg_curves(data: Data, out: Path) -> Figure | str:
     fig.tight_layout()
     return Figure(
         "mpg_curves",
-        "MPG-V64 4x4/100: reward per episode vs environment steps (IQM over seeds, 95% CI), "
-        "with the reference policies",
+        f"{experiment_label(data, design.ROLE_MPG)}: reward per episode vs environment steps "
+        "(IQM over seeds, 95% CI), with the reference policies",
         _save(fig, out, "mpg_curves"),
     )
 
@@ -812,7 +814,7 @@ def figure_steps_per_task(data: Data, out: Path) -> Figure | str:
             rows = rows.assign(reached=rows.completed / rows.seed.map(episodes))
             tables.append((arm, rows))
     if not tables:
-        return "figure `steps_per_task` skipped: no planning_tasks tables on MPG 4x4"
+        return "figure `steps_per_task` skipped: no planning_tasks tables on the main MPG game"
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
     for arm, rows in tables:
         colour = "#000000" if arm.agent == "oracle" else arm.colour
@@ -854,8 +856,8 @@ def figure_steps_per_task(data: Data, out: Path) -> Figure | str:
     fig.tight_layout()
     return Figure(
         "steps_per_task",
-        "MPG-V64 4x4/100: steps ÷ (SP + 1) by task index, and the fraction of episodes that "
-        "complete each task",
+        f"{experiment_label(data, design.ROLE_MPG)}: steps ÷ (SP + 1) by task index, and the "
+        "fraction of episodes that complete each task",
         _save(fig, out, "steps_per_task"),
     )
 
@@ -867,7 +869,7 @@ def figure_k_sweep(data: Data, out: Path) -> Figure | str:
         if len(rows):
             parts.append(rows)
     if not parts:
-        return "figure `k_sweep` skipped: no planning_k_sweep tables (EPN on MPG 4x4)"
+        return "figure `k_sweep` skipped: no planning_k_sweep tables (EPN on MPG)"
     rows = pd.concat(parts, ignore_index=True)
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for i, (k_train, sub) in enumerate(sorted(rows.groupby("k_train"), key=lambda kv: kv[0])):
@@ -917,7 +919,7 @@ def figure_k_sweep(data: Data, out: Path) -> Figure | str:
 def figure_wavefront_probe(data: Data, out: Path) -> Figure | str:
     rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
     if rows.empty:
-        return "figure `wavefront_probe` skipped: no planning_wavefront tables (EPN on MPG 4x4)"
+        return "figure `wavefront_probe` skipped: no planning_wavefront tables (EPN on MPG)"
     distances = sorted(int(d) for d in rows.distance.unique())
     iterations = sorted(int(k) for k in rows.iteration.unique())
     cmap = plt.get_cmap("viridis")
@@ -1008,7 +1010,8 @@ def figure_size_generalisation(data: Data, out: Path) -> Figure | str:
     fig.tight_layout()
     return Figure(
         "size_generalisation",
-        "Oracle-normalised reward on larger maps (trained on 4x4/100); EPN at K_test = K and 2K",
+        f"Oracle-normalised reward on larger maps (trained on "
+        f"{experiment_label(data, design.ROLE_MPG)}); EPN at K_test = K and 2K",
         _save(fig, out, "size_generalisation"),
     )
 
@@ -1138,6 +1141,39 @@ def summary_table(data: Data) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=columns).fillna("—")
 
 
+CHECK_COLUMNS = ("accuracy", "accuracy_d1", "accuracy_d2", "accuracy_d3", "accuracy_d4+")
+
+
+def _check_label(column: str) -> str:
+    return column.removeprefix("accuracy_") if column != "accuracy" else column
+
+
+def supervised_table(data: Data) -> pd.DataFrame:
+    """The supervised planning check (spec §0) per experiment, agent and seed: the accuracies
+    at the last log point, the first update at which the EPN's gate held, and whether it held
+    within the gate's updates."""
+    table = data.tables.get("planning_supervised", pd.DataFrame())
+    if table.empty:
+        return pd.DataFrame()
+    rows = []
+    for (experiment, agent, seed), sub in table.groupby(["experiment", "agent", "seed"]):
+        sub = sub.sort_values("updates")
+        last = sub.iloc[-1]
+        met = sub[sub["passes_gate"].astype(str) == "True"]
+        rows.append(
+            {
+                "experiment": experiment,
+                "agent": AGENT_LABELS.get(agent, agent),
+                "seed": int(seed),
+                "updates": int(last["updates"]),
+                **{_check_label(c): f"{float(last[c]):.3f}" for c in CHECK_COLUMNS},
+                "gate first met at": int(met["updates"].iloc[0]) if len(met) else "—",
+                "passes gate": "yes" if len(met) else "no",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def size_table(data: Data) -> pd.DataFrame:
     """Oracle-normalised reward per arm (EPN at K and 2K) and map (IQM [95% CI] over seeds)."""
     table = data.tables.get("planning_size", pd.DataFrame())
@@ -1249,6 +1285,13 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
             "Final scores per arm: IQM [95% CI] (n seeds) over seeds",
             "planning_summary",
             summary_table(data) if not frame.empty else pd.DataFrame(),
+        ),
+        (
+            "Supervised planning check (spec §0): shortest-path first move from a random-walk "
+            "memory; accuracy by remembered distance (gate: d1 ≥ {accuracy_d1}, overall ≥ "
+            "{accuracy} within {updates:,} updates)".format(**planning_supervised.GATE),
+            "planning_supervised_check",
+            supervised_table(data),
         ),
         (
             f"Size generalisation: reward ÷ oracle's (trained on {mpg_label})",

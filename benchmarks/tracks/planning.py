@@ -56,6 +56,7 @@ and LSTM 5 seeds each (about 3 h, the EPN most of it).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from benchmarks import planning_evaluations  # noqa: F401  (registers the evaluations)
@@ -74,6 +75,12 @@ ROLE_MPG, ROLE_EPN_K1, ROLE_EPN_K2 = "mpg", "mpg_epn_k1", "mpg_epn_k2"
 ROLE_TRANSFORMER, ROLE_LSTM_LONG = "mpg_transformer", "mpg_lstm_long"
 ROLE_OSL, ROLE_OSL_STRUCTURED, ROLE_OSL_AB = "osl", "osl_structured", "osl_ab"
 ROLE_CURRICULUM, ROLE_SHORT_EPISODES = "mpg_curriculum", "mpg_50_steps"  # fallbacks
+ROLE_EPN_SPEC = "mpg_epn_spec"  # the EPN of spec §2.1 beside the quick tier's EPN
+ROLE_CHECK = "planning_check"  # the supervised planning check (spec §0)
+# The first quick design (MPG-V64 4x4/100, tier quick_4x4): its own roles, which the report
+# does not compare with the headline's.
+ROLE_MPG_4X4, ROLE_EPN_K1_4X4 = "mpg_4x4", "mpg_4x4_epn_k1"
+ROLE_TRANSFORMER_4X4, ROLE_LSTM_LONG_4X4 = "mpg_4x4_transformer", "mpg_4x4_lstm_long"
 ROLES: dict[str, str] = {}
 
 # ------------------------------------------------------------------------------ budgets
@@ -82,6 +89,13 @@ QUICK_STEPS = 1_000_000  # MPG arms compared at equal env steps (P1)
 QUICK_LSTM_LONG_STEPS = 10_000_000  # the LSTM with 10x the steps
 QUICK_OSL_STEPS = 500_000
 QUICK_SEEDS, QUICK_EPN_K1_SEEDS, QUICK_TRANSFORMER_SEEDS, QUICK_OSL_SEEDS = 5, 3, 3, 2
+QUICK_ARM_SEEDS, QUICK_CHECK_SEEDS = 3, 3  # the headline's side arms; the supervised checks
+# The quick learner (spec §0): truncated unrolls with the recurrent state and the EPN's memory
+# carried across unroll boundaries, 16 x 10 = 160 steps per update (6,250 updates per 1M
+# steps, against 310 with whole 101-step episodes in 32 environments), Adam 1e-3
+# (docs/planning.md, "Quick learner").
+QUICK_NUM_ENVS, QUICK_UNROLL = 16, 10
+QUICK_LEARNER = {"learning_rate": 1e-3}
 LITE_SCALE = 0.2  # tier quick_lite: every quick training budget times this
 PAPER_STEPS = 500_000_000  # spec §4: the community scale (the paper's budget is UNVERIFIED)
 PAPER_SEEDS = 5
@@ -91,6 +105,9 @@ SMOKE_UPDATES, SMOKE_ENVS = 2, 4
 
 MPG_SMOKE = {"maze_size": 3, "max_episode_steps": 20, "vocabulary": 64, "oracle_extras": True}
 MPG_4X4 = {"maze_size": 4, "max_episode_steps": 100, "vocabulary": 64, "oracle_extras": True}
+# The quick tier's headline game (spec §0): 3x3 torus, 30-step episodes, MPG-V64 codes (so the
+# size evaluations run the same agents on 4x4 to 8x8).
+MPG_3X3_30 = {"maze_size": 3, "max_episode_steps": 30, "vocabulary": 64, "oracle_extras": True}
 OSL_SMOKE = {
     "family": "A",
     "split": "train",
@@ -131,6 +148,10 @@ EPN_QUICK = {
     "memory_slots": 64,
 }
 EPN_QUICK_OSL = {**EPN_QUICK, "memory_slots": 96}
+# On MPG 3x3 (36 distinct moves): the planner query with the current position, the option that
+# passes the supervised planning check (docs/planning.md), and the spec's EPN beside it.
+EPN_SPEC_3X3 = {**EPN_QUICK, "memory_slots": 36}
+EPN_QUICK_3X3 = {**EPN_SPEC_3X3, "planner_query": "goal_position"}
 EPN_PAPER = {"d_model": 64, "num_heads": 4, "num_iterations": 4, "memory": "all"}
 EPN_SMOKE = {
     "d_model": 16,
@@ -143,6 +164,7 @@ TRANSFORMER_QUICK = {"num_layers": 2, "d_model": 64, "num_heads": 4}
 TRANSFORMER_PAPER = {"num_layers": 4, "d_model": 128, "num_heads": 4}
 TRANSFORMER_SMOKE = {"num_layers": 1, "d_model": 16, "num_heads": 1}
 REFERENCE_CONFIGS = {"explore_plan": {"maze_size": 4}}  # MPG-V64 cannot infer the torus size
+QUICK_REFERENCES = {"explore_plan": {"maze_size": 3}}
 
 # ---------------------------------------------------------------------------- evaluations
 
@@ -171,11 +193,13 @@ PAPER_OPTIONS = {
 }
 
 
-def train_config(total_steps: int, unroll: int, points: int = 50, **kw) -> TrainConfig:
-    """Whole-episode unrolls in NUM_ENVS environments, about `points` log points over the run."""
-    per_update = NUM_ENVS * unroll
+def train_config(
+    total_steps: int, unroll: int, points: int = 50, num_envs: int = NUM_ENVS, **kw
+) -> TrainConfig:
+    """`unroll`-step unrolls in `num_envs` environments, about `points` log points over the run."""
+    per_update = num_envs * unroll
     log_every = max(1, round(total_steps / points / per_update)) * per_update
-    return TrainConfig(total_steps, NUM_ENVS, unroll, log_every, **kw)
+    return TrainConfig(total_steps, num_envs, unroll, log_every, **kw)
 
 
 def learner(train: TrainConfig | CurriculumConfig) -> dict[str, Any]:
@@ -185,11 +209,16 @@ def learner(train: TrainConfig | CurriculumConfig) -> dict[str, Any]:
 
 
 def _configs(
-    train: TrainConfig | CurriculumConfig, agents: dict[str, dict[str, Any]]
+    train: TrainConfig | CurriculumConfig,
+    agents: dict[str, dict[str, Any]],
+    learner_options: dict[str, Any] | None = None,
 ) -> dict[str, dict]:
-    """Per-agent configs: learning agents get the learner; references keep their own options."""
+    """Per-agent configs: learning agents get the learner (with `learner_options` over the
+    spec's); references keep their own options."""
     return {
-        agent: dict(config) if agent in REFERENCES else {**config, **learner(train)}
+        agent: dict(config)
+        if agent in REFERENCES
+        else {**config, **learner(train), **(learner_options or {})}
         for agent, config in agents.items()
     }
 
@@ -209,6 +238,7 @@ def experiment(
     evaluations: tuple[str, ...],
     options: dict[str, dict] | None = None,
     seeds: int | None = None,
+    learner_options: dict[str, Any] | None = None,
 ) -> Experiment:
     """One planning experiment; its role is recorded in `ROLES` for the report."""
     if ROLES.get(name, role) != role:
@@ -220,7 +250,7 @@ def experiment(
         env_config=dict(env_config),
         agents=tuple(agents),
         train=train,
-        agent_configs=_configs(train, agents),
+        agent_configs=_configs(train, agents, learner_options),
         primary_metric=PRIMARY_METRIC,
         kind="rl_curriculum" if isinstance(train, CurriculumConfig) else "rl",
         label=label,
@@ -283,64 +313,93 @@ SMOKE = Tier(
 
 
 def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
-    """The quick tier's design with every training budget times `scale` (names + `suffix`)."""
+    """The quick tier's design with every training budget times `scale` (names + `suffix`):
+    the headline game MPG-V64 3x3/30 with the truncated-unroll learner, the supervised planning
+    checks, and street navigation."""
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale!r}")
     steps = round(QUICK_STEPS * scale)
     long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
     osl_steps = round(QUICK_OSL_STEPS * scale)
-    mpg_train = train_config(steps, 101, logs_per_chunk=5)
+    unroll = lambda total, **kw: train_config(
+        total, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5, **kw
+    )
+    mpg_train = unroll(steps)
     osl_train = train_config(osl_steps, 201, logs_per_chunk=5)
     million = lambda s: f"{s / 1e6:g}M"
+    main = "mpg_v64_3x3_30"
+
+    def mpg(role, name, agents, label, evaluations, seeds=None, train=mpg_train):
+        return experiment(
+            role,
+            name,
+            "memory_planning_game",
+            MPG_3X3_30,
+            train,
+            agents,
+            f"MPG-V64 3x3, 30 steps{label}",
+            evaluations,
+            seeds=seeds,
+            learner_options=QUICK_LEARNER,
+        )
+
     return Tier(
         seeds=QUICK_SEEDS,
-        description=f"MPG-V64 4x4/100 at {million(steps)} steps: EPN (D=32, H=2, K=4, dedup N=64) "
-        f"5 seeds, EPN K=1 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), transformer "
-        f"3 seeds, references; OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (N=96) "
-        "and LSTM, 2 seeds each; evaluations: final 500 episodes, sizes 4-8, K sweep, "
-        "held-out streets",
+        description=f"MPG-V64 3x3/30 at {million(steps)} steps ({QUICK_NUM_ENVS} envs x "
+        f"{QUICK_UNROLL}-step unrolls): EPN (D=32, H=2, K=4, dedup N=36, planner query goal + "
+        f"position) 5 seeds, the spec's EPN, EPN K=1 and transformer 3 seeds, LSTM 5 seeds "
+        f"(+ {million(long_steps)} steps), references; supervised planning checks (3 seeds); "
+        f"OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (N=96) and LSTM, 2 seeds "
+        "each; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
         experiments=(
-            experiment(
+            mpg(
                 ROLE_MPG,
-                f"mpg_v64_4x4{suffix}",
-                "memory_planning_game",
-                MPG_4X4,
-                mpg_train,
-                {EPN: EPN_QUICK, LSTM: LSTM_QUICK, **_references()},
-                "MPG-V64 4x4, 100 steps",
+                f"{main}{suffix}",
+                {EPN: EPN_QUICK_3X3, LSTM: LSTM_QUICK, **_references(QUICK_REFERENCES)},
+                "",
                 MAIN_MPG_EVALUATIONS,
             ),
-            experiment(
+            mpg(
+                ROLE_EPN_SPEC,
+                f"{main}_epn_spec{suffix}",
+                {EPN: EPN_SPEC_3X3},
+                ": the EPN of spec §2.1 (planner query = goal)",
+                ("planning_final",),
+                seeds=QUICK_ARM_SEEDS,
+            ),
+            mpg(
                 ROLE_EPN_K1,
-                f"mpg_v64_4x4_epn_k1{suffix}",
-                "memory_planning_game",
-                MPG_4X4,
-                mpg_train,
-                {EPN: {**EPN_QUICK, "num_iterations": 1}},
-                "MPG-V64 4x4, 100 steps: EPN K=1",
+                f"{main}_epn_k1{suffix}",
+                {EPN: {**EPN_QUICK_3X3, "num_iterations": 1}},
+                ": EPN K=1",
                 MPG_EVALUATIONS,
-                seeds=QUICK_EPN_K1_SEEDS,
+                seeds=QUICK_ARM_SEEDS,
             ),
-            experiment(
+            mpg(
                 ROLE_TRANSFORMER,
-                f"mpg_v64_4x4_transformer{suffix}",
-                "memory_planning_game",
-                MPG_4X4,
-                mpg_train,
+                f"{main}_transformer{suffix}",
                 {TRANSFORMER: TRANSFORMER_QUICK},
-                "MPG-V64 4x4, 100 steps: transformer memory",
+                ": transformer memory",
                 MPG_EVALUATIONS,
-                seeds=QUICK_TRANSFORMER_SEEDS,
+                seeds=QUICK_ARM_SEEDS,
             ),
-            experiment(
+            mpg(
                 ROLE_LSTM_LONG,
-                f"mpg_v64_4x4_lstm_{million(long_steps).lower()}{suffix}",
-                "memory_planning_game",
-                MPG_4X4,
-                train_config(long_steps, 101, logs_per_chunk=10),
+                f"{main}_lstm_{million(long_steps).lower()}{suffix}",
                 {LSTM: LSTM_QUICK},
-                f"MPG-V64 4x4, 100 steps: LSTM, {million(long_steps)} steps",
+                f": LSTM, {million(long_steps)} steps",
                 MPG_EVALUATIONS,
+                train=unroll(long_steps),
+            ),
+            planning_check(
+                "planning_check_mpg_v64_3x3_30",  # the same checks in every scale
+                {EPN: EPN_QUICK_3X3, LSTM: LSTM_QUICK, TRANSFORMER: TRANSFORMER_QUICK},
+                "",
+            ),
+            planning_check(
+                "planning_check_mpg_v64_3x3_30_epn_spec",
+                {EPN: EPN_SPEC_3X3},
+                ", the EPN of spec §2.1",
             ),
             experiment(
                 ROLE_OSL,
@@ -368,8 +427,94 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     )
 
 
+def planning_check(name: str, agents: dict[str, dict[str, Any]], label: str) -> Experiment:
+    """The supervised planning check (spec §0) of `agents`' networks on MPG-V64 3x3/30: one
+    update of each agent (the check does not read it), then the check per seed (table
+    `planning_supervised`)."""
+    steps = MPG_3X3_30["max_episode_steps"] + 1
+    check = experiment(
+        ROLE_CHECK,
+        name,
+        "memory_planning_game",
+        MPG_3X3_30,
+        TrainConfig(steps, 1, steps, steps, logs_per_chunk=1),
+        agents,
+        f"supervised planning check, MPG-V64 3x3, 30-move walks{label}",
+        ("planning_supervised",),
+        seeds=QUICK_CHECK_SEEDS,
+        learner_options=QUICK_LEARNER,
+    )
+    return dataclasses.replace(check, primary_metric="planning_supervised")
+
+
 QUICK = quick_tier()
 QUICK_LITE = quick_tier(LITE_SCALE, "_lite")
+
+
+def quick_4x4_tier(scale: float = 1.0, suffix: str = "") -> Tier:
+    """The first quick design (MPG-V64 4x4/100, whole-episode unrolls in 32 environments, the
+    spec's learner), kept with its results; every training budget times `scale`."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    steps = round(QUICK_STEPS * scale)
+    long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
+    mpg_train = train_config(steps, 101, logs_per_chunk=5)
+    million = lambda s: f"{s / 1e6:g}M"
+    return Tier(
+        seeds=QUICK_SEEDS,
+        description=f"MPG-V64 4x4/100 at {million(steps)} steps: EPN (D=32, H=2, K=4, dedup N=64) "
+        f"5 seeds, EPN K=1 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), transformer "
+        f"3 seeds, references (the first quick design, whole-episode unrolls); evaluations: "
+        "final 500 episodes, sizes 4-8, K sweep",
+        experiments=(
+            experiment(
+                ROLE_MPG_4X4,
+                f"mpg_v64_4x4{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {EPN: EPN_QUICK, LSTM: LSTM_QUICK, **_references()},
+                "MPG-V64 4x4, 100 steps",
+                MAIN_MPG_EVALUATIONS,
+            ),
+            experiment(
+                ROLE_EPN_K1_4X4,
+                f"mpg_v64_4x4_epn_k1{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {EPN: {**EPN_QUICK, "num_iterations": 1}},
+                "MPG-V64 4x4, 100 steps: EPN K=1",
+                MPG_EVALUATIONS,
+                seeds=QUICK_EPN_K1_SEEDS,
+            ),
+            experiment(
+                ROLE_TRANSFORMER_4X4,
+                f"mpg_v64_4x4_transformer{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                mpg_train,
+                {TRANSFORMER: TRANSFORMER_QUICK},
+                "MPG-V64 4x4, 100 steps: transformer memory",
+                MPG_EVALUATIONS,
+                seeds=QUICK_TRANSFORMER_SEEDS,
+            ),
+            experiment(
+                ROLE_LSTM_LONG_4X4,
+                f"mpg_v64_4x4_lstm_{million(long_steps).lower()}{suffix}",
+                "memory_planning_game",
+                MPG_4X4,
+                train_config(long_steps, 101, logs_per_chunk=10),
+                {LSTM: LSTM_QUICK},
+                f"MPG-V64 4x4, 100 steps: LSTM, {million(long_steps)} steps",
+                MPG_EVALUATIONS,
+            ),
+        ),
+    )
+
+
+QUICK_4X4 = quick_4x4_tier()
+QUICK_4X4_LITE = quick_4x4_tier(LITE_SCALE, "_lite")
 
 # --------------------------------------------------------------------------------- fallback
 # Spec §4: named configs to run if the EPN does not learn within the quick budget, each at the
@@ -512,6 +657,8 @@ PLANNING = register(
             "smoke": SMOKE,
             "quick": QUICK,
             "quick_lite": QUICK_LITE,
+            "quick_4x4": QUICK_4X4,
+            "quick_4x4_lite": QUICK_4X4_LITE,
             "fallback": FALLBACK,
             "paper": PAPER,
         },
