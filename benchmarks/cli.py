@@ -72,6 +72,9 @@ def _json_object(option: str, text: str | None) -> dict:
     return value
 
 
+TIER_HELP = "a tier of the track (default quick); `tracks list` shows each track's tiers"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,32 +84,47 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a track (or one environment of it)")
     run.add_argument("target", help="TRACK or TRACK/ENV (or TRACK/EXPERIMENT)")
     run.add_argument("--agent", action="append", help="agent id (repeatable); default: the track's")
-    run.add_argument("--tier", default="quick", help="smoke, quick (default) or paper")
+    run.add_argument("--tier", default="quick", help=TIER_HELP)
     run.add_argument("--seeds", type=_seeds, default=None, help="number of seeds (0..N-1)")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default runs/)")
     run.add_argument("--no-report", action="store_true", help="skip writing OUT/report")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     report = sub.add_parser("report", help="build the report from results folders")
-    report.add_argument("--results", type=Path, action="append", help="results folder(s)")
-    report.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
+    report.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        help="results folder (repeatable; default results/)",
+    )
+    report.add_argument(
+        "--out", type=Path, default=Path("reports"), help="report folder (default reports/)"
+    )
 
     compare = sub.add_parser("compare", help="run your agent through a track beside the baselines")
     compare.add_argument("factory", help="package.module:factory returning an Agent")
-    compare.add_argument("--track", required=True)
+    compare.add_argument("--track", required=True, help="track id (`tracks list` shows them)")
     compare.add_argument("--env", default=None, help="only this environment or experiment")
-    compare.add_argument("--tier", default="quick")
-    compare.add_argument("--seeds", type=_seeds, default=None)
+    compare.add_argument("--tier", default="quick", help=TIER_HELP)
+    compare.add_argument(
+        "--seeds", type=_seeds, default=None, help="number of seeds (0..N-1; default the tier's)"
+    )
     compare.add_argument("--name", default=None, help="name in the report (default: factory)")
     compare.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="reference results")
     compare.add_argument(
         "--out", type=Path, default=DEFAULT_COMPARE, help="results folder (default runs_compare/)"
     )
-    compare.add_argument("--quiet", action="store_true")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
     verify = sub.add_parser("verify", help="replay upstream recordings against an environment")
     verify.add_argument("env", help="environment id")
-    verify.add_argument("--reference", type=Path, required=True, action="append")
+    verify.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        action="append",
+        help="recorded upstream episodes (.jsonl.gz, as in shared/reference/; repeatable)",
+    )
 
     render = sub.add_parser(
         "render",
@@ -143,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         "skipped, interrupted ones resume from their checkpoints), then builds the report "
         "from RESULTS into OUT. Rerun the same command after an interruption.",
     )
-    regenerate.add_argument("--tier", default="quick", help="smoke, quick (default) or paper")
+    regenerate.add_argument("--tier", default="quick", help=TIER_HELP)
     regenerate.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
     )
@@ -490,14 +508,28 @@ COMMANDS = {
 }
 
 
+# RuntimeErrors that end a command with a message and exit 1 (named, so that `main` imports
+# nothing heavy): a diverged run, a group locked by another process, data that cannot be had.
+RUN_FAILURES = ("TrainingDiverged", "RunLocked", "DataUnavailableError", "CorpusUnavailableError")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (UsageError, ValueError, FileNotFoundError) as e:  # bad input: names, values, files
         print(f"tracks: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # the expected failures of a run say so; any other is a bug
+        if type(e).__name__ not in RUN_FAILURES:
+            raise
+        print(f"tracks: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a filesystem fault (disk full, permissions): one line, not a trace
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"tracks: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("tracks: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -34,7 +34,10 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import os
 import re
+import shutil
+import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -685,12 +688,32 @@ def build_report(results_dirs: Iterable[str | Path], out: str | Path) -> dict:
     """
     results_dirs = [Path(d) for d in results_dirs]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in _previous_files(out):
-        path.unlink()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"report folder {str(out)!r} is a file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside `out` (same depth, so relative links are the same) and moved in only once
+    # complete: a build that fails leaves the previous report as it was.
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        summary = _build(results_dirs, staging, exclude=out)
+        out.mkdir(exist_ok=True)
+        for path in _previous_files(out):
+            path.unlink()
+        for name in summary["files"]:
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**summary, "out": str(out)}
+
+
+def _build(results_dirs: list[Path], out: Path, exclude: Path) -> dict:
+    """The whole report written into the empty folder `out` (`exclude`: the final folder,
+    which is not a results folder); returns the summary that report.json holds."""
     before = _stamps(out)
     frame, problems = store.load_results(results_dirs, skip_bad=True)
-    problems = problems + stray_files(results_dirs, exclude=out)
+    problems = problems + stray_files(results_dirs, exclude=exclude)
     folders = _loaded_run_folders(results_dirs, frame)
     with_results = sorted(frame.track.unique()) if not frame.empty else []
     sections = []
@@ -736,7 +759,7 @@ def build_report(results_dirs: Iterable[str | Path], out: str | Path) -> dict:
         "files": written + ["report.json"],
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    return {**summary, "out": str(out)}
+    return summary
 
 
 def _stamps(out: Path) -> dict[Path, tuple[int, int]]:

@@ -13,12 +13,18 @@ run writes the same tables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import io
 import json
 import os
+import shutil
 import signal
+import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,15 @@ KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many 
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class RunLocked(RuntimeError):
+    """Another process is running the same group into the same results folder."""
+
+
+# Free space `check_output_folder` asks for before anything compiles (results and checkpoints of
+# a quick tier are a few MB; a checkpoint of the largest quick run is ~30 MB).
+MIN_FREE_BYTES = 64 * 2**20
 
 
 @dataclasses.dataclass
@@ -127,16 +142,103 @@ def save_checkpoint(path: Path, carry: Any, logs: dict[str, list[np.ndarray]], m
     store.atomic_write_bytes(path, buf.getvalue())
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint that cannot be read back into the program's carry (the message names it)."""
+
+
 def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, list[np.ndarray]], dict]:
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(bytes(data["meta"]).decode())
-        leaves, treedef = jax.tree.flatten(template)
-        restored = [data[f"carry/{i}"] for i in range(len(leaves))]
-        for old, new in zip(leaves, restored, strict=True):
-            if np.shape(old) != new.shape or np.asarray(old).dtype != new.dtype:
-                raise ValueError(f"{path}: checkpoint does not match the program; delete it")
-        logs = {k[len("logs/") :]: [data[k]] for k in data.files if k.startswith("logs/")}
+    """The carry, logs and metadata saved at `path`; `CorruptCheckpoint` naming the file if it
+    is unreadable, truncated or does not match `template` (never unpickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            leaves, treedef = jax.tree.flatten(template)
+            restored = [data[f"carry/{i}"] for i in range(len(leaves))]
+            for old, new in zip(leaves, restored, strict=True):
+                if np.shape(old) != new.shape or np.asarray(old).dtype != new.dtype:
+                    raise CorruptCheckpoint(f"{path}: checkpoint does not match the program")
+            logs = {k[len("logs/") :]: [data[k]] for k in data.files if k.startswith("logs/")}
+        if not isinstance(meta, dict) or not isinstance(meta.get("chunks_done"), int):
+            raise CorruptCheckpoint(f"{path}: checkpoint metadata lacks chunks_done")
+    except CorruptCheckpoint:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        # np.load's message for foreign bytes suggests allow_pickle=True: never do that.
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
     return jax.tree.unflatten(treedef, restored), logs, meta
+
+
+def set_aside(path: Path) -> Path:
+    """Move a corrupt checkpoint beside itself as `<name>.corrupt` (numbered if taken)."""
+    target = path.with_name(path.name + ".corrupt")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt{n}")
+    os.replace(path, target)
+    return target
+
+
+@contextlib.contextmanager
+def group_lock(ckpt: Path, seeds: Sequence[int]):
+    """An exclusive fcntl lock on `<checkpoint>.lock` for one group, held while it runs; a
+    second process on the same folder gets `RunLocked` naming the holder's pid."""
+    lock_path = ckpt.with_name(ckpt.name.removesuffix(".npz") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, store.file_mode())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunLocked(
+                f"{lock_path.parent} is being written by another process (pid {holder}); wait "
+                "for it to finish, or run into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        sweep_temporaries(ckpt, seeds)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race a waiter)
+
+
+def sweep_temporaries(ckpt: Path, seeds: Sequence[int]) -> list[Path]:
+    """Remove the temporaries an interrupted atomic write of this group left: its checkpoint's
+    and its seeds' run folders' (called under the group's lock, so none is being written)."""
+    folder = ckpt.parent
+    found = list(folder.glob(f".{ckpt.name}.*.tmp"))
+    for seed in seeds:
+        found += (folder / f"seed_{seed}").glob(".*.tmp")
+    removed = []
+    for path in sorted(found):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def check_output_folder(out: Path) -> None:
+    """Raise ValueError naming `out` unless it is (or can be made) a writable folder with at
+    least MIN_FREE_BYTES free: checked before anything compiles."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+        free = shutil.disk_usage(out).free
+    except OSError as e:
+        raise ValueError(f"--out {str(out)!r} is not a writable folder ({e.strerror})") from None
+    if free < MIN_FREE_BYTES:
+        raise ValueError(
+            f"--out {str(out)!r} has {free / 2**20:.0f} MiB free; runs need at least "
+            f"{MIN_FREE_BYTES / 2**20:.0f} MiB"
+        )
 
 
 # ------------------------------------------------------------------------------------- running
@@ -209,15 +311,29 @@ def run_group(
     out = Path(out)
     program = program or programs.build(group.experiment, group.agent, group.agent_config)
     ckpt = checkpoint_path(out, group)
+    with group_lock(ckpt, group.seeds):
+        return _run_group(group, out, progress, program, ckpt)
+
+
+def _run_group(group, out, progress, program, ckpt) -> list[Path]:
     started = time.time()
     carry = program.init(group.seeds)
     logs: dict[str, list[np.ndarray]] = {}
-    start_chunk, wall_before, resumed = 0, 0.0, False
+    start_chunk, wall_before, resumed, meta = 0, 0.0, False, None
     progress_tables = _progress_from_json(None, len(group.seeds))
     progress_time = 0.0
     if ckpt.exists():
-        carry, logs, meta = load_checkpoint(ckpt, carry)
-        start_chunk, wall_before, resumed = meta["chunks_done"], meta["wall_time"], True
+        try:
+            carry, logs, meta = load_checkpoint(ckpt, carry)
+        except CorruptCheckpoint as e:
+            moved = set_aside(ckpt)
+            print(
+                f"tracks: {e}; moved to {moved.name}, {group.title} restarts from scratch",
+                file=sys.stderr,
+            )
+            meta = None
+    if ckpt.exists() and meta is not None:
+        start_chunk, wall_before, resumed = meta["chunks_done"], meta.get("wall_time", 0.0), True
         progress_tables = _progress_from_json(meta.get("progress"), len(group.seeds))
         progress_time = meta.get("progress_evaluation_time", 0.0)
         if progress:
@@ -322,6 +438,7 @@ def run(
     show_progress: bool = True,
 ) -> dict[str, list[str]]:
     """Run every pending group of a selection; returns {'written': [...], 'skipped': [...]}."""
+    check_output_folder(out)
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
     total = sum(

@@ -131,11 +131,30 @@ def platform_info() -> dict[str, str]:
 
 
 def run_dir(root: Path, track: str, experiment: str, agent: str, seed: int) -> Path:
+    check_run_key(track, experiment, agent, seed)
     return Path(root) / track / experiment / safe_name(agent) / f"seed_{seed}"
 
 
 def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def check_run_key(track: Any, experiment: Any, agent: Any, seed: Any) -> None:
+    """Raise ValueError unless the run key can name folders inside a results root: track and
+    experiment are folder names as they are (letters, digits, '-', '_', '.'; not '.' or '..'),
+    the agent is a non-empty name whose folder is `safe_name(agent)` (not '.' or '..'), and the
+    seed is an integer >= 0."""
+    for kind, value in (("track", track), ("experiment", experiment), ("agent", agent)):
+        text = value if isinstance(value, str) else ""
+        folder = safe_name(text)
+        if not text or folder in (".", "..") or (kind != "agent" and folder != text):
+            raise ValueError(
+                f"run {kind} {value!r} cannot name a results folder; accepted: a non-empty name "
+                "of letters, digits, '-', '_' and '.' (an agent's other characters become '_'), "
+                "not '.' or '..'"
+            )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"run seed {seed!r} must be an integer >= 0")
 
 
 def rows_to_csv(rows: pd.DataFrame) -> bytes:
@@ -178,7 +197,17 @@ def write_run(
     if missing:
         raise ValueError(f"rows lack columns {missing}")
     first = rows.iloc[0]
+    for column in ("track", "experiment", "agent", "seed"):
+        if rows[column].nunique() != 1:
+            values = rows[column].unique()
+            raise ValueError(f"one run's rows hold several {column} values: {values}")
     folder = run_dir(root, first.track, first.experiment, first.agent, int(first.seed))
+    held = _held_agent(folder / "results.csv")
+    if held not in (None, first.agent):
+        raise ResultsError(
+            f"{folder} holds runs of agent {held!r}; agent {first.agent!r} maps to the same "
+            "folder: choose another agent name"
+        )
     tables = {}
     for name in sorted(extra_tables or {}):
         _check_table_name(name)
@@ -192,6 +221,14 @@ def write_run(
     atomic_write_bytes(folder / "results.csv", data)
     atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return folder
+
+
+def _held_agent(csv_path: Path) -> str | None:
+    """The agent of the run already stored at `csv_path` (None when there is none readable)."""
+    try:
+        return str(pd.read_csv(csv_path, nrows=1, usecols=["agent"]).agent.iloc[0])
+    except (OSError, ValueError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
@@ -227,6 +264,7 @@ def _check_digest(csv_path: Path, meta: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------- reading
 
 
+_NAME_COLUMNS = ("track", "experiment", "env", "agent", "tier", "metric")
 # No metric of any track comes near this; larger values (1e308) overflow the statistics to inf.
 MAX_ABS_VALUE = 1e100
 
@@ -235,7 +273,13 @@ def read_run_csv(csv_path: Path) -> pd.DataFrame:
     """Read and validate one results.csv (and its meta.json when present)."""
     csv_path = Path(csv_path)
     try:
-        frame = pd.read_csv(csv_path)
+        # Names stay strings as written (an agent "0" or "nan" is a name, not a number).
+        frame = pd.read_csv(
+            csv_path,
+            dtype=dict.fromkeys(_NAME_COLUMNS, str),
+            keep_default_na=False,
+            na_values={"value": ["nan", "NaN", "-nan", ""]},
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ResultsError(f"{csv_path}: not a results CSV ({e})") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
@@ -248,7 +292,7 @@ def read_run_csv(csv_path: Path) -> pd.DataFrame:
     for column in ("seed", "step", "value"):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ResultsError(f"{csv_path}: column {column!r} is not numeric (malformed file)")
-    if frame[["track", "agent", "metric"]].isna().any().any():
+    if (frame[["track", "experiment", "agent", "metric"]] == "").any().any():
         raise ResultsError(f"{csv_path}: empty track/agent/metric fields (truncated file?)")
     values = frame["value"].to_numpy(np.float64)
     bad = ~np.isfinite(values) | (np.abs(values) > MAX_ABS_VALUE)
@@ -259,13 +303,39 @@ def read_run_csv(csv_path: Path) -> pd.DataFrame:
             f"{frame['step'].iloc[i]}) has value {frame['value'].iloc[i]!r}; results hold finite "
             f"values of magnitude <= {MAX_ABS_VALUE:g} ({int(bad.sum())} such rows)"
         )
-    meta_path = csv_path.with_name("meta.json")
-    if meta_path.is_file():
-        meta = read_meta(csv_path.parent)
-        _check_digest(csv_path, meta)
-        if meta.get("rows") not in (None, len(frame)):
-            raise ResultsError(f"{csv_path}: {len(frame)} rows, meta.json says {meta['rows']}")
+    _check_keys(csv_path, frame)
+    meta = read_meta(csv_path.parent)
+    if meta is None:
+        raise ResultsError(
+            f"{csv_path}: no meta.json beside it (an unfinished or hand-copied run); results are "
+            "read only with the metadata that checks them"
+        )
+    if "results_sha256" not in meta:
+        raise ResultsError(f"{csv_path}: meta.json has no results_sha256 to check it against")
+    _check_digest(csv_path, meta)
+    if meta.get("rows") not in (None, len(frame)):
+        raise ResultsError(f"{csv_path}: {len(frame)} rows, meta.json says {meta['rows']}")
     return frame
+
+
+def _check_keys(csv_path: Path, frame: pd.DataFrame) -> None:
+    """One run key per file, valid as folder names, and equal to the folder the file is in."""
+    keys = frame[["track", "experiment", "agent", "seed"]].drop_duplicates()
+    if len(keys) != 1:
+        raise ResultsError(f"{csv_path}: rows of several runs ({len(keys)} run keys) in one file")
+    track, experiment, agent, seed = keys.iloc[0]
+    try:
+        check_run_key(track, experiment, agent, int(seed) if float(seed).is_integer() else seed)
+    except ValueError as e:
+        raise ResultsError(f"{csv_path}: {e}") from None
+    parts = csv_path.resolve().parent.parts
+    if len(parts) >= 4 and parts[-1].startswith("seed_"):
+        want = (track, experiment, safe_name(agent), f"seed_{int(seed)}")
+        if tuple(parts[-4:]) != want:
+            raise ResultsError(
+                f"{csv_path}: its rows say {'/'.join(want)} but the file is in "
+                f"{'/'.join(parts[-4:])} (moved or edited)"
+            )
 
 
 def load_results(
@@ -276,7 +346,17 @@ def load_results(
     With `skip_bad=False` the first malformed file raises `ResultsError` naming it; with
     `skip_bad=True` bad files are skipped and described in the returned list.
     """
-    frames, problems = [], []
+    frames: dict[tuple, pd.DataFrame] = {}
+    sources: dict[tuple, tuple[Path, str]] = {}
+    refused: set[tuple] = set()
+    problems = []
+
+    def problem(message: str) -> None:
+        if not skip_bad:
+            raise ResultsError(message)
+        problems.append(message)
+        warnings.warn(f"skipping {message}", stacklevel=3)
+
     for folder in folders:
         folder = Path(folder)
         if not folder.exists():
@@ -284,12 +364,23 @@ def load_results(
         paths = [folder] if folder.is_file() else sorted(folder.rglob("results.csv"))
         for path in paths:
             try:
-                frames.append(read_run_csv(path))
+                frame = read_run_csv(path)
             except ResultsError as e:
-                if not skip_bad:
-                    raise
-                problems.append(str(e))
-                warnings.warn(f"skipping {e}", stacklevel=2)
+                problem(str(e))
+                continue
+            key = tuple(frame[["track", "experiment", "agent", "seed"]].iloc[0])
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if key in sources:  # the same run in two places: one copy if identical, else none
+                if sources[key][1] != digest and key not in refused:
+                    refused.add(key)
+                    problem(
+                        f"{path}: the same run ({'/'.join(map(str, key))}) as "
+                        f"{sources[key][0]} with different numbers; neither is used"
+                    )
+                continue
+            sources[key] = (path, digest)
+            frames[key] = frame
+    frames = [f for key, f in frames.items() if key not in refused]
     if not frames:
         return pd.DataFrame(columns=COLUMNS), problems
     frame = pd.concat(frames, ignore_index=True)

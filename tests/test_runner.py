@@ -213,3 +213,63 @@ def test_bad_progress_evaluations_are_refused_before_training(norm_evaluation):
     ):
         with pytest.raises(ValueError, match=message):
             evaluations.validate(_with(SMOKE[0], **changes))
+
+
+# ----------------------------------------------------------------- filesystem faults and races
+
+
+def _group(out, seeds=(0,), agent="random"):
+    groups, _ = runner.plan(CREDIT, "smoke", SMOKE[:1], list(seeds), out, agents=[agent])
+    return groups[0]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x80\x04\x95 not an npz", b"PK\x03\x04 truncated zip", b""],
+    ids=["pickle-like", "truncated", "empty"],
+)
+def test_a_corrupt_checkpoint_is_named_set_aside_and_the_run_restarts(tmp_path, capsys, garbage):
+    clean = run(tmp_path / "clean", [0], agents=("random",))
+    ckpt = runner.checkpoint_path(tmp_path / "bad", _group(tmp_path / "bad"))
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(garbage)
+    written = run(tmp_path / "bad", [0], agents=("random",))
+    err = capsys.readouterr().err
+    assert str(ckpt) in err and "restarts from scratch" in err and "pickle" not in err
+    assert ckpt.with_name(ckpt.name + ".corrupt").read_bytes() == garbage  # nothing lost
+    same = lambda r: (Path(r["written"][0]) / "results.csv").read_bytes()
+    assert same(written) == same(clean)
+
+
+def test_a_second_process_on_the_same_group_is_told_who_holds_it(tmp_path):
+    group = _group(tmp_path)
+    ckpt = runner.checkpoint_path(tmp_path, group)
+    with runner.group_lock(ckpt, group.seeds):
+        with pytest.raises(runner.RunLocked, match=f"another process \\(pid {os.getpid()}\\)"):
+            run(tmp_path, [0], agents=("random",))
+    assert run(tmp_path, [0], agents=("random",))["written"]  # free again once released
+
+
+def test_stale_temporaries_of_the_group_are_swept_and_others_kept(tmp_path):
+    group = _group(tmp_path)
+    ckpt = runner.checkpoint_path(tmp_path, group)
+    stale = [ckpt.parent / f".{ckpt.name}.x1.tmp", ckpt.parent / "seed_0" / ".results.csv.x2.tmp"]
+    other = ckpt.parent / "seed_1" / ".results.csv.x3.tmp"  # another group's seed
+    for path in [*stale, other]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+    run(tmp_path, [0], agents=("random",))
+    assert not any(p.exists() for p in stale) and other.exists()
+
+
+def test_the_output_folder_is_probed_before_anything_compiles(tmp_path, monkeypatch):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        runner.check_output_folder(a_file)
+    with pytest.raises(ValueError, match="is not a writable folder"):
+        runner.check_output_folder(a_file / "below")
+    monkeypatch.setattr(runner, "MIN_FREE_BYTES", 2**62)
+    monkeypatch.setattr(programs, "build", lambda *a: pytest.fail("compiled before the probe"))
+    with pytest.raises(ValueError, match="MiB free; runs need at least"):
+        run(tmp_path / "out", [0], agents=("random",))

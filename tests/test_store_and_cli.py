@@ -306,3 +306,35 @@ def test_compare_writes_outside_the_main_jobs_folder():
     run = cli._parser().parse_args(["run", "credit"])
     assert args.out == cli.DEFAULT_COMPARE and run.out == cli.DEFAULT_OUT
     assert run.out.resolve() not in args.out.resolve().parents
+
+
+def test_cli_exit_codes_separate_bad_input_faults_and_bugs(tmp_path, monkeypatch, capsys):
+    """Exit 2 for bad input (before anything is written), 1 with one line for a filesystem
+    fault or an expected run failure, and a traceback for anything else (a bug)."""
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert cli.main(["run", "credit/chain", "--tier", "smoke", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+    def disk_full(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "results.csv"))
+
+    monkeypatch.setitem(cli.COMMANDS, "list", disk_full)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"tracks: error: No space left on device ({tmp_path / 'results.csv'})"
+
+    def locked(args):
+        from benchmarks.runner import RunLocked
+
+        raise RunLocked("runs/x is being written by another process (pid 7)")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", locked)
+    assert cli.main(["list"]) == 1 and "pid 7" in capsys.readouterr().err
+
+    def bug(args):
+        raise RuntimeError("an internal error")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", bug)
+    with pytest.raises(RuntimeError, match="an internal error"):
+        cli.main(["list"])

@@ -1,14 +1,17 @@
 """Track `planning`: rapid task-solving with Episodic Planning Networks (Ritter et al. 2021).
 
 Spec: shared/specs/planning.md. Every experiment's primary metric is `episode_return`, the reward
-per episode (= tasks completed: each Collect on the goal pays 1). Unrolls are one whole episode
-plus the dm_env reset step (T = episode length + 1, as in the credit track), 32 environments per
-update, so every update is 32 whole episodes and budgets count the reset step as an environment
-step. Learning agents share the spec's learner (§2.3): Adam 3e-4, entropy cost 0.01 annealed
-linearly to 0.003 over the run's updates, discount 0.99, value cost 0.5, global-norm clip 40.
-The reference policies (random, reactive, explore_plan, oracle) run as non-learning arms of the
-main experiments, so their measured scores sit beside the agents'; environments are built with
-`oracle_extras=True` for the oracle (learning agents ignore extras).
+per episode (= tasks completed: each Collect on the goal pays 1). The quick tier's MPG
+experiments (headline game MPG-V64 3x3/30, spec §0) use the quick learner: 16 environments x
+10-step truncated unrolls with the recurrent state and the EPN's memory carried across unroll
+boundaries (6,250 updates per 1M steps), Adam 1e-3. Every other experiment unrolls one whole
+episode plus the dm_env reset step (T = episode length + 1, as in the credit track) in 32
+environments per update and uses the spec's learner (§2.3): Adam 3e-4; both anneal the entropy
+cost linearly from 0.01 to 0.003 over the run's updates, discount 0.99, value cost 0.5,
+global-norm clip 40. Budgets count the reset step as an environment step. The reference policies
+(random, reactive, explore_plan, oracle) run as non-learning arms of the main experiments, so
+their measured scores sit beside the agents'; environments are built with `oracle_extras=True`
+for the oracle (learning agents ignore extras).
 
 All MPG experiments use MPG-V64 (one-hots over 64 symbols, spec §1.1), so a trained agent can be
 evaluated on 5x5 to 8x8 maps with the same observation shape (`planning_size`).
@@ -21,32 +24,28 @@ in the main MPG comparison, `planning_wavefront` (the EPN's wavefront probe, P7)
 
 Experiments carry a *role* (`ROLES`) that the report (benchmarks.figures.planning) reads:
 `mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
-paper tier), `mpg_epn_k1` / `mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`,
-`mpg_lstm_long` (the LSTM with 10x the steps), `osl` and `osl_structured` (street navigation,
-one-hot and structured codes) and `osl_ab` (trained on families A and B, so that only NYC is
-held out: spec §3.1's variant).
+paper tier), `mpg_epn_spec` (the EPN of spec §2.1 beside the quick tier's), `mpg_epn_k1` /
+`mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`, `mpg_lstm_long` (the LSTM with 10x the
+steps), `planning_check` (the supervised planning check, evaluation only), `osl` and
+`osl_structured` (street navigation, one-hot and structured codes) and `osl_ab` (trained on
+families A and B, so that only NYC is held out: spec §3.1's variant). The first quick design
+(MPG-V64 4x4/100, tier `quick_4x4`) has roles of its own (`mpg_4x4`, ...), which the report does
+not compare with the headline.
 
-Quick tier, estimated time on the 2-core reference CPU (spec §2.5 / §4 speeds: EPN at the quick
-sizes ≈ 1,000 env steps/s for acting + learning, EPN K = 1 ≈ 2,500, transformer ≈ 10,000,
-LSTM(128) 20,000-60,000 (≈ 40,000 used below), reference policies ≈ 100,000; seeds of a run are
-vmapped, so a run costs seeds x steps at these rates):
+Quick tier, measured and estimated time on the 2-core machine (docs/planning.md): the EPN at
+3x3/30 trains at about 2,400 env steps/s with 2 seeds vmapped, the LSTM at about 31,000:
 
-    mpg_v64_4x4              EPN (D 32, H 2, K 4, dedup N 64) 5 x 1M      83 min
-                             LSTM 5 x 1M; 4 references 5 x 1M each        2 + 4 min
-    mpg_v64_4x4_epn_k1       EPN K = 1, 3 x 1M                            20 min
-    mpg_v64_4x4_transformer  transformer (2 layers, D 64, H 4), 3 x 1M    5 min
-    mpg_v64_4x4_lstm_10m     LSTM 5 x 10M                                 21 min
-    osl_a_j5                 EPN (dedup N 96: 1.75x the FLOPs of N 64)     29 min
-                             2 x 0.5M; LSTM and references 2 x 0.5M      1 + 3 min
-    osl_ab_j5                as osl_a_j5 on families A + B, no references  30 min
-    evaluations              final 500 episodes per seed; sizes 8 x 50     12 min
-                             episodes (EPN at K and 2K, N up to 256);
-                             K sweep 4 x 100; held-out streets 9 x 100
+    mpg_v64_3x3_30              EPN 5 x 1M (~35 min), LSTM 5 x 1M, 4 references
+    mpg_v64_3x3_30_epn_spec     spec EPN 3 x 1M (~21 min)
+    mpg_v64_3x3_30_epn_k1       EPN K = 1, 3 x 1M
+    mpg_v64_3x3_30_transformer  transformer (2 layers, D 64, H 4), 3 x 1M
+    mpg_v64_3x3_30_lstm_10m     LSTM 5 x 10M
+    planning_check_*            supervised checks, 3 seeds x 4 networks x 3,000 updates
+    osl_a_j5, osl_ab_j5         EPN (dedup N 96) and LSTM 2 x 0.5M (unchanged; ~1 h)
+    evaluations                 final 500 episodes per seed; sizes 8 x 50 episodes (EPN at K
+                                and 2K, N up to 256); K sweep 4 x 100; held-out streets
 
-Total ≈ 3.5 h at today's EPN speed, ≈ 3 h once the EPN runs at ≈ 1,500 steps/s. The EPN is
-most of it: `quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training
-budget (≈ 50 min, of which the evaluations are 12), for a machine that cannot spare 3 hours;
-its verdicts state that budget.
+`quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training budget.
 
 Tier `fallback` holds the spec's fallbacks (§4) at the quick budget, for when the EPN does not
 learn within it: `mpg_v64_3x3_to_4x4`, a curriculum (kind `rl_curriculum`) of MPG-V64 3x3/100
