@@ -262,7 +262,7 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     import baselines
-    from benchmarks import runner
+    from benchmarks import runner, store
 
     if ":" not in args.factory:
         raise UsageError(f"factory must look like package.module:factory, got {args.factory!r}")
@@ -271,6 +271,10 @@ def cmd_compare(args) -> int:
         f"{args.track}/{args.env}" if args.env else args.track, args.tier, None
     )
     name = args.name or args.factory
+    try:  # before anything runs: the name must make a run folder of its own
+        store.check_run_key(track.name, "experiment", name, 0)
+    except ValueError as e:
+        raise UsageError(f"--name: {e}") from None
     n_seeds = args.seeds or track.tier(args.tier).seeds
     if name != args.factory:
         from baselines import AGENTS
@@ -510,7 +514,13 @@ COMMANDS = {
 
 # RuntimeErrors that end a command with a message and exit 1 (named, so that `main` imports
 # nothing heavy): a diverged run, a group locked by another process, data that cannot be had.
-RUN_FAILURES = ("TrainingDiverged", "RunLocked", "DataUnavailableError", "CorpusUnavailableError")
+RUN_FAILURES = (
+    "TrainingDiverged",
+    "InvalidActions",
+    "RunLocked",
+    "DataUnavailableError",
+    "CorpusUnavailableError",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

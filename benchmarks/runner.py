@@ -35,6 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmarks import evaluations, programs, store
+from benchmarks.training import INVALID_ACTIONS
 from benchmarks.tracks import Experiment, Track
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
@@ -244,6 +245,22 @@ def check_output_folder(out: Path) -> None:
 # ------------------------------------------------------------------------------------- running
 
 
+class InvalidActions(RuntimeError):
+    """An agent chose actions outside its environment's action spec."""
+
+
+def _check_actions(group: RunGroup, invalid: np.ndarray | None) -> None:
+    """Stop the run, naming the agent, when any action of the chunk was outside the spec."""
+    if invalid is None or not np.any(invalid):
+        return
+    seed_idx = int(np.argwhere(np.asarray(invalid) > 0)[0][0])
+    raise InvalidActions(
+        f"{group.title}: agent {group.agent!r} chose {int(np.sum(invalid))} actions outside "
+        f"the action spec of {group.experiment.env!r} (first for seed {group.seeds[seed_idx]}): "
+        "actions must be integers in [0, num_values); no results written"
+    )
+
+
 def _check_finite(group: RunGroup, logs: dict[str, np.ndarray], steps: np.ndarray) -> None:
     for name in programs.LEARNER_METRICS:
         if name in logs and not np.all(np.isfinite(logs[name])):
@@ -344,6 +361,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     for chunk in range(start_chunk, program.num_chunks):
         carry, chunk_logs = program.run_chunk(carry)
+        _check_actions(group, chunk_logs.pop(INVALID_ACTIONS, None))
         per_chunk = next(iter(chunk_logs.values())).shape[1] if chunk_logs else 0
         offset = chunk * per_chunk
         _check_finite(group, chunk_logs, steps[offset : offset + per_chunk])

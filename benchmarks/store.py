@@ -142,16 +142,17 @@ def safe_name(name: str) -> str:
 def check_run_key(track: Any, experiment: Any, agent: Any, seed: Any) -> None:
     """Raise ValueError unless the run key can name folders inside a results root: track and
     experiment are folder names as they are (letters, digits, '-', '_', '.'; not '.' or '..'),
-    the agent is a non-empty name whose folder is `safe_name(agent)` (not '.' or '..'), and the
-    seed is an integer >= 0."""
+    the agent is a non-empty name of those and ':' (a factory `module:function`), whose folder
+    is `safe_name(agent)`, and the seed is an integer >= 0. So no key holds a path separator
+    or markup."""
     for kind, value in (("track", track), ("experiment", experiment), ("agent", agent)):
         text = value if isinstance(value, str) else ""
         folder = safe_name(text)
-        if not text or folder in (".", "..") or (kind != "agent" and folder != text):
+        strange = any(not (c.isalnum() or c in "-_.:") for c in text)  # e.g. '/', '<', ' '
+        if not text or folder in (".", "..") or strange or (kind != "agent" and folder != text):
             raise ValueError(
                 f"run {kind} {value!r} cannot name a results folder; accepted: a non-empty name "
-                "of letters, digits, '-', '_' and '.' (an agent's other characters become '_'), "
-                "not '.' or '..'"
+                "of letters, digits, '-', '_' and '.' (an agent's also ':'), not '.' or '..'"
             )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"run seed {seed!r} must be an integer >= 0")

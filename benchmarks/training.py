@@ -21,6 +21,22 @@ from baselines.types import Agent, Trajectory
 from environments.core import Environment, TimeStep, auto_reset_batch, check_positive_int
 
 SEED_AXIS = "seed"  # the vmap over a run's seeds
+# A chunk's count of actions outside the action spec: checked by the runner (which stops the
+# run naming the agent) and never written as a metric.
+INVALID_ACTIONS = "invalid_actions"
+
+
+def invalid_actions(action: jax.Array, spec: Any) -> jax.Array:
+    """[N] int32: 1 where an action is not an integer in the spec's [0, num_values) (NaN,
+    negative, out of range, fractional), for discrete action specs; zeros otherwise."""
+    num_values = getattr(spec, "num_values", 0)
+    if not num_values:
+        return jnp.zeros(jnp.shape(action)[:1], jnp.int32)
+    a = jnp.asarray(action)
+    ok = (a >= 0) & (a < num_values)
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        ok &= jnp.isfinite(a) & (a == jnp.round(a))
+    return (~ok).astype(jnp.int32).reshape(a.shape[0], -1).max(axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +98,7 @@ class EpisodeStats(NamedTuple):
     return_sum: jax.Array  # []
     length_sum: jax.Array  # []
     metric_sums: dict[str, jax.Array]  # per episode metric, summed over completed episodes
+    invalid_actions: jax.Array  # [] actions outside the action spec (a broken agent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +146,7 @@ class RLProgram:
         key, k_act, k_env = jax.random.split(carry.key, 3)
         ts = carry.timestep
         action, agent_state, info = self.agent.act(carry.agent_state, ts, k_act)
+        invalid = invalid_actions(action, self.env.specs().action)
         keys = jax.random.split(k_env, self.config.num_envs)
         env_state, next_ts = auto_reset_batch(
             self.env, carry.env_state, ts, action, keys, self.reset_axes
@@ -144,12 +162,12 @@ class RLProgram:
             episode_length=episode_length,
             key=key,
         )
-        return carry, (next_ts, action, info, episode_return, episode_length)
+        return carry, (next_ts, action, info, episode_return, episode_length, invalid)
 
     def _update(self, carry: Carry, _):
         start_state = carry.agent_state
         first_ts = carry.timestep
-        carry, (tss, actions, infos, returns, lengths) = jax.lax.scan(
+        carry, (tss, actions, infos, returns, lengths, invalid) = jax.lax.scan(
             self._env_step, carry, None, length=self.config.unroll_length
         )
         ended = tss.last().astype(jnp.float32)  # [T, N]
@@ -158,6 +176,7 @@ class RLProgram:
             return_sum=jnp.sum(ended * returns),
             length_sum=jnp.sum(ended * lengths),
             metric_sums={m: _masked_sum(ended, tss.extras[m]) for m in self.env.episode_metrics},
+            invalid_actions=jnp.sum(invalid),
         )
         if self.agent.learns:
             timesteps = jax.tree.map(
@@ -181,6 +200,7 @@ class RLProgram:
         denom = jnp.maximum(episodes, 1.0)
         nan_if_none = lambda x: jnp.where(episodes > 0, x / denom, jnp.nan)
         logs = {
+            INVALID_ACTIONS: stats.invalid_actions,
             "episodes": episodes,
             "episode_return": nan_if_none(stats.return_sum),
             "episode_length": nan_if_none(stats.length_sum),

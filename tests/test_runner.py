@@ -273,3 +273,42 @@ def test_the_output_folder_is_probed_before_anything_compiles(tmp_path, monkeypa
     monkeypatch.setattr(programs, "build", lambda *a: pytest.fail("compiled before the probe"))
     with pytest.raises(ValueError, match="MiB free; runs need at least"):
         run(tmp_path / "out", [0], agents=("random",))
+
+
+def _bad_actions_agent(specs, action=None, **config):
+    def init(key, env_specs, num_envs):
+        return jnp.zeros(())
+
+    def act(state, timestep, key):
+        shape = timestep.step_type.shape
+        return jnp.full(shape, jnp.asarray(action)), state, {}
+
+    def update(state, trajectory, key):
+        return state, {"loss": jnp.float32(0.0)}
+
+    return Agent(init, act, update)
+
+
+@pytest.mark.parametrize("action", [2, -1, float("nan"), 0.5], ids=["range", "neg", "nan", "frac"])
+def test_actions_outside_the_spec_stop_the_run_naming_the_agent(tmp_path, monkeypatch, action):
+    from baselines import AGENTS
+
+    monkeypatch.setitem(AGENTS, "badly_acting", f"{__name__}:_bad_actions_agent")
+    with pytest.raises(runner.InvalidActions, match="agent 'badly_acting' chose 24 actions outside"):
+        runner.run(
+            CREDIT,
+            "smoke",
+            SMOKE[:1],  # Chain: 2 actions
+            [0],
+            tmp_path,
+            agents=["badly_acting"],
+            agent_configs={"badly_acting": {"action": action}},
+            show_progress=False,
+        )
+    assert not list(tmp_path.rglob("results.csv"))
+
+
+def test_valid_actions_write_no_invalid_action_metric(tmp_path):
+    run(tmp_path, [0], agents=("random",))
+    frame, _ = store.load_results([tmp_path])
+    assert "invalid_actions" not in set(frame.metric)

@@ -338,3 +338,10 @@ def test_cli_exit_codes_separate_bad_input_faults_and_bugs(tmp_path, monkeypatch
     monkeypatch.setitem(cli.COMMANDS, "list", bug)
     with pytest.raises(RuntimeError, match="an internal error"):
         cli.main(["list"])
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "<b>x</b>"])
+def test_compare_refuses_a_name_that_cannot_make_a_run_folder_before_running(name, capsys):
+    argv = ["compare", "examples.linear_pg:make", "--track", "credit", "--tier", "smoke"]
+    assert cli.main([*argv, "--name", name]) == 2
+    assert "--name: run agent" in capsys.readouterr().err
