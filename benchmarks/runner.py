@@ -35,8 +35,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmarks import evaluations, programs, store
-from benchmarks.training import INVALID_ACTIONS
 from benchmarks.tracks import Experiment, Track
+from benchmarks.training import INVALID_ACTIONS
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
 

@@ -294,7 +294,7 @@ def test_actions_outside_the_spec_stop_the_run_naming_the_agent(tmp_path, monkey
     from baselines import AGENTS
 
     monkeypatch.setitem(AGENTS, "badly_acting", f"{__name__}:_bad_actions_agent")
-    with pytest.raises(runner.InvalidActions, match="agent 'badly_acting' chose 24 actions outside"):
+    with pytest.raises(runner.InvalidActions, match="'badly_acting' chose 24 actions outside"):
         runner.run(
             CREDIT,
             "smoke",
