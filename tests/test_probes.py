@@ -233,3 +233,15 @@ def test_chemistry_probe_table_is_deterministic_and_skips_non_learners(alchemy_p
         chemistry_probe.chemistry_probe(None, "x", {}, program, state, 0, 16, policy="argmax")
     with pytest.raises(ValueError, match="episodes must be an int >= 2, got 1"):
         chemistry_probe.chemistry_probe(None, "x", {}, program, state, 0, 1)
+
+
+def test_wavefront_reads_the_slots_embedded_with_the_planner_query():
+    """With `planner_query="goal_position"` the probe embeds the slots with [goal; o_t] as the
+    network does (it used to pass the goal alone: a shape error after a whole training run)."""
+    env = registry.make("memory_planning_game", maze_size=3, max_episode_steps=12, vocabulary=64)
+    config = {**EPN_TINY, "planner_query": "goal_position"}
+    agent = baselines.make_agent("epn", env.specs(), **config)
+    params = agent.init(jax.random.PRNGKey(0), env.specs(), 1).params
+    program = pe._wavefront_program(env, pe._freeze(pe.condition_config("epn", config, env)), 4, 4)
+    data = pe.WavefrontData(*jax.device_get(program(params, jax.random.PRNGKey(3))))
+    assert data.iterates.shape == (3, 4, 12, 8) and np.isfinite(data.iterates).all()
