@@ -619,8 +619,9 @@ def _wavefront_program(env, frozen_config: tuple, episodes: int, max_distance: i
         (state, env_state, ts, key), _ = play(env, agent, params, key, episodes, steps)
         _, state, _ = agent.act(state, ts, key)  # writes the last decision's slot
         memory = state.core_state.memory
-        goal = ts.observation["goal"].astype(jnp.float32)  # [E, V]
-        iterates = epn.slot_iterates(params, memory.slots, memory.count, goal, net_config)
+        position, goal = epn.planning_observation(ts.observation)  # [E, V] each
+        query = epn.planner_query(net_config, position, goal)  # what the slots are embedded with
+        iterates = epn.slot_iterates(params, memory.slots, memory.count, query, net_config)
         label = jnp.argmax(memory.slots[..., -position_dim:], -1)  # [E, N] o_t's label
         cell = jnp.argmax(env_state.labels[:, None, :] == label[..., None], -1)  # [E, N]
         distance = mpg.torus_distance(mpg.cell_xy(cell, n), env_state.goal[:, None, :], n)
