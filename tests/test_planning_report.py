@@ -252,7 +252,7 @@ def test_every_claim_reproduced_on_designed_results(tmp_path):
         assert _status(v[claim]) == "REPRODUCED", v[claim]
     assert _status(v["P7"]) == "REPRODUCED", v["P7"]
     assert "d=3: accuracy(k=3) − accuracy(k=2) = +60.0 [" in v["P7"]
-    assert "d=4 (the clipped, farthest class) is not judged" in v["P7"]
+    assert "d=4 (the farthest class with slots) is not judged" in v["P7"]
     # Numbers, n and budget are stated.
     assert "EPN 25.00 [" in v["P1"] and "(n=5)" in v["P1"] and "(n=3)" in v["P1"]
     assert "budget 1M env steps per seed" in v["P1"]
@@ -533,3 +533,25 @@ def test_supervised_check_table_reads_every_check_experiment(tmp_path):
     spec = table.loc[("planning_check_mpg_v64_3x3_30_epn_spec", "EPN")]
     assert (spec["gate first met at"], spec["passes gate"]) == ("—", "no")
     assert table.loc[("planning_check_mpg_v64_3x3_30", "LSTM"), "passes gate"] == "no"
+
+
+def test_p7_on_a_small_map_judges_only_distances_with_slots():
+    """On MPG 3x3 no slot is 3 or 4 moves from the goal (NaN accuracy rows): the farthest
+    distance with slots (2) is the one decodable by elimination, so nothing is judged."""
+    rows = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "seed": seed,
+                    "iteration": k,
+                    "distance": range(5),
+                    "accuracy": [0.5, 0.4, 0.3, np.nan, np.nan],
+                }
+            )
+            for seed in range(3)
+            for k in range(3)
+        ]
+    )
+    assert fig.wavefront_gains(rows) == {}
+    rows.loc[rows.distance == 3, "accuracy"] = 0.2  # a 4x4 map: d=3 now has slots
+    assert set(fig.wavefront_gains(rows)) == {2}

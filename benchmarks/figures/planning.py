@@ -667,10 +667,13 @@ def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
         index=["seed", "distance"], columns="iteration", values="accuracy", aggfunc="first"
     )
     gains = {}
-    farthest = int(rows.distance.max())
+    scored = set(acc.index.get_level_values("distance"))  # distances with a finite accuracy
+    farthest = int(max(scored, default=0))  # on a small map: the farthest distance it has
     for d in sorted(rows.distance.unique()):
         d = int(d)
-        if d < 2 or d == farthest or d not in acc.columns or d - 1 not in acc.columns:
+        if d < 2 or d == farthest or d not in scored:
+            continue
+        if d not in acc.columns or d - 1 not in acc.columns:
             continue
         per_seed = acc.xs(d, level="distance")
         gains[d] = 100.0 * (per_seed[d] - per_seed[d - 1]).to_numpy(np.float64)
@@ -687,7 +690,8 @@ def verdict_p7(data: Data) -> str:
     if rows.empty:
         return _line("P7", INSUFFICIENT_DATA, details + ["no planning_wavefront tables"])
     gains = wavefront_gains(rows)
-    details.append(f"d={int(rows.distance.max())} (the clipped, farthest class) is not judged")
+    farthest = int(rows.dropna(subset=["accuracy"]).distance.max())
+    details.append(f"d={farthest} (the farthest class with slots) is not judged")
     if not gains:
         return _line(
             "P7", INSUFFICIENT_DATA, details + ["no distance d >= 2 with iterations d − 1 and d"]
