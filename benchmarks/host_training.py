@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.types import Agent, Trajectory
+from benchmarks.training import InvalidActions
 from environments.core import StepType, TimeStep, check_positive_int
 from environments.skiing import Skiing, SkiingPool
 
@@ -366,6 +367,12 @@ class HostRLProgram:
                 carry.actor_params, recurrent, runtime.timestep, k_act, np.int32(t)
             )
             action = np.asarray(action)
+            bad = _invalid(action, self._num_actions)
+            if bad:
+                raise InvalidActions(
+                    f"{bad} actions outside the action spec of {self.env.id!r}: actions must "
+                    f"be integers in [0, {self._num_actions}); no results written"
+                )
             ts = runtime.pool.step(action)
             self._count(runtime, ts, ended)
             runtime.timestep = ts
@@ -391,6 +398,10 @@ class HostRLProgram:
         carry = SeedCarry(learner, actor_params, recurrent, key, carry.updates + 1)
         return carry, ended, metrics
 
+    @functools.cached_property
+    def _num_actions(self) -> int:
+        return int(self.env.specs().action.num_values)
+
     @staticmethod
     def _count(runtime: _Runtime, ts: TimeStep, ended) -> None:
         """Running episode return/length (raw rewards); finished episodes go to `ended`."""
@@ -402,3 +413,11 @@ class HostRLProgram:
             ended[1].append(float(runtime.episode_length[i]))
             ended[2].append(float(ts.extras["missed_gates"][i]))
             ended[3].append(float(ts.extras["truncated"][i]))
+
+
+def _invalid(action: np.ndarray, num_actions: int) -> int:
+    """How many of `action` are not integers in [0, num_actions) (NaN, negative, too large,
+    fractional)."""
+    a = np.asarray(action, np.float64)
+    ok = np.isfinite(a) & (a >= 0) & (a < num_actions) & (a == np.round(a))
+    return int(np.sum(~ok))

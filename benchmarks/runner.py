@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from benchmarks import evaluations, programs, store
 from benchmarks.tracks import Experiment, Track
-from benchmarks.training import INVALID_ACTIONS
+from benchmarks.training import INVALID_ACTIONS, InvalidActions
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
 
@@ -245,10 +245,6 @@ def check_output_folder(out: Path) -> None:
 # ------------------------------------------------------------------------------------- running
 
 
-class InvalidActions(RuntimeError):
-    """An agent chose actions outside its environment's action spec."""
-
-
 def _check_actions(group: RunGroup, invalid: np.ndarray | None) -> None:
     """Stop the run, naming the agent, when any action of the chunk was outside the spec."""
     if invalid is None or not np.any(invalid):
@@ -360,7 +356,10 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
     progress_at = evaluations.progress_chunks(group.experiment, program.num_chunks)
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     for chunk in range(start_chunk, program.num_chunks):
-        carry, chunk_logs = program.run_chunk(carry)
+        try:
+            carry, chunk_logs = program.run_chunk(carry)
+        except InvalidActions as e:  # raised by a host-stepped program (Skiing)
+            raise InvalidActions(f"{group.title}: agent {group.agent!r}: {e}") from None
         _check_actions(group, chunk_logs.pop(INVALID_ACTIONS, None))
         per_chunk = next(iter(chunk_logs.values())).shape[1] if chunk_logs else 0
         offset = chunk * per_chunk

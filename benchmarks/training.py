@@ -26,6 +26,10 @@ SEED_AXIS = "seed"  # the vmap over a run's seeds
 INVALID_ACTIONS = "invalid_actions"
 
 
+class InvalidActions(RuntimeError):
+    """An agent chose actions outside its environment's action spec."""
+
+
 def invalid_actions(action: jax.Array, spec: Any) -> jax.Array:
     """[N] int32: 1 where an action is not an integer in the spec's [0, num_values) (NaN,
     negative, out of range, fractional), for discrete action specs; zeros otherwise."""

@@ -283,3 +283,12 @@ def test_experiments_build_envpool_programs():
     assert quick["sr"].agent is not None and quick["sr"].config.unroll_length == 80
     assert 30 * 1_132 * 4 <= quick["random"].log_steps()[-1] < QUICK_FRAMES
     assert programs.build(SKIING_VERDICT, "vtrace_lstm").log_steps()[-1] >= 20_000_000
+
+
+def test_host_loop_counts_actions_outside_the_spec():
+    """The host-stepped loop (Skiing) checks every action before envpool casts it."""
+    from benchmarks.host_training import _invalid
+
+    assert _invalid(np.array([0, 1, 2]), 3) == 0
+    assert _invalid(np.array([3, -1, 0]), 3) == 2
+    assert _invalid(np.array([0.5, np.nan, 1.0]), 3) == 2
