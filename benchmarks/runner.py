@@ -345,7 +345,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
                 file=sys.stderr,
             )
             meta = None
-    if ckpt.exists() and meta is not None:
+    if meta is not None:  # resumed from a readable checkpoint
         start_chunk, wall_before, resumed = meta["chunks_done"], meta.get("wall_time", 0.0), True
         progress_tables = _progress_from_json(meta.get("progress"), len(group.seeds))
         progress_time = meta.get("progress_evaluation_time", 0.0)
