@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.types import Agent, Trajectory
-from benchmarks.training import InvalidActions
+from benchmarks.training import InvalidActions, outside_spec
 from environments.core import StepType, TimeStep, check_positive_int
 from environments.skiing import Skiing, SkiingPool
 
@@ -367,7 +367,7 @@ class HostRLProgram:
                 carry.actor_params, recurrent, runtime.timestep, k_act, np.int32(t)
             )
             action = np.asarray(action)
-            bad = _invalid(action, self._num_actions)
+            bad = int(np.sum(outside_spec(action, self._num_actions, np)))
             if bad:
                 raise InvalidActions(
                     f"{bad} actions outside the action spec of {self.env.id!r}: actions must "
@@ -413,11 +413,3 @@ class HostRLProgram:
             ended[1].append(float(runtime.episode_length[i]))
             ended[2].append(float(ts.extras["missed_gates"][i]))
             ended[3].append(float(ts.extras["truncated"][i]))
-
-
-def _invalid(action: np.ndarray, num_actions: int) -> int:
-    """How many of `action` are not integers in [0, num_actions) (NaN, negative, too large,
-    fractional)."""
-    a = np.asarray(action, np.float64)
-    ok = np.isfinite(a) & (a >= 0) & (a < num_actions) & (a == np.round(a))
-    return int(np.sum(~ok))

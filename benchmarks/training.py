@@ -30,17 +30,24 @@ class InvalidActions(RuntimeError):
     """An agent chose actions outside its environment's action spec."""
 
 
+def outside_spec(action: Any, num_values: int, xp: Any = jnp) -> Any:
+    """Bool mask of the actions that are not integers in [0, num_values) (NaN, negative, too
+    large, fractional); `xp` is jax.numpy in compiled loops, numpy in the host loop."""
+    a = xp.asarray(action)
+    ok = (a >= 0) & (a < num_values)
+    if xp.issubdtype(a.dtype, xp.floating):
+        ok &= xp.isfinite(a) & (a == xp.round(a))
+    return ~ok
+
+
 def invalid_actions(action: jax.Array, spec: Any) -> jax.Array:
-    """[N] int32: 1 where an action is not an integer in the spec's [0, num_values) (NaN,
-    negative, out of range, fractional), for discrete action specs; zeros otherwise."""
+    """[N] int32: 1 where an environment's action is outside a discrete action spec (zeros for
+    other specs)."""
     num_values = getattr(spec, "num_values", 0)
     if not num_values:
         return jnp.zeros(jnp.shape(action)[:1], jnp.int32)
-    a = jnp.asarray(action)
-    ok = (a >= 0) & (a < num_values)
-    if jnp.issubdtype(a.dtype, jnp.floating):
-        ok &= jnp.isfinite(a) & (a == jnp.round(a))
-    return (~ok).astype(jnp.int32).reshape(a.shape[0], -1).max(axis=1)
+    bad = outside_spec(action, num_values)
+    return bad.astype(jnp.int32).reshape(bad.shape[0], -1).max(axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
