@@ -471,7 +471,19 @@ def run(
         desc=f"{track.name}/{tier}",
     ) as bar:
         for group, program in zip(groups, built, strict=True):
-            bar.set_postfix_str(f"{group.experiment.name}/{group.agent} seeds={group.seeds}")
-            folders = run_group(group, out, progress=bar.update, program=program)
+            label = f"{group.experiment.name}/{group.agent} seeds={group.seeds}"
+            # Until its first chunk returns, a group's time is XLA compiling the whole chunk.
+            bar.set_postfix_str(f"{label} (compiling)")
+            folders = run_group(group, out, progress=_labelled(bar, label), program=program)
             written.extend(map(str, folders))
     return {"written": written, "skipped": finished}
+
+
+def _labelled(bar, label: str):
+    """A progress callback that advances `bar` and shows `label` (dropping "compiling")."""
+
+    def update(n: int) -> None:
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(n)
+
+    return update
