@@ -96,13 +96,31 @@ def make_torso(name: str, width: int) -> hk.Module:
 
 
 class ActorCriticCore(hk.RNNCore):
-    """torso -> LSTM -> (policy logits, value); the LSTM state resets where `first` is set."""
+    """torso -> LSTM -> (policy logits, value); the LSTM state resets where `first` is set.
 
-    def __init__(self, num_actions: int, torso: str, torso_width: int, lstm_size: int):
+    `torso_skip`: the heads read the LSTM output ⊕ the torso embedding, so a reactive policy (one
+    the current observation decides) has a path that does not go through the recurrence.
+    """
+
+    def __init__(
+        self,
+        num_actions: int,
+        torso: str,
+        torso_width: int,
+        lstm_size: int,
+        torso_skip: bool = False,
+    ):
         super().__init__(name="actor_critic")
         self.num_actions = num_actions
         self.torso_name, self.torso_width = torso, torso_width
+        self.torso_skip = torso_skip
         self.lstm = hk.ResetCore(hk.LSTM(lstm_size))
+
+    def head_features(self, embedding: jax.Array, core_output: jax.Array) -> jax.Array:
+        """[B, H] or [B, H + E]: what the policy and value heads read."""
+        if self.torso_skip:
+            return jnp.concatenate([core_output, embedding], -1)
+        return core_output
 
     def embed(self, observation: Any) -> jax.Array:
         return make_torso(self.torso_name, self.torso_width)(observation)
@@ -116,7 +134,7 @@ class ActorCriticCore(hk.RNNCore):
         observation, first = inputs
         embedding = self.embed(observation)  # [B, E]
         core_output, state = self.lstm((embedding, first), state)
-        return (*self.heads(core_output), embedding), state
+        return (*self.heads(self.head_features(embedding, core_output)), embedding), state
 
     def initial_state(self, batch_size: int | None):
         return self.lstm.initial_state(batch_size)

@@ -191,7 +191,8 @@ class SRCore(ActorCriticCore):
         observation, first = inputs
         embedding = self.embed(observation)  # [B, E]
         core_output, state = self.lstm((embedding, first), state)  # [B, H]
-        return (*self.heads(core_output), embedding, core_output), state
+        features = self.head_features(embedding, core_output)
+        return (*self.heads(features), embedding, core_output), state
 
 
 class SRHeads(hk.Module):
@@ -259,7 +260,13 @@ def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
     width = config.torso_width if config.sr_input == "embedding" else config.lstm_size
 
     def forward():
-        core = SRCore(specs.action.num_values, config.torso, config.torso_width, config.lstm_size)
+        core = SRCore(
+            specs.action.num_values,
+            config.torso,
+            config.torso_width,
+            config.lstm_size,
+            config.torso_skip,
+        )
         heads = SRHeads(config.sr_hidden, config.c_init, capacity if config.sr_time_input else None)
 
         def init(observation, first, state):

@@ -49,6 +49,8 @@ class VTraceConfig:
     # The network also sees one-hot(a_{t-1}) and r_{t-1}·reward_scale (zeros at FIRST): without
     # them a recurrent agent cannot tell whether its last move happened (planning spec §2.2).
     prev_action_reward: bool = False
+    # The heads also read the torso embedding beside the LSTM output (networks.ActorCriticCore).
+    torso_skip: bool = False
     # Linear anneals over `anneal_updates` learner updates, then constant (None: no anneal);
     # the learning rate's over `learning_rate_anneal_updates` when given.
     entropy_cost_final: float | None = None
@@ -150,7 +152,9 @@ class LSTMCore(ActorCriticCore):
     """
 
     def __init__(self, num_actions: int, config: VTraceConfig):
-        super().__init__(num_actions, config.torso, config.torso_width, config.lstm_size)
+        super().__init__(
+            num_actions, config.torso, config.torso_width, config.lstm_size, config.torso_skip
+        )
         self.prev_action_reward = config.prev_action_reward
 
     def __call__(self, inputs: NetInputs, state):
@@ -158,7 +162,7 @@ class LSTMCore(ActorCriticCore):
         if self.prev_action_reward:
             embedding = jnp.concatenate([embedding, prev_features(inputs, self.num_actions)], -1)
         core_output, state = self.lstm((embedding, inputs.first), state)
-        return self.heads(core_output), state
+        return self.heads(self.head_features(embedding, core_output)), state
 
 
 def haiku_network(core_fn: Callable[[], hk.RNNCore]) -> Network:

@@ -109,9 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("page", type=Path, help="the page, e.g. reports/index.html")
     parser.add_argument("--screenshot", type=Path, default=None, help="write a PNG here")
     parser.add_argument("--full-page", action="store_true", help="screenshot the whole page")
+    parser.add_argument(
+        "--width", type=int, default=1280, help="viewport width in CSS pixels (phone: 390)"
+    )
+    parser.add_argument("--height", type=int, default=900, help="viewport height in CSS pixels")
     args = parser.parse_args(argv)
+    if args.width <= 0 or args.height <= 0:
+        parser.error(f"--width and --height must be positive, got {args.width}x{args.height}")
     try:
-        check = check_page(args.page, args.screenshot, full_page=args.full_page)
+        check = check_page(
+            args.page,
+            args.screenshot,
+            width=args.width,
+            height=args.height,
+            full_page=args.full_page,
+        )
     except FileNotFoundError as e:
         print(f"browser: error: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
@@ -102,6 +102,7 @@ class CurriculumProgram:
     """The stages' programs run one after another, the learner handed on at each boundary."""
 
     stages: tuple[RLProgram, ...]
+    seed_axis_leading: ClassVar[bool] = True  # each stage's carry is [S, ...]
 
     def __post_init__(self):
         first = self.stages[0]

@@ -401,6 +401,8 @@ def load_corpus(dataset: str, options: Mapping[str, Any] | None = None):
 class LMProgram:
     """The compiled training loop for one (model, corpus, LMTrainConfig); see the module doc."""
 
+    seed_axis_leading = True  # per-seed state is [S, ...]; step counts are shared scalars
+
     def __init__(
         self,
         model: LanguageModel,

@@ -28,6 +28,9 @@ from benchmarks.training import RLProgram
 class Program(Protocol):
     num_chunks: int
     steps_per_chunk: int
+    # Optional: True when every seed-dependent leaf of the carry has the seeds on its leading
+    # axis, so the runner may spread them over the devices (benchmarks.devices).
+    # seed_axis_leading: bool
 
     def init(self, seeds: Any) -> Any: ...
     def run_chunk(self, carry: Any) -> tuple[Any, dict[str, np.ndarray]]: ...

@@ -93,6 +93,8 @@ _EXTRA = ["#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02"]
 LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte", "perplexity"})
 
 # A hook's verdict statuses and the outcome each one reports.
+# Tiers whose runs check the pipeline only (seconds of training): their report says so up front.
+SMOKE_TIERS = frozenset({"smoke"})
 OUTCOMES = {
     "REPRODUCED": "reproduced",
     "NOT REPRODUCED": "not reproduced",
@@ -152,6 +154,10 @@ def save_figure(fig, path: Path) -> list[str]:
 # ------------------------------------------------------------------------------ per experiment
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+FEW_POINTS = 12  # curves with at most this many log points get a marker at each
+
+
 def learning_curve_figure(
     frame: pd.DataFrame,
     metric: str,
@@ -162,13 +168,24 @@ def learning_curve_figure(
 ) -> list[str]:
     """IQM over seeds at every log point, a 95% bootstrap band, n seeds in the legend."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for agent in sorted(frame.agent.unique()):
+    for i, agent in enumerate(sorted(frame.agent.unique())):
         curve = stats.learning_curve(frame[frame.agent == agent], metric)
         if curve.empty:
             continue
         colour = agent_colour(agent)
         n = int(curve.n.max())
-        ax.plot(curve.step, curve.iqm, color=colour, label=f"{agent} (n={n} seeds)", lw=1.6)
+        ax.plot(
+            curve.step,
+            curve.iqm,
+            color=colour,
+            label=f"{agent} (n={n} seeds)",
+            lw=1.6,
+            # A line style per agent keeps identical curves apart; markers show a curve of a
+            # few points (a single point draws no line at all).
+            ls=LINE_STYLES[i % len(LINE_STYLES)],
+            marker="o" if len(curve) <= FEW_POINTS else None,
+            ms=4,
+        )
         ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.2, lw=0)
     ax.set_xlabel(f"{x_label} (per seed)")
     ax.set_ylabel(textwrap.fill(y_label or metric, 40))
@@ -808,18 +825,17 @@ def _index_markdown(sections: list[Section], problems: list[str], metadata) -> s
     md += [f"- {label}: {value}" for label, value in metadata] + [""]
     if problems:
         md += ["## Skipped result files", ""] + [f"- {p}" for p in problems] + [""]
+    idle = [s.track for s in sections if not s.ran]
+    if idle:
+        md += [f"Not run (no results): {', '.join(idle)}.", ""]
     for s in sections:
+        if not s.ran:
+            continue
         md += [f"## {s.track}", ""]
         if s.description:
             md += [s.description, ""]
-        if not s.ran:
-            md += ["Not run: no results for this track.", ""]
         if s.verdicts:
             md += ["### Claims", ""] + [f"- {v.line}" for v in s.verdicts] + [""]
-        if not s.ran:
-            if s.extra is not None and s.extra.notes and not s.verdicts:
-                md += [f"- {n}" for n in s.extra.notes] + [""]
-            continue
         md += ["### Run metadata", ""] + [f"- {k}: {v}" for k, v in s.metadata] + [""]
         md += ["### Final scores", "", _markdown_table(s.summary)]
         if s.extra is not None:
@@ -864,6 +880,8 @@ white-space:nowrap;color:#fff}
 .not-run{background:#757575}.unknown{background:#6d4c41}
 ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white-space:nowrap}
 .problems li{color:#a00}
+.banner{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:.3em}
+table.claims summary{cursor:pointer}table.claims details[open] summary{font-weight:600}
 """.strip()
 
 
@@ -912,18 +930,25 @@ def _claims_html(verdicts: list[Verdict]) -> str:
     return f'<ul class="claims">{items}</ul>'
 
 
+def _claims_table(verdicts: list[Verdict]) -> str:
+    """One row per claim: its verdict first, the hook's whole line (numbers, seeds) folded."""
+    rows = "".join(
+        f'<tr><td><a href="#{_e(v.track)}-claims">{_e(v.track)}</a></td><td>{_e(v.claim)}</td>'
+        f"<td>{_badge(v.outcome)}</td><td><details><summary>{_e(v.title or v.line)}</summary>"
+        f"{_e(v.line)}</details></td></tr>"
+        for v in verdicts
+    )
+    return (
+        '<table class="claims"><thead><tr><th>track</th><th>claim</th><th>verdict</th>'
+        f"<th>what is claimed (open for the numbers)</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def _section_html(s: Section) -> str:
     t = s.track
     body = [f'<section id="{_e(t)}"><h2>{_e(t)}</h2>']
     if s.description:
         body.append(f"<p>{_e(s.description)}</p>")
-    if not s.ran:
-        body.append("<p><b>Not run</b>: no results for this track.</p>")
-        if s.verdicts:
-            body += [f'<h3 id="{_e(t)}-claims">Claims</h3>', _claims_html(s.verdicts)]
-        if s.extra is not None and s.extra.notes and not s.verdicts:
-            body += ["<ul>"] + [f"<li>{_e(n)}</li>" for n in s.extra.notes] + ["</ul>"]
-        return "".join(body) + "</section>"
     parts = [("claims", "Claims"), ("metadata", "Run metadata"), ("scores", "Final scores")]
     if s.extra is not None and (s.extra.figures or s.extra.tables):
         parts.append(("figures", "Figures"))
@@ -979,24 +1004,32 @@ def _section_html(s: Section) -> str:
 def _index_html(
     sections: list[Section], problems: list[str], metadata, results_dirs: list[Path]
 ) -> str:
+    ran = [s for s in sections if s.ran]
     nav = ["<b>Tracks report</b>", '<a href="#overview">Overview</a>']
-    for s in sections:
-        cls = "" if s.ran else ' class="notrun"'
-        nav.append(f'<a href="#{_e(s.track)}"{cls}>{_e(s.track)}</a>')
+    nav += [f'<a href="#{_e(s.track)}">{_e(s.track)}</a>' for s in ran]
     if problems:
         nav.append(f'<a href="#skipped">Skipped files ({len(problems)})</a>')
     nav.append('<a href="#metadata">Run metadata</a>')
     body = [f"<nav>{''.join(nav)}</nav><main>"]
     body.append('<section id="overview"><h1>Tracks report</h1>')
+    tiers = dict(metadata).get("tiers", "")
+    if tiers and set(tiers.split(", ")) <= SMOKE_TIERS:
+        body.append(
+            '<p class="banner"><b>Pipeline check, not results.</b> These are smoke-tier runs '
+            "(seconds of training with tiny networks): they show that every piece runs, and "
+            "their verdicts say nothing about the methods. The measured results are the "
+            "quick-tier report committed in the repository (<code>reports/index.html</code>; "
+            "<code>tracks regenerate --tier quick</code> rebuilds it).</p>"
+        )
     sources = ", ".join(str(d) for d in results_dirs)
     body.append(
         f"<p>Built from the results in <code>{_e(sources)}</code> alone "
         "(<code>tracks report</code>); every number below is recomputed from them.</p>"
     )
     rows = []
-    for s in sections:
+    for s in ran:
         counts = {o: sum(v.outcome == o for v in s.verdicts) for o in OUTCOMES.values()}
-        runs = dict(s.metadata).get("runs", "0") if s.ran else "0"
+        runs = dict(s.metadata).get("runs", "0")
         claims = " ".join(f"{_badge(o)} {n}" for o, n in counts.items() if n) or "—"
         rows.append(
             f'<tr><td><a href="#{_e(s.track)}">{_e(s.track)}</a></td><td>{_e(s.description)}'
@@ -1006,6 +1039,12 @@ def _index_html(
         "<table><thead><tr><th>track</th><th>question</th><th>runs</th><th>claims</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table>"
     )
+    idle = [s.track for s in sections if not s.ran]
+    if idle:
+        body.append(f"<p>Not run (no results): {_e(', '.join(idle))}.</p>")
+    claimed = [v for s in ran for v in s.verdicts]
+    if claimed:
+        body += ['<h2 id="claims">Claims</h2>', _claims_table(claimed)]
     all_verdicts = [v for s in sections for v in s.verdicts]
     if all_verdicts:
         body.append(
@@ -1016,7 +1055,7 @@ def _index_html(
     if problems:
         body.append('<section id="skipped"><h2>Skipped result files</h2><ul class="problems">')
         body += [f"<li>{_e(p)}</li>" for p in problems] + ["</ul></section>"]
-    body += [_section_html(s) for s in sections]
+    body += [_section_html(s) for s in ran]
     body.append('<section id="metadata"><h2>Run metadata (all tracks)</h2>')
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in metadata)
     settings = (

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmarks import evaluations, programs, store
+from benchmarks import devices, evaluations, programs, store
 from benchmarks.tracks import Experiment, Track
 from benchmarks.training import INVALID_ACTIONS, InvalidActions
 
@@ -345,6 +345,8 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
                 file=sys.stderr,
             )
             meta = None
+    if getattr(program, "seed_axis_leading", False):
+        carry = devices.shard_seeds(carry, len(group.seeds))
     if meta is not None:  # resumed from a readable checkpoint
         start_chunk, wall_before, resumed = meta["chunks_done"], meta.get("wall_time", 0.0), True
         progress_tables = _progress_from_json(meta.get("progress"), len(group.seeds))
@@ -406,6 +408,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         "versions": store.package_versions(),
         "git_commit": store.git_commit(),
         "platform": store.platform_info(),
+        "devices": devices.devices_of(carry),
         "wall_time": wall,
         "seeds_in_program": group.seeds,
         "resumed": resumed,
@@ -471,7 +474,19 @@ def run(
         desc=f"{track.name}/{tier}",
     ) as bar:
         for group, program in zip(groups, built, strict=True):
-            bar.set_postfix_str(f"{group.experiment.name}/{group.agent} seeds={group.seeds}")
-            folders = run_group(group, out, progress=bar.update, program=program)
+            label = f"{group.experiment.name}/{group.agent} seeds={group.seeds}"
+            # Until its first chunk returns, a group's time is XLA compiling the whole chunk.
+            bar.set_postfix_str(f"{label} (compiling)")
+            folders = run_group(group, out, progress=_labelled(bar, label), program=program)
             written.extend(map(str, folders))
     return {"written": written, "skipped": finished}
+
+
+def _labelled(bar, label: str):
+    """A progress callback that advances `bar` and shows `label` (dropping "compiling")."""
+
+    def update(n: int) -> None:
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(n)
+
+    return update

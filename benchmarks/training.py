@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +122,7 @@ class RLProgram:
     # Enclosing vmaps (set by `_chunk`: the seeds) over which the auto-reset's "some episode
     # ended" branch is reduced, so that it stays a branch (`core.auto_reset_batch`).
     reset_axes: tuple[str, ...] = ()
+    seed_axis_leading: ClassVar[bool] = True  # the carry is [S, ...] (benchmarks.devices)
 
     @property
     def num_chunks(self) -> int:

@@ -209,6 +209,7 @@ def designed_report(designed, tmp_path_factory):
     return fig.report(frame, folders, tmp_path_factory.mktemp("designed_report"))
 
 
+@pytest.mark.slow
 def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report):
     lines = by_claim(designed_report.verdicts)
     assert list(lines) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]
@@ -273,6 +274,7 @@ def test_a2_reports_i2_on_the_released_trace(tmp_path, violations):
         assert status(line) == fig.NOT_RUN
 
 
+@pytest.mark.slow
 def test_failures_are_named(tmp_path):
     arms = dict(ARMS)
     arms["baseline"] = ("vtrace_lstm", (238, 240, 242, 244, 246), 3.0, 20, "sample")
@@ -342,6 +344,7 @@ def test_fifteen_step_arms_are_labelled_in_tables(designed_report):
     assert edges.loc["IO (spec)", "edges_7"] == "250.7"
 
 
+@pytest.mark.slow
 def test_report_builds_figures_and_is_identical_when_rebuilt(designed, tmp_path):
     frame, folders = designed
     root = folders[0].parents[3]

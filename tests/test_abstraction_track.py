@@ -219,6 +219,7 @@ def test_budget_rejects_totals_that_overshoot():
 # -------------------------------------------------------------------------- evaluation set
 
 
+@pytest.mark.slow
 def test_eval_set_is_fixed_prefix_stable_and_shared_by_trial_lengths():
     keys = ae.eval_set_keys(6)
     np.testing.assert_array_equal(keys[:3], ae.eval_set_keys(3))
@@ -259,6 +260,7 @@ def test_alchemy_eval_table_of_a_reference_policy():
     assert ae.alchemy_eval(e, "random", {}, other, None, 0) == {}
 
 
+@pytest.mark.slow
 def test_greedy_is_seed_independent_and_sampling_is_not():
     e, program = _program("vtrace_lstm", track_def.BASELINE_SMOKE)
     carry = program.init([0])
@@ -311,6 +313,7 @@ def _run_subset(tmp_path, subset, seeds=(0, 1)):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
     written, _ = _run_subset(tmp_path, E2E)
     seeds = {e.name: _seeds("smoke", e) for e in _experiments("smoke")}
@@ -358,6 +361,7 @@ def test_smoke_tier_end_to_end_through_the_runner(tmp_path):
 
 @pytest.mark.slow
 @needs_alchemist
+@pytest.mark.slow
 def test_smoke_alchemist_arm_end_to_end(tmp_path):
     """The alchemist through the runner, scored greedily (its evaluation policy, spec §4.3);
     the memory and no-shaping arms differ only in options the CLI smoke run covers."""

@@ -67,6 +67,7 @@ def _act(agent):
     return jax.jit(agent.act)
 
 
+@pytest.mark.slow
 def test_presets_build_agents_and_learner_settings_match_the_spec():
     cfg, learner = al.split_config(al.ALCHEMIST)
     assert (learner.discount, learner.value_loss, learner.optimizer) == (0.7, "smooth_l1", "adamw")
@@ -210,6 +211,7 @@ def test_memory_is_a_fifo_of_the_latest_rows():
 
 
 @pytest.mark.parametrize("memory", ["none", "episodic_attention"])
+@pytest.mark.slow
 def test_no_state_leaks_across_episodes(memory):
     """First-step outputs of episode 2 do not depend on episode 1 (§7)."""
     agent, rollout = _agent_and_rollout(memory=memory)
@@ -249,6 +251,7 @@ def test_read_flags_change_what_unwritten_slots_contribute():
         assert not np.allclose(read(variant, memory), read(variant, garbage), atol=1e-3), flags
 
 
+@pytest.mark.slow
 def test_chem_aux_loss_wraps_the_shared_learner_update():
     plain, rollout = _agent_and_rollout(memory="none")
     aux = al.make(SPECS, **{**TINY, "memory": "none", "chem_aux_loss": True})

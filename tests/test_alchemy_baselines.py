@@ -285,6 +285,7 @@ def test_oracle_trial_value_equals_brute_force_dp():
         assert oracle.trial_value(g, stones, counts)[0] == _dp(g, stones, tuple(counts))
 
 
+@pytest.mark.slow
 def test_oracle_plays_each_trial_optimally():
     env = SymbolicAlchemy()
     agent = oracle.make_search_oracle(env.specs())

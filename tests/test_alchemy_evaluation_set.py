@@ -110,6 +110,7 @@ def _check(data, env, e, actions, first_trial=2):
     return io.check_recorded_actions(env, observer, *data.episodes(e), actions, first_trial)
 
 
+@pytest.mark.slow
 def test_i2_the_released_io_actions_are_q_maximal(data, env):
     checked = 0
     for e in range(3):

@@ -47,6 +47,7 @@ def _per_env(env, state, ts, action, keys):
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))
+@pytest.mark.slow
 def test_batched_auto_reset_equals_the_per_environment_one(name):
     env = environments.make(name, **ENVS[name])
     keys = jax.random.split(jax.random.PRNGKey(3), 2)  # [seeds]

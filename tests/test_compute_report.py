@@ -218,6 +218,7 @@ def _status(verdicts, claim):
     return line.split(": ", 1)[1].split(" — ")[0], line
 
 
+@pytest.mark.slow
 def test_every_claim_reproduced_on_designed_results(tmp_path):
     make_results(tmp_path / "results")
     # Through the generic report, which calls the track's hook.

@@ -423,6 +423,7 @@ def credit_hook(monkeypatch):
 FIGURES = ("chain", "delayed_catch", "key_to_door", "sr_trace", "skiing", "skiing_verdict")
 
 
+@pytest.mark.slow
 def test_report_builds_every_figure_and_is_identical_when_rebuilt(tmp_path, credit_hook):
     root = world(tmp_path / "results")
     first = build_report([root], tmp_path / "r1")
@@ -462,6 +463,7 @@ def test_report_builds_every_figure_and_is_identical_when_rebuilt(tmp_path, cred
     ]
 
 
+@pytest.mark.slow
 def test_report_skips_missing_figures_with_a_line_and_never_fakes_them(tmp_path, credit_hook):
     root = world(tmp_path / "results", catch={}, skiing=(), k4_hits=None)
     build_report([root], tmp_path / "r")
@@ -508,6 +510,7 @@ TRACED = dataclasses.replace(
 )
 
 
+@pytest.mark.slow
 def test_runner_writes_sr_trace_tables_for_sr_only(tmp_path):
     assert KTD_SMOKE.env_config["phase_lengths"] == (3, 6, 3)
     out = runner.run(

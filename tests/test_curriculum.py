@@ -59,6 +59,7 @@ def program():
     return programs.build(_experiment(), "vtrace_lstm")
 
 
+@pytest.mark.slow
 def test_stages_run_in_order_on_their_environments_with_one_learner(program):
     assert (program.num_chunks, program.steps_per_chunk) == (3, 84)
     np.testing.assert_array_equal(program.log_steps(), [84, 168, 252])
@@ -105,6 +106,7 @@ def test_a_checkpoint_written_in_stage_1_resumes_to_the_same_numbers(program, tm
             np.testing.assert_array_equal(a[name], b[name])
 
 
+@pytest.mark.slow
 def test_runner_writes_a_curriculum_run_with_its_evaluation(tmp_path):
     experiment = _experiment(
         evaluations=("planning_final",),

@@ -117,6 +117,7 @@ def _step_scan(net):
         },
     ],
 )
+@pytest.mark.slow
 def test_batched_unroll_matches_acting_steps(config):
     env = _env(steps=12)
     inputs = rollout(env, num_envs=3, steps=36)
@@ -157,6 +158,7 @@ def _grad_by_steps_and_by_unroll(net, state, loss):
     return jax.grad(by_steps), jax.grad(by_unroll)
 
 
+@pytest.mark.slow
 def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped():
     """The learner computes the K blocks once per fresh read and stops after the last fresh
     chunk; its gradient must equal the gradient through one full read per step, alone and
@@ -240,6 +242,7 @@ def _mid_episode_state(net, params, steps=8):
     return _at(inputs, steps), _at(states, steps)
 
 
+@pytest.mark.slow
 def test_invalid_slots_do_not_change_outputs():
     env = _env()
     net, params = _network(env)
@@ -353,6 +356,7 @@ def test_bad_config_is_rejected_with_the_accepted_values(bad, match):
         epn.make(_env().specs(), **{**TINY, **bad})
 
 
+@pytest.mark.slow
 def test_street_navigation_with_float_codes_steps():
     env = environments.make(
         "street_navigation",
@@ -378,6 +382,7 @@ def test_street_navigation_with_float_codes_steps():
     np.testing.assert_array_equal(counts[4], counts[3])  # a Collect transition is not kept
 
 
+@pytest.mark.slow
 def test_training_update_runs_through_the_registry():
     env = _env(steps=6)
     agent = baselines.make_agent(

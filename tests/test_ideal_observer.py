@@ -138,6 +138,7 @@ def test_i2_recorded_upstream_io_actions_are_q_maximal():
     assert check.violations == [] and check.checked >= 20 and check.skipped <= check.checked
 
 
+@pytest.mark.slow
 def test_io_equals_oracle_when_the_chemistry_is_known():
     # all_fixed: a single chemistry has prior mass, so the ideal observer is the oracle.
     env = SymbolicAlchemy(level="all_fixed", num_trials=3)

@@ -211,6 +211,7 @@ def test_causal_mask_after_gather_ignores_later_selected_tokens():
     assert not np.allclose((a + m)[:, -1], (a2 + m2)[:, -1])
 
 
+@pytest.mark.slow
 def test_capacity_one_equals_dense_block_math():
     routing = MoDConfig(capacity=1.0)
     params, apply, deltas, _ = _make_block(routing)
@@ -295,6 +296,7 @@ def test_routing_targets_mark_each_rows_own_topk():
     np.testing.assert_allclose(predictor, jnp.mean(bce_with_logits(q, t)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_predictor_loss_reaches_only_predictor_parameters():
     def predictor_loss(params):
         _, infos = MOD.apply(params, None, TOKENS, "topk")
@@ -308,6 +310,7 @@ def test_predictor_loss_reaches_only_predictor_parameters():
     assert all(float(jnp.abs(g).max()) > 0.0 for g in jax.tree_util.tree_leaves(pred))
 
 
+@pytest.mark.slow
 def test_losses_combine_per_causal_rule():
     batch = jax.random.randint(jax.random.PRNGKey(7), (B, S + 1), 0, 256)
     loss = jax.jit(MOD.loss)

@@ -49,6 +49,7 @@ def _check_matches_teacher_forcing(model, params, mode):
     return result
 
 
+@pytest.mark.slow
 def test_dense_cached_decode_equals_full_forward():
     model, params = _setup(None)
     result = _check_matches_teacher_forcing(model, params, "topk")
@@ -57,6 +58,7 @@ def test_dense_cached_decode_equals_full_forward():
 
 
 @pytest.mark.parametrize("causal", ["predictor", "aux"])
+@pytest.mark.slow
 def test_routed_decode_equals_causal_teacher_forcing(causal):
     model, params = _setup(MoDConfig(capacity=0.5, causal=causal))
     result = _check_matches_teacher_forcing(model, params, "causal")
@@ -92,6 +94,7 @@ def test_skipped_token_leaves_the_block_cache_untouched():
         assert int(after[layer].fill) == int(caches[layer].fill) + 1
 
 
+@pytest.mark.slow
 def test_always_routed_decode_equals_capacity_one_topk_forward():
     model, params = _setup(MoDConfig(capacity=1.0))
     params = _with_predictor_bias(params, 100.0)
@@ -128,6 +131,7 @@ def test_temperature_sampling_is_keyed_and_arguments_are_checked():
 
 
 @pytest.mark.parametrize("causal", ["predictor", "aux"])
+@pytest.mark.slow
 def test_batched_decode_equals_per_sequence_decode(causal):
     """Each row of a batch routes its own tokens (the bucketed gather), and gets exactly what
     decoding that prompt alone gives: tokens, logits, decisions and the routed caches."""

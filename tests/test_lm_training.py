@@ -183,6 +183,7 @@ def test_log_steps_are_cumulative_training_flops(dense_program, tmp_path):
     assert last["learning_rate"] == pytest.approx(0.1 * TRAIN.peak_lr, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_different_seed_different(mod_program, tmp_path):
     _run(tmp_path / "a", mod_program, "mod")
     _run(tmp_path / "b", mod_program, "mod")
@@ -247,6 +248,7 @@ def test_nan_loss_raises_training_diverged_and_keeps_the_last_checkpoint(dense_p
         assert '"chunks_done": 2' in bytes(data["meta"]).decode()
 
 
+@pytest.mark.slow
 def test_evaluations_of_a_trained_mod_model(mod_program):
     carry = mod_program.init([0, 3])  # the shape the other tests compiled
     state = lt.evaluations.seed_slice(carry.agent_state, 1)

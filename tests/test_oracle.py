@@ -39,6 +39,7 @@ def _actions(env, agent, batch=16, steps=5):
     ],
     ids=["memory_planning_game", "symbolic_alchemy"],
 )
+@pytest.mark.slow
 def test_oracle_is_the_planner_of_the_environments_extra(env, planner):
     got = _actions(env, make_agent("oracle", env.specs()))
     want = _actions(env, planner(env.specs()))

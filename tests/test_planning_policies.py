@@ -191,6 +191,7 @@ def test_explore_plan_matches_the_spec_on_mpg_v64_8x8():
 STREET = StreetNavigation(split="test", bank_size=200, oracle_extras=True)
 
 
+@pytest.mark.slow
 def test_oracle_and_explore_plan_on_street_navigation():
     reference = pp.REFERENCE_SCORES[("street_navigation", ("A", "test", 5))]
     oracle = scores(STREET, "oracle")

@@ -348,6 +348,7 @@ def test_no_results_give_not_judged_verdicts_and_skip_every_figure(tmp_path):
     assert any("mpg_curves" in n or "no results" in n for n in report.notes)
 
 
+@pytest.mark.slow
 def test_figures_tables_and_reproducible_rebuild(tmp_path):
     root = tmp_path / "results"
     make_results(root, Scenario(nyc_skipped="no wheel"))

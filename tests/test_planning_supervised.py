@@ -40,6 +40,7 @@ def _bfs_targets(labels, path, actions, goal, n):
     return {a for a, v in edges[here].items() if dist.get(v) == dist[here] - 1}, dist[here]
 
 
+@pytest.mark.slow
 def test_targets_are_shortest_first_moves_over_remembered_transitions():
     config = ps.CheckConfig(maze_size=4, vocabulary=64, walk=30)
     s = ps.sample(jax.random.PRNGKey(3), config, 64, num_actions=5)
@@ -85,6 +86,7 @@ def test_targets_are_shortest_first_moves_over_remembered_transitions():
         ("transformer_memory", {"num_layers": 1, "d_model": 8, "num_heads": 1}),
     ],
 )
+@pytest.mark.slow
 def test_check_runs_for_every_memory_agent(agent, config):
     table = ps.run_check(agent, config, SMALL)
     assert list(table.updates) == [0, 2]
@@ -92,6 +94,7 @@ def test_check_runs_for_every_memory_agent(agent, config):
     assert table.accuracy.between(0, 1).all() and np.isfinite(table.loss.iloc[-1])
 
 
+@pytest.mark.slow
 def test_epn_reads_the_memory_the_network_would_have_built():
     """The check's one-read EPN path equals the network's own unroll at the walk's last step."""
     config = {
@@ -125,6 +128,7 @@ def test_gate():
     assert not ps.passes_gate({**row, "accuracy": 0.69})
 
 
+@pytest.mark.slow
 def test_evaluation_runs_the_check_on_the_experiments_game():
     """`planning_supervised` reads the map size, vocabulary and episode length of the quick
     tier's check experiment, returns one row per log point with the gate, and skips the

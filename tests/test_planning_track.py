@@ -442,6 +442,7 @@ def _hook(out, tmp_path):
     return report_hook.report(frame, list(store.run_folders([out])), tmp_path / "report")
 
 
+@pytest.mark.slow
 def test_smoke_runs_end_to_end_and_the_report_reads_it(tmp_path):
     # A learner and a reference on MPG, a reference on OSL-sub (each compile costs CPU time;
     # the memory agents have their own tests below).
@@ -475,6 +476,7 @@ def test_smoke_runs_end_to_end_and_the_report_reads_it(tmp_path):
 
 
 @pytest.mark.parametrize("agent", ["epn", "transformer_memory"])
+@pytest.mark.slow
 def test_smoke_memory_agents_end_to_end(tmp_path, agent, monkeypatch):
     reason = _missing_agent(agent, monkeypatch)
     if reason:

@@ -167,6 +167,7 @@ def alchemy_probe_data():
     return env, agent, state, data
 
 
+@pytest.mark.slow
 def test_probe_data_has_one_vector_per_trial_and_the_posterior_agrees_with_the_truth(
     alchemy_probe_data,
 ):

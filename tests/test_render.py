@@ -48,6 +48,7 @@ def renders(tmp_path_factory):
 
 
 @pytest.mark.parametrize("env", sorted(SMALL))
+@pytest.mark.slow
 def test_every_renderer_writes_one_frame_per_timestep(renders, env):
     image = Image.open(renders[env])
     # The reset frame plus one per step, up to and including the first LAST.
@@ -207,6 +208,7 @@ TINY = Track(
 )
 
 
+@pytest.mark.slow
 def test_regenerate_runs_what_is_missing_then_skips_everything_and_rebuilds(
     tmp_path, capsys, monkeypatch
 ):

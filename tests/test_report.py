@@ -225,10 +225,24 @@ def test_a_registered_track_without_results_is_reported_not_run(built):
     assert summary["tracks"] == ["toy"] and "idle" not in summary["verdicts"]
     assert summary["outcomes"]["idle"] == {c: "not run" for c in ("T1", "T2", "T3")}
     page = (tmp / "r1" / "index.html").read_text()
-    assert '<a href="#idle" class="notrun">idle</a>' in page
-    assert "<p><b>Not run</b>: no results for this track.</p>" in page
+    assert '<a href="#idle"' not in page and '<section id="idle">' not in page
+    assert "<p>Not run (no results): idle.</p>" in page
     md = (tmp / "r1" / "index.md").read_text()
-    assert "## idle" in md and "Not run: no results for this track." in md
+    assert "## idle" not in md and "Not run (no results): idle." in md
+
+
+def test_the_overview_tables_every_claim_and_flags_smoke_runs(built):
+    tmp, _ = built
+    page = (tmp / "r1" / "index.html").read_text()
+    overview = page[page.index('<section id="overview">') : page.index('<section id="toy">')]
+    assert '<table class="claims">' in overview
+    assert overview.count("<details>") == 3  # T1-T3 of the toy track, none of idle
+    assert '<td><span class="badge reproduced">reproduced</span></td>' in overview
+    smoke = "Pipeline check, not results."
+    assert smoke in overview  # the toy runs are smoke-tier runs
+    for tiers, banner in (("smoke", True), ("quick", False), ("quick, smoke", False)):
+        page = report._index_html([], [], [("tiers", tiers)], [tmp])
+        assert (smoke in page) == banner, tiers
 
 
 def test_parse_verdict():

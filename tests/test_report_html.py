@@ -54,7 +54,7 @@ def test_the_index_page_loads_every_image_without_console_errors(built):
     assert check.images == expected == 4
     assert check.broken_images == [] and check.console_errors == [], check
     assert check.title == "Tracks report"
-    assert check.nav_links == ["#overview", "#toy", "#idle", "#skipped", "#metadata"]
+    assert check.nav_links == ["#overview", "#toy", "#skipped", "#metadata"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
@@ -66,3 +66,8 @@ def test_the_command_line_exits_1_naming_a_broken_image_and_2_without_a_page(bui
     assert "console error: Failed to load resource: net::ERR_FILE_NOT_FOUND" in out
     assert browser.main([str(built / "nosuch.html")]) == 2
     assert "no page at" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        browser.main([str(built / "index.html"), "--width", "0"])
+    assert bad.value.code == 2 and "--width and --height must be positive, got 0x900" in (
+        capsys.readouterr().err
+    )

@@ -30,6 +30,7 @@ def results(out, agent="vtrace_lstm"):
     )
 
 
+@pytest.mark.slow
 def test_same_seeds_same_numbers_different_seeds_different_numbers(tmp_path):
     run(tmp_path / "a", [0, 1, 2])
     run(tmp_path / "b", [0, 1, 2])
@@ -41,6 +42,7 @@ def test_same_seeds_same_numbers_different_seeds_different_numbers(tmp_path):
     assert not np.allclose(loss[0], loss[1]) and not np.allclose(loss[1], loss[2])
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_each_seed_run_alone(tmp_path):
     run(tmp_path / "all", [0, 1, 2])
     run(tmp_path / "one", [1])
@@ -49,6 +51,7 @@ def test_vmapped_seeds_equal_each_seed_run_alone(tmp_path):
     pd.testing.assert_frame_equal(together, alone)
 
 
+@pytest.mark.slow
 def test_finished_runs_are_skipped_and_untouched(tmp_path):
     first = run(tmp_path, [0])
     csv = Path(first["written"][0]) / "results.csv"
@@ -58,6 +61,7 @@ def test_finished_runs_are_skipped_and_untouched(tmp_path):
     assert (csv.stat().st_mtime_ns, csv.read_bytes()) == before
 
 
+@pytest.mark.slow
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
     run(tmp_path, [0])
     changed = [
@@ -71,6 +75,7 @@ def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_resumes_to_identical_numbers(tmp_path):
     cmd = [
         sys.executable,
@@ -160,6 +165,7 @@ def _norms(out, seed):
     return store.read_extra_table(folder, "norms")
 
 
+@pytest.mark.slow
 def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume(
     tmp_path, norm_evaluation, monkeypatch
 ):
@@ -228,6 +234,7 @@ def _group(out, seeds=(0,), agent="random"):
     [b"\x80\x04\x95 not an npz", b"PK\x03\x04 truncated zip", b""],
     ids=["pickle-like", "truncated", "empty"],
 )
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_named_set_aside_and_the_run_restarts(tmp_path, capsys, garbage):
     clean = run(tmp_path / "clean", [0], agents=("random",))
     ckpt = runner.checkpoint_path(tmp_path / "bad", _group(tmp_path / "bad"))

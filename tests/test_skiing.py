@@ -27,6 +27,8 @@ from benchmarks.tracks.skiing_experiments import (
 from environments.core import StepType
 from environments.skiing import Skiing, missed_gates
 
+pytestmark = pytest.mark.slow  # Atari Skiing end to end: minutes per test
+
 SHORT = Skiing(max_episode_steps=64)
 TINY = {"torso": "atari_cnn", "torso_width": 8, "lstm_size": 8, "reward_scale": 0.01}
 AGENTS = {

@@ -22,6 +22,7 @@ CHAIN = {"length": 10, "reveal": "first_step"}
 MEASURED = {"learning_rate": 1e-3, **credit.SR_MEASURES}
 
 
+@pytest.mark.slow
 def test_measured_sr_passes_the_check_with_distractor_rewards():
     table = check.run_check(
         "chain", CHAIN, check.CheckConfig(updates=1000, batch=64, log_points=2), **MEASURED
@@ -33,6 +34,7 @@ def test_measured_sr_passes_the_check_with_distractor_rewards():
     assert not check.passes(table.iloc[0])  # nothing is learned before training
 
 
+@pytest.mark.slow
 def test_spec_configuration_collapses_the_gate():
     table = check.run_check(
         "chain", CHAIN, check.CheckConfig(updates=300, batch=32, log_points=1), learning_rate=1e-3
@@ -42,6 +44,7 @@ def test_spec_configuration_collapses_the_gate():
     assert last["g_reward"] < 0.05 and last["corr"] < 0.5, table.to_string()
 
 
+@pytest.mark.slow
 def test_rows_of_each_environment():
     key = jax.random.PRNGKey(0)
     env = environments.make("chain", length=4)
@@ -81,6 +84,7 @@ def _params(**config):
     return network, network.init_params(jax.random.PRNGKey(0), SPECS.observation, 2)
 
 
+@pytest.mark.slow
 def test_sr_learning_rates_split_the_parameters_into_groups():
     _, params = _params()
     groups = {module: sr.param_group(module) for module in params}

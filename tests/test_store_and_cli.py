@@ -267,6 +267,7 @@ def test_run_writes_results_and_a_report_with_a_figure(tmp_path, capsys):
     assert "0 runs written, 2 already finished" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     reference = tmp_path / "reference"

@@ -245,6 +245,7 @@ def test_train_and_test_banks_use_disjoint_seeds():
     assert not np.array_equal(train.next_state, test.next_state)
 
 
+@pytest.mark.slow
 def test_mixture_bank_is_the_first_halves_of_its_families_banks():
     """Family "A+B" (train on both, hold out NYC): A's first entries, then B's; entries keep
     their own family's generator seeds, and sample_entry counts through the parts."""

@@ -80,6 +80,7 @@ def _ring_buffer_reference(network, params, observations, firsts):
     "capacity, sr_input",
     [(3, "embedding"), (8, "core_output")],  # C < T (the ring wraps) and C > T
 )
+@pytest.mark.slow
 def test_prefix_sum_equals_the_ring_buffer(capacity, sr_input):
     config = {**SMALL, "capacity": capacity, "allow_short_capacity": True, "sr_input": sr_input}
     agent = sr.make(SPECS, **config)
@@ -161,10 +162,10 @@ STEP_TYPES = np.array([F, M, M, M, M, M, L, F, M, M, M, M])
 PRE = 4
 
 
-def _trajectory(agent_state, observations, rewards):
+def _trajectory(agent_state, observations, rewards, act=None):
     step_types = np.repeat(STEP_TYPES[:, None], NUM_ENVS, 1)
     timesteps = _timesteps(observations, step_types, rewards)
-    states, actions, logits = _rollout(ACT, agent_state, timesteps, jax.random.PRNGKey(3))
+    states, actions, logits = _rollout(act or ACT, agent_state, timesteps, jax.random.PRNGKey(3))
     unroll = jax.tree.map(lambda x: x[PRE:], timesteps)  # [T + 1, N]
     return Trajectory(unroll, actions[PRE:-1], {"logits": logits[PRE:-1]}, states[PRE])
 
@@ -281,16 +282,17 @@ def test_episode_two_is_the_same_whether_or_not_episode_one_preceded_it():
     assert np.all(np.abs(np.asarray(both.memory_sum)[8:]).sum(0) > 0)
 
 
-def test_alpha_zero_without_sr_loss_updates_exactly_like_the_baseline():
+@pytest.mark.parametrize("torso_skip", [False, True])
+def test_alpha_zero_without_sr_loss_updates_exactly_like_the_baseline(torso_skip):
     key = jax.random.PRNGKey(7)
-    shared = {"torso_width": 8, "lstm_size": 8}
+    shared = {"torso_width": 8, "lstm_size": 8, "torso_skip": torso_skip}
     base = vtrace.make(SPECS, **shared)
     ablated = sr.make(SPECS, **shared, sr_hidden=(8, 8), alpha=0.0, sr_loss=False)
     s_base = base.init(key, SPECS, NUM_ENVS)
     s_sr = ablated.init(key, SPECS, NUM_ENVS)
     # The same unroll for both; only the start state's type differs (the baseline's has no
     # SR memory). Gathered with the SR agent's own `act`, whose policy is the baseline's.
-    traj_sr = _trajectory(s_sr, OBS, REWARDS)
+    traj_sr = _trajectory(s_sr, OBS, REWARDS, jax.jit(ablated.act))
     traj_base = traj_sr._replace(
         start_state=s_base._replace(core_state=traj_sr.start_state.core_state)
     )
@@ -353,6 +355,7 @@ def test_zero_c_init_starts_c_at_zero_and_keeps_the_other_heads():
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_trains_on_chain_with_finite_sr_diagnostics():
     agent = sr.make(SPECS, **SMALL, learning_rate=1e-3)
     config = TrainConfig(

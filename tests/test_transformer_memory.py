@@ -19,6 +19,7 @@ _network = cached_networks(tm.build_network, tm.TransformerConfig, TINY)
 
 
 @pytest.mark.parametrize("window", [None, 5])  # the episode, or a ring buffer that wraps
+@pytest.mark.slow
 def test_batched_unroll_matches_kv_cache_steps(window):
     env = _env(steps=12)
     inputs = rollout(env, num_envs=3, steps=36)
@@ -34,6 +35,7 @@ def test_batched_unroll_matches_kv_cache_steps(window):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), u_final, final)
 
 
+@pytest.mark.slow
 def test_no_context_leaks_across_episodes_and_first_step_is_finite():
     env = _env()
     net, params = _network(env)
@@ -89,6 +91,7 @@ def test_bad_config_is_rejected(bad, match):
         tm.make(_env().specs(), **{**TINY, **bad})
 
 
+@pytest.mark.slow
 def test_training_update_runs_through_the_registry():
     env = _env(steps=10)
     agent = baselines.make_agent("transformer_memory", env.specs(), **TINY)

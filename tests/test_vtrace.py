@@ -29,6 +29,7 @@ def _trajectory(step_types, discounts, rewards, num_actions=2):
     return Trajectory(ts, actions, {"logits": logits}, None)
 
 
+@pytest.mark.slow
 def test_last_to_first_transition_carries_no_signal():
     F, M, L = StepType.FIRST, StepType.MID, StepType.LAST
     traj = _trajectory([M, L, F, M], [1, 0, 1, 1], [0, 1, 0, 0])
@@ -82,6 +83,7 @@ def test_bad_config_is_rejected(bad):
         VTraceConfig(**bad)
 
 
+@pytest.mark.slow
 def test_learns_a_contextual_bandit():
     # Chain of length 1 is a contextual bandit: reward +1 iff the action equals `need`.
     env = environments.make("chain", length=1, reveal="always", n_distractor=2)
@@ -122,6 +124,7 @@ def _mpg_program(num_envs=4, unroll=6, **config):
     return env, agent, RLProgram(env, agent, train)
 
 
+@pytest.mark.slow
 def test_entropy_cost_anneals_linearly_then_stays():
     _, _, program = _mpg_program(entropy_cost=0.01, entropy_cost_final=0.004, anneal_updates=2)
     _, logs = program.run_chunk(program.init([0]))
@@ -153,6 +156,7 @@ def test_the_learning_rate_can_anneal_over_its_own_length():
     np.testing.assert_allclose(-float(update), 0.95, rtol=1e-4)  # over anneal_updates = 10
 
 
+@pytest.mark.slow
 def test_previous_action_and_reward_reach_the_network_and_reset_at_first():
     env, agent, _ = _mpg_program(prev_action_reward=True)
     state = agent.init(jax.random.PRNGKey(0), env.specs(), 1)
@@ -173,6 +177,25 @@ def test_previous_action_and_reward_reach_the_network_and_reset_at_first():
     np.testing.assert_array_equal(logits(ts, 0), logits(ts._replace(reward=ts.reward + 1), 3))
 
 
+def test_torso_skip_feeds_the_embedding_to_both_heads():
+    env = environments.make("chain", length=5)
+    specs = env.specs()
+    shapes = {}
+    for skip in (False, True):
+        agent = baselines.make_agent(
+            "vtrace_lstm", specs, torso_width=6, lstm_size=4, torso_skip=skip
+        )
+        params = agent.init(jax.random.PRNGKey(0), specs, 1).params
+        shapes[skip] = {
+            k.split("/")[-1]: v["w"].shape
+            for k, v in params.items()
+            if k.endswith(("policy", "value"))
+        }
+    assert shapes[False] == {"policy": (4, 2), "value": (4, 1)}
+    assert shapes[True] == {"policy": (10, 2), "value": (10, 1)}
+
+
+@pytest.mark.slow
 def test_learner_unroll_matches_the_actor_with_previous_inputs():
     """The learner rebuilds a_{t-1} and r_{t-1} from the trajectory exactly as the actor saw
     them, so on-policy importance ratios are 1 (log-prob difference 0) at every step."""
