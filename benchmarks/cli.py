@@ -325,125 +325,9 @@ def cmd_render(args) -> int:
     return 0
 
 
-def _duration(seconds: float) -> str:
-    """A short human duration: 45s, 12m05s, 3h07m."""
-    seconds = int(round(max(seconds, 0.0)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-class OverallProgress:
-    """Progress and ETA over every program of a `regenerate`.
-
-    Budgets come in each experiment kind's own unit (environment steps, Atari frames, training
-    FLOPs), so progress is kept per kind and the ETA sums, over kinds, the units left divided by
-    the rate measured on that kind so far. A kind not yet timed makes the ETA a lower bound
-    ("ETA ≥ ..."), and unknown while nothing is timed. Units restored from a checkpoint count
-    as done but not towards any rate, so a resumed command does not promise an ETA it cannot
-    keep. The bar counts programs, the running one by its fraction done.
-    """
-
-    def __init__(self, budgets: list[tuple[str, int]], show: bool, clock=None):
-        import time
-
-        from tqdm.auto import tqdm
-
-        self.budgets = [(kind, int(total)) for kind, total in budgets]
-        self.totals: dict[str, int] = {}
-        for kind, total in self.budgets:
-            self.totals[kind] = self.totals.get(kind, 0) + total
-        self.done = dict.fromkeys(self.totals, 0)
-        self.measured = dict.fromkeys(self.totals, 0)
-        self.seconds = dict.fromkeys(self.totals, 0.0)
-        self.program_done = [0] * len(self.budgets)
-        self.clock = clock or time.monotonic
-        self.started = self.clock()
-        self.bar = tqdm(
-            total=len(self.budgets),
-            disable=not show or not self.budgets,
-            dynamic_ncols=True,
-            desc="overall",
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-        )
-
-    def callback(self, index: int, resuming: bool):
-        """A `runner.run_group` progress callback for program `index`; with `resuming`, its
-        first call is the part restored from the checkpoint."""
-        kind, total = self.budgets[index]
-        restored, last = [resuming], [self.clock()]
-
-        def update(n: int) -> None:
-            now = self.clock()
-            self.done[kind] += int(n)
-            self.program_done[index] += int(n)
-            if restored[0]:
-                restored[0] = False
-            else:
-                self.measured[kind] += int(n)
-                self.seconds[kind] += now - last[0]
-            last[0] = now
-            self.bar.n = sum(
-                min(d / t, 1.0) if t else 1.0
-                for d, (_, t) in zip(self.program_done, self.budgets, strict=True)
-            )
-            self.bar.set_postfix_str(self.status(), refresh=True)
-
-        return update
-
-    def eta(self) -> tuple[float | None, list[str]]:
-        """(seconds left over the timed kinds or None if none is, kinds left and not timed)."""
-        seconds, untimed, timed = 0.0, [], False
-        for kind, total in self.totals.items():
-            left = total - self.done[kind]
-            if left <= 0:
-                continue
-            if self.measured[kind] == 0 or self.seconds[kind] <= 0:
-                untimed.append(kind)
-                continue
-            seconds += left * self.seconds[kind] / self.measured[kind]
-            timed = True
-        if not timed and untimed:
-            return None, untimed
-        return seconds, untimed
-
-    def timing(self) -> str:
-        seconds, untimed = self.eta()
-        if seconds is None:
-            left = "ETA unknown"
-        elif untimed:
-            left = f"ETA ≥ {_duration(seconds)}: {', '.join(untimed)} not timed yet"
-        else:
-            left = f"ETA {_duration(seconds)}"
-        return f"[{_duration(self.clock() - self.started)} elapsed, {left}]"
-
-    def status(self) -> str:
-        from benchmarks import programs
-
-        parts = []
-        for kind, total in self.totals.items():
-            share = 100.0 * self.done[kind] / total if total else 100.0
-            parts.append(f"{kind} {share:.1f}% of {total:,} {programs.step_unit(kind)}")
-        return "; ".join(parts) + " " + self.timing()
-
-    def line(self) -> str:
-        finished = sum(d >= t for d, (_, t) in zip(self.program_done, self.budgets, strict=True))
-        return f"overall {finished}/{len(self.budgets)} programs; {self.status()}"
-
-    def write(self, text: str) -> None:
-        if self.bar.disable:
-            print(text, flush=True)
-        else:
-            self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def cmd_regenerate(args) -> int:
     from benchmarks import programs, runner, tracks
+    from benchmarks.progress import OverallProgress
 
     names = args.track or tracks.names()
     selected = [tracks.get(name) for name in names]  # unknown names fail here
@@ -490,9 +374,8 @@ def cmd_regenerate(args) -> int:
                 f"[{i}/{len(jobs)}] {group.title} seeds {group.seeds}"
                 + (" (resuming from its checkpoint)" if resuming else "")
             )
-            folders = runner.run_group(
-                group, args.results, progress=progress.callback(i - 1, resuming), program=program
-            )
+            update = progress.callback(i - 1, resuming, group.title)
+            folders = runner.run_group(group, args.results, progress=update, program=program)
             written += len(folders)
             progress.write(f"[{i}/{len(jobs)}] done; {progress.line()}")
     finally:

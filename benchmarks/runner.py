@@ -32,9 +32,9 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from benchmarks import devices, evaluations, programs, store
+from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Track
 from benchmarks.training import INVALID_ACTIONS, InvalidActions
 
@@ -461,32 +461,21 @@ def run(
     check_output_folder(out)
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
-    total = sum(
-        p.num_chunks * p.steps_per_chunk * len(g.seeds) for p, g in zip(built, groups, strict=True)
+    progress = OverallProgress(
+        [
+            (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds))
+            for g, p in zip(groups, built, strict=True)
+        ],
+        show=show_progress,
     )
     written: list[str] = []
-    with tqdm(
-        total=total,
-        unit="step",
-        unit_scale=True,
-        disable=not show_progress or not groups,
-        dynamic_ncols=True,
-        desc=f"{track.name}/{tier}",
-    ) as bar:
-        for group, program in zip(groups, built, strict=True):
+    try:
+        for i, (group, program) in enumerate(zip(groups, built, strict=True)):
+            resuming = checkpoint_path(out, group).exists()
             label = f"{group.experiment.name}/{group.agent} seeds={group.seeds}"
-            # Until its first chunk returns, a group's time is XLA compiling the whole chunk.
-            bar.set_postfix_str(f"{label} (compiling)")
-            folders = run_group(group, out, progress=_labelled(bar, label), program=program)
+            update = progress.callback(i, resuming, label)
+            folders = run_group(group, out, progress=update, program=program)
             written.extend(map(str, folders))
+    finally:
+        progress.close()
     return {"written": written, "skipped": finished}
-
-
-def _labelled(bar, label: str):
-    """A progress callback that advances `bar` and shows `label` (dropping "compiling")."""
-
-    def update(n: int) -> None:
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(n)
-
-    return update

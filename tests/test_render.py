@@ -14,6 +14,7 @@ from PIL import Image
 
 from benchmarks import cli, render, store
 from benchmarks import tracks as track_registry
+from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Tier, Track
 from benchmarks.training import TrainConfig
 
@@ -257,24 +258,30 @@ def test_regenerate_rejects_a_named_track_without_the_tier(tmp_path, capsys, mon
 
 def test_overall_progress_times_each_kind_and_leaves_restored_steps_out():
     now = [0.0]
-    progress = cli.OverallProgress([("rl", 1000), ("lm", 10**12)], show=False, clock=lambda: now[0])
+    progress = OverallProgress([("rl", 1000), ("lm", 10**12)], show=False, clock=lambda: now[0])
     assert progress.eta() == (None, ["rl", "lm"]) and "ETA unknown" in progress.line()
-    resumed = progress.callback(0, resuming=True)
+    resumed = progress.callback(0, resuming=True, label="chain/sr")
+    assert progress.label == "chain/sr (compiling)"
     resumed(400)  # restored from a checkpoint: done, but took no time now
-    now[0] = 10.0
-    resumed(100)  # 100 steps in 10 s: 500 left at 10 steps/s; lm not timed yet
-    assert progress.done["rl"] == 500 and progress.measured["rl"] == 100
-    assert progress.eta() == (pytest.approx(50.0), ["lm"])
+    now[0] = 100.0
+    resumed(50)  # the first chunk this process ran: mostly compiling, so done but not timed
+    assert progress.label == "chain/sr" and progress.eta() == (None, ["rl", "lm"])
+    now[0] = 110.0
+    resumed(100)  # 100 steps in 10 s: 450 left at 10 steps/s; lm not timed yet
+    assert progress.done["rl"] == 550 and progress.measured["rl"] == 100
+    assert progress.eta() == (pytest.approx(45.0), ["lm"])
     assert progress.line() == (
-        "overall 0/2 programs; rl 50.0% of 1,000 environment steps; lm 0.0% of "
-        "1,000,000,000,000 training FLOPs [10s elapsed, ETA ≥ 50s: lm not timed yet]"
+        "overall 0/2 programs; rl 55.0% of 1,000 environment steps; lm 0.0% of "
+        "1,000,000,000,000 training FLOPs [1m50s elapsed, ETA ≥ 45s: lm not timed yet]"
     )
-    now[0] = 20.0
-    resumed(500)  # rl finished
+    now[0] = 120.0
+    resumed(450)  # rl finished
     lm = progress.callback(1, resuming=False)
-    now[0] = 3620.0
-    lm(10**11)  # 10% of the FLOPs in an hour: 9 hours left
-    assert progress.eta() == (pytest.approx(9 * 3600.0), [])
-    assert progress.line().endswith("[1h00m elapsed, ETA 9h00m]")
+    now[0] = 200.0
+    lm(10**10)  # compiling and the first chunk: not timed
+    now[0] = 3800.0
+    lm(10**11)  # 10% of the FLOPs in an hour: 8.9e11 left, 8.9 hours
+    assert progress.eta() == (pytest.approx(8.9 * 3600.0), [])
+    assert progress.line().endswith("[1h03m elapsed, ETA 8h54m]")
     assert progress.line().startswith("overall 1/2 programs; rl 100.0% of 1,000")
-    assert progress.bar.n == pytest.approx(1.1)
+    assert progress.bar.n == pytest.approx(1.11)
