@@ -314,6 +314,7 @@ def test_spec_values_are_not_applied_to_smaller_episodes(designed):
     assert status(line) == fig.INSUFFICIENT_DATA and "best arm ground_truth (2 trials" in line
 
 
+@pytest.mark.slow
 def test_missing_arms_and_too_few_seeds_are_insufficient(tmp_path):
     frame, folders = load(world(tmp_path / "r", references=False, io=False, seeds=2))
     lines = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)

@@ -137,6 +137,7 @@ def test_bad_flags_raise_naming_accepted_values():
         al.make(SymbolicAlchemy(observe_used=False).specs(), **TINY)
 
 
+@pytest.mark.slow
 def test_previous_action_and_reward_reset_at_every_trial_start():
     _, rollout = _agent_and_rollout(memory="none")
     _, traj, _ = rollout(0)
@@ -229,6 +230,7 @@ def test_no_state_leaks_across_episodes(memory):
         assert int(state_a.core_state.count.max()) > 0  # episode 1 did write rows
 
 
+@pytest.mark.slow
 def test_read_flags_change_what_unwritten_slots_contribute():
     cfg, learner = al.split_config({**al.ALCHEMIST, **TINY})
     obs = jnp.ones((1, 21))

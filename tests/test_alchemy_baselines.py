@@ -85,6 +85,7 @@ def _brute_consistent(level, k, history) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("level", [EVAL_LEVEL, ROTATION_LEVEL])
 def test_posterior_equals_brute_force_on_a_random_episode(level):
     env = SymbolicAlchemy(level=level, num_trials=2)

@@ -94,6 +94,7 @@ def test_the_ideal_observer_trace_never_beats_the_oracle_trace(trial_rewards):
     assert round(float(np.mean(io == best)), 2) == 0.56  # spec §4.1: IO = oracle on 56%
 
 
+@pytest.mark.slow
 def test_the_oracle_matches_the_search_oracle_trace_in_every_trial(data, env, trial_rewards):
     agent = oracle.make_search_oracle(env.specs())
     table = alchemy_eval.play(env, agent, (), 0, data.num_episodes, "own", episode_set="released")

@@ -72,6 +72,7 @@ def hand_steps():
     return evaluations.steps_table(timesteps, actions, fake_sr(c, g))
 
 
+@pytest.mark.slow
 def test_pickup_observation_is_the_row_returned_by_the_step_onto_the_key(hand_steps):
     ep = hand_steps[hand_steps.episode == 0].set_index("t")
     assert list(ep.index) == list(range(13))
@@ -114,6 +115,7 @@ def test_episode_without_pickup_or_door():
     assert row.door_step == -1 and np.isnan(row.g_before_door) and np.isnan(row.c_at_pickup)
 
 
+@pytest.mark.slow
 def test_rollout_rows_follow_the_agent_actions_and_the_phase_timer():
     script = jnp.asarray(ACTIONS, jnp.int32)
 
@@ -542,6 +544,7 @@ def test_runner_writes_sr_trace_tables_for_sr_only(tmp_path):
         assert sorted(p.name for p in baseline.iterdir()) == ["meta.json", "results.csv"]
 
 
+@pytest.mark.slow
 def test_sr_trace_is_deterministic_per_seed_and_compiles_once():
     program = programs.build(TRACED, "sr")
     carry = program.init([0, 1])

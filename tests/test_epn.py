@@ -196,6 +196,7 @@ def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped()
             np.testing.assert_allclose(v[i], w, atol=tol)
 
 
+@pytest.mark.slow
 def test_custom_backward_matches_autodiff():
     p = epn.block_init(jax.random.PRNGKey(0), 16, 32)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 16))
@@ -287,6 +288,7 @@ def test_changing_only_the_goal_changes_the_output_without_a_new_write():
     assert float(jnp.max(jnp.abs(v - v2))) > 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("post_lstm", [False, True])
 def test_no_state_leaks_across_episodes(post_lstm):
     env = _env()
@@ -301,6 +303,7 @@ def test_no_state_leaks_across_episodes(post_lstm):
     np.testing.assert_allclose(v[13:], v2[:17], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_test_time_k_reuses_the_trained_state():
     env = _env()
     config = {**TINY, "num_iterations": 2}

@@ -72,6 +72,7 @@ def _fast_q(level, mask, ref_stones, counts, **options):
 @pytest.mark.parametrize(
     "seed, num_potions, warmup", [(0, 2, 0), (1, 3, 0), (2, 3, 0), (3, 5, 6), (4, 6, 8)]
 )
+@pytest.mark.slow
 def test_i1_value_identity_with_plain_exhaustive_search(seed, num_potions, warmup):
     level, mask, ref_stones, counts = _case(seed, num_potions, warmup)
     tables = post.tables(level)
@@ -89,6 +90,7 @@ def test_i1_value_identity_with_plain_exhaustive_search(seed, num_potions, warmu
     assert abs(v[0] - plain_v) <= 1e-9
 
 
+@pytest.mark.slow
 def test_exact_reductions_do_not_change_values():
     level, mask, ref_stones, counts = _case(7, 5)
     values = set()

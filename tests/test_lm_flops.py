@@ -123,6 +123,7 @@ def _xla_forward(cfg: TransformerConfig, s: int, routing: MoDConfig | None) -> f
     return count
 
 
+@pytest.mark.slow
 def test_xla_forward_matches_analytic_for_quick_grid_models():
     # MoD at the quick grid's L = 8, d = 48 and 64 (predictor included: XLA runs it).
     for d in (48, 64):

@@ -178,6 +178,7 @@ def test_topk_selects_exactly_k_sorted_and_ties_go_to_lower_indices():
         assert set(idx[b]) == set(np.argsort(-np.asarray(scores[b]), kind="stable")[:K])
 
 
+@pytest.mark.slow
 def test_k_is_floor_c_s_and_k_below_one_is_an_error():
     assert MoDConfig(capacity=0.125).k(256) == 32
     assert MoDConfig(capacity=0.125).k(15) == 1

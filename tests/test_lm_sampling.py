@@ -74,6 +74,7 @@ def test_routed_decode_equals_causal_teacher_forcing(causal):
     assert 0.0 <= float(report.overall_accuracy) <= 1.0
 
 
+@pytest.mark.slow
 def test_skipped_token_leaves_the_block_cache_untouched():
     model, params = _setup(MoDConfig(capacity=0.5))
     step = jax.jit(make_step(model))
@@ -104,6 +105,7 @@ def test_always_routed_decode_equals_capacity_one_topk_forward():
     assert float(report.overall_accuracy) == 1.0 and float(report.overall_routed_fraction) == 1.0
 
 
+@pytest.mark.slow
 def test_never_routed_decode_skips_every_routed_block():
     model, params = _setup(MoDConfig(capacity=0.5))
     params = _with_predictor_bias(params, -100.0)

@@ -160,6 +160,7 @@ def test_bad_configs_name_the_value_and_accepted_ones():
 # --- the program through the runner ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_log_steps_are_cumulative_training_flops(dense_program, tmp_path):
     plan = dense_program.plan
     assert plan.total_steps == 7 and plan.num_logs == 3 and dense_program.num_chunks == 3

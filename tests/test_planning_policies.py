@@ -126,6 +126,7 @@ def _first_timestep(env, seed=0):
     return jax.tree.map(lambda x: x[None], ts)  # batch of one
 
 
+@pytest.mark.slow
 def test_explore_plan_memory_starts_afresh_on_first_timesteps():
     agent = pp.make_explore_plan(MPG.specs())
     dirty = agent.init(jax.random.key(0), MPG.specs(), 1)

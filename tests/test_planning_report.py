@@ -492,6 +492,7 @@ def test_osl_ab_variant_gets_its_own_arms(tmp_path):
     assert "(A+B) arms on OSL-sub A+B (train)" in fig._osl_training(data)
 
 
+@pytest.mark.slow
 def test_supervised_check_table_reads_every_check_experiment(tmp_path):
     """Both check experiments (the quick EPN with LSTM and transformer, and the spec's EPN) are
     tabulated per agent and seed, with the update at which the EPN's gate first held."""

@@ -99,6 +99,7 @@ def wavefront():
     return env, agent, config, params, program
 
 
+@pytest.mark.slow
 def test_wavefront_targets_are_goal_distances_of_the_slots(wavefront):
     env, _, _, params, program = wavefront
     data = pe.WavefrontData(*jax.device_get(program(params, jax.random.PRNGKey(3))))

@@ -582,6 +582,7 @@ def _rollout(env, batch, key):
 ROLLOUT = functools.cache(lambda: _rollout(ENV, 64, jax.random.key(8)))
 
 
+@pytest.mark.slow
 def test_episode_length_termination_and_extras_recount():
     (nb, start, goal0), (steps, positions, goals, actions) = ROLLOUT()
     T = ENV.max_episode_steps

@@ -717,6 +717,7 @@ CHEM_GRAPH_FRAMES_ALL = ("reference", "aligned")
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 
 
+@pytest.mark.slow
 def test_belief_input_equals_the_flat_exact_posterior_on_random_rollouts():
     """Exact posterior of baselines/alchemy/posterior.py, from observations only (E5; leak)."""
     from baselines.alchemy import posterior as post
@@ -762,6 +763,7 @@ def test_belief_input_equals_the_flat_exact_posterior_on_random_rollouts():
     assert checked == 4 * 24 and identified > 0
 
 
+@pytest.mark.slow
 def test_belief_stays_half_while_more_than_one_rotation_fits():
     from baselines.alchemy import posterior as post
 
@@ -794,6 +796,7 @@ def test_belief_depends_on_observations_only():
     assert not np.array_equal(truths[0], truths[1]) and not np.array_equal(truths[0], truths[2])
 
 
+@pytest.mark.slow
 def test_alchemist_env_vmaps_and_compiles_once():
     env = SymbolicAlchemy(
         level=ROTATION_LEVEL,

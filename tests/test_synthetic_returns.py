@@ -185,6 +185,7 @@ def _split(tree, prefix):
     return {k: v for k, v in tree.items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso():
     rl_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).rl_loss)(STATE.params)
     sr_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).sr_loss)(STATE.params)
@@ -199,6 +200,7 @@ def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso():
     assert np.isfinite(float(LOSS_TERMS(STATE.params, TRAJ).sr_loss))
 
 
+@pytest.mark.slow
 def test_sr_gradient_reaches_the_input_only_through_the_current_step():
     terms = LOSS_TERMS(STATE.params, TRAJ)
     outputs, _ = NETWORK.unroll(
@@ -248,6 +250,7 @@ def test_regression_target_at_o_t_is_r_t_plus_1():
     np.testing.assert_allclose(terms.sr_loss, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_augmented_reward_feeds_both_pg_and_value_losses():
     terms = LOSS_TERMS(STATE.params, TRAJ)
     np.testing.assert_allclose(
@@ -282,6 +285,7 @@ def test_episode_two_is_the_same_whether_or_not_episode_one_preceded_it():
     assert np.all(np.abs(np.asarray(both.memory_sum)[8:]).sum(0) > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torso_skip", [False, True])
 def test_alpha_zero_without_sr_loss_updates_exactly_like_the_baseline(torso_skip):
     key = jax.random.PRNGKey(7)

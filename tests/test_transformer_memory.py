@@ -103,6 +103,7 @@ def test_training_update_runs_through_the_registry():
     assert np.isfinite(logs["loss"]).all() and logs["episodes"].sum() == 8  # 2 per env
 
 
+@pytest.mark.slow
 def test_lstm_baseline_sees_the_previous_action_and_reward():
     env = _env()
     config = VTraceConfig(prev_action_reward=True, torso_width=16, lstm_size=16)

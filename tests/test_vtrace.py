@@ -46,6 +46,7 @@ def test_last_to_first_transition_carries_no_signal():
     np.testing.assert_allclose(g1[0, 0], config.baseline_cost * 2 * (0.3 - 1.0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_truncation_bootstraps_from_the_final_value():
     M, L = StepType.MID, StepType.LAST
     traj = _trajectory([M, L, StepType.FIRST], [1, 0.5, 1], [0, 0, 0])  # LAST with discount > 0
