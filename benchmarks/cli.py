@@ -358,7 +358,8 @@ def cmd_regenerate(args) -> int:
     budgets = [
         (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds)) for g, p in jobs
     ]
-    progress = OverallProgress(budgets, show=not args.quiet)
+    units = {kind: programs.step_unit(kind) for kind, _ in budgets}
+    progress = OverallProgress(budgets, show=not args.quiet, units=units)
     print(
         f"{args.tier}: {pending} runs to do in {len(jobs)} programs, {done} already finished "
         f"(in {args.results})",

@@ -61,7 +61,7 @@ Post-run evaluations (benchmarks.evaluations, registered here; an experiment nam
                  next-byte entropy, and a greedy KV-cache decode checked against causal teacher
                  forcing (figure fig5_routing, claim C7); MoD models only
 
-A loss that is not finite stops the run (`runner.TrainingDiverged`) before the chunk is returned,
+A loss that is not finite stops the run (`training.TrainingDiverged`) before the chunk is returned,
 so the runner writes no results and keeps the last good checkpoint.
 """
 
@@ -84,6 +84,7 @@ from baselines.lm import flops as lm_flops
 from baselines.lm.mod import LanguageModel, LossMetrics, MoDConfig, build_model
 from baselines.lm.transformer import TransformerConfig, decay_mask
 from benchmarks import evaluations
+from benchmarks.training import TrainingDiverged
 from environments import text_corpus
 
 Array = jax.Array
@@ -505,8 +506,6 @@ class LMProgram:
         for name in DIVERGENCE_METRICS:
             bad = ~np.isfinite(logs[name]) & real[None, :]
             if bad.any():
-                from benchmarks.runner import TrainingDiverged
-
                 seed_idx, slot = np.argwhere(bad)[0]
                 raise TrainingDiverged(
                     f"{self.name}: {name} is not finite by optimiser step {int(counts[slot])} "

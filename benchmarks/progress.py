@@ -27,7 +27,16 @@ class OverallProgress:
     first chunk returns.
     """
 
-    def __init__(self, budgets: list[tuple[str, int]], show: bool, clock=None):
+    def __init__(
+        self,
+        budgets: list[tuple[str, int]],
+        show: bool,
+        clock=None,
+        units: dict[str, str] | None = None,
+    ):
+        """`budgets`: (kind, units of budget) per program; `units`: what a kind's budget counts
+        (e.g. "environment steps"), shown after its total (default: "units")."""
+        self.units = dict(units or {})
         import time
 
         from tqdm.auto import tqdm
@@ -114,12 +123,10 @@ class OverallProgress:
         return f"[{_duration(self.clock() - self.started)} elapsed, {left}]"
 
     def status(self) -> str:
-        from benchmarks import programs
-
         parts = []
         for kind, total in self.totals.items():
             share = 100.0 * self.done[kind] / total if total else 100.0
-            parts.append(f"{kind} {share:.1f}% of {total:,} {programs.step_unit(kind)}")
+            parts.append(f"{kind} {share:.1f}% of {total:,} {self.units.get(kind, 'units')}")
         return "; ".join(parts) + " " + self.timing()
 
     def line(self) -> str:

@@ -36,13 +36,9 @@ import pandas as pd
 from benchmarks import devices, evaluations, programs, store
 from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Track
-from benchmarks.training import INVALID_ACTIONS, InvalidActions
+from benchmarks.training import INVALID_ACTIONS, InvalidActions, TrainingDiverged
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 class RunLocked(RuntimeError):
@@ -461,13 +457,12 @@ def run(
     check_output_folder(out)
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
-    progress = OverallProgress(
-        [
-            (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds))
-            for g, p in zip(groups, built, strict=True)
-        ],
-        show=show_progress,
-    )
+    budgets = [
+        (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds))
+        for g, p in zip(groups, built, strict=True)
+    ]
+    units = {kind: programs.step_unit(kind) for kind, _ in budgets}
+    progress = OverallProgress(budgets, show=show_progress, units=units)
     written: list[str] = []
     try:
         for i, (group, program) in enumerate(zip(groups, built, strict=True)):

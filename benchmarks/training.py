@@ -30,6 +30,10 @@ class InvalidActions(RuntimeError):
     """An agent chose actions outside its environment's action spec."""
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss or logged metric stopped being finite; the run stops before writing results."""
+
+
 def outside_spec(action: Any, num_values: int, xp: Any = jnp) -> Any:
     """Bool mask of the actions that are not integers in [0, num_values) (NaN, negative, too
     large, fractional); `xp` is jax.numpy in compiled loops, numpy in the host loop."""

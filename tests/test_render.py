@@ -258,7 +258,10 @@ def test_regenerate_rejects_a_named_track_without_the_tier(tmp_path, capsys, mon
 
 def test_overall_progress_times_each_kind_and_leaves_restored_steps_out():
     now = [0.0]
-    progress = OverallProgress([("rl", 1000), ("lm", 10**12)], show=False, clock=lambda: now[0])
+    units = {"rl": "environment steps", "lm": "training FLOPs"}
+    progress = OverallProgress(
+        [("rl", 1000), ("lm", 10**12)], show=False, clock=lambda: now[0], units=units
+    )
     assert progress.eta() == (None, ["rl", "lm"]) and "ETA unknown" in progress.line()
     resumed = progress.callback(0, resuming=True, label="chain/sr")
     assert progress.label == "chain/sr (compiling)"
