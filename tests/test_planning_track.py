@@ -102,6 +102,7 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
         "mpg_v64_3x3_30_epn_k1": 3,
         "mpg_v64_3x3_30_transformer": 3,
         "mpg_v64_3x3_30_lstm_10m": None,
+        "mpg_v64_3x3_30_lstm_entropy": None,
         "planning_check_mpg_v64_3x3_30": 3,
         "planning_check_mpg_v64_3x3_30_epn_spec": 3,
         "osl_a_j5": 2,
@@ -113,15 +114,23 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
         ("mpg_v64_3x3_30_epn_k1", 1e6),
         ("mpg_v64_3x3_30_transformer", 1e6),
         ("mpg_v64_3x3_30_lstm_10m", 1e7),
+        ("mpg_v64_3x3_30_lstm_entropy", 1e6),
     ):
         e = quick[name]
         assert e.env_config == design.MPG_3X3_30
         assert budget <= e.train.num_logs * e.train.log_every < budget * 1.02, name
         assert (e.train.num_envs, e.train.unroll_length) == (16, 10)
         assert e.train.num_updates >= 6000 * budget / 1e6
+        tuned = {
+            "mpg_v64_3x3_30_transformer": (3e-4, 0.05),
+            "mpg_v64_3x3_30_lstm_entropy": (1e-3, 0.05),
+        }
         for agent in set(e.agents) - set(design.REFERENCES):
-            assert e.agent_config(agent)["learning_rate"] == 1e-3
-            assert e.agent_config(agent)["anneal_updates"] == e.train.num_updates
+            config = e.agent_config(agent)
+            lr, entropy = tuned.get(name, (1e-3, 0.01))  # the baselines' own schedule
+            assert (config["learning_rate"], config["entropy_cost"]) == (lr, entropy), name
+            assert config["entropy_cost_final"] == (0.02 if name in tuned else 0.003)
+            assert config["anneal_updates"] == e.train.num_updates
     main = quick["mpg_v64_3x3_30"]
     assert set(main.agents) == {"epn", "vtrace_lstm", *design.REFERENCES}
     epn = main.agent_config("epn")

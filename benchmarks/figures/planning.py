@@ -131,6 +131,13 @@ ARMS = (
     Arm(design.ROLE_EPN_K1, EPN, "EPN K=1", _shade(agent_colour(EPN), 0.45), ":"),
     Arm(design.ROLE_MPG, LSTM, "LSTM", agent_colour(LSTM), "-"),
     Arm(design.ROLE_LSTM_LONG, LSTM, "LSTM (long budget)", _shade(agent_colour(LSTM), -0.35), "--"),
+    Arm(
+        design.ROLE_LSTM_ENTROPY,
+        LSTM,
+        "LSTM (entropy 0.05→0.02)",
+        _shade(agent_colour(LSTM), 0.4),
+        ":",
+    ),
     Arm(design.ROLE_MPG, TRANSFORMER, "transformer", agent_colour(TRANSFORMER), "-"),
     Arm(design.ROLE_TRANSFORMER, TRANSFORMER, "transformer", agent_colour(TRANSFORMER), "-"),
 )
@@ -414,6 +421,10 @@ def verdict_p1(data: Data) -> str:
     lstm_arm = (design.ROLE_MPG, LSTM, "LSTM")
     t_role = transformer_role(data)
     arms = [epn_arm, lstm_arm] + ([(t_role, TRANSFORMER, "transformer")] if t_role else [])
+    # The LSTM with the baselines' entropy schedule, where it ran at the EPN's budget.
+    tuned = budget(data, design.ROLE_LSTM_ENTROPY, LSTM)
+    if tuned and same_budget(tuned, budget(data, design.ROLE_MPG, EPN)):
+        arms.append((design.ROLE_LSTM_ENTROPY, LSTM, "LSTM (entropy 0.05→0.02)"))
     gate = _gate("P1", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
