@@ -93,6 +93,7 @@ REFERENCE_LABELS = {
     "oracle": "oracle",
 }
 AGENT_LABELS = {EPN: "EPN", LSTM: "LSTM", TRANSFORMER: "transformer", **REFERENCE_LABELS}
+LSTM_ENTROPY_LABEL = "LSTM (entropy 0.05→0.02)"  # the baselines' entropy schedule
 FALLBACK_ROLES = (design.ROLE_CURRICULUM, design.ROLE_SHORT_EPISODES)
 OSL_FAMILY_LABELS = {"A": "A unseen", "B": "B", "nyc": "NYC"}
 LOG_TICKS = (1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100)  # steps ÷ (SP + 1) axis
@@ -134,7 +135,7 @@ ARMS = (
     Arm(
         design.ROLE_LSTM_ENTROPY,
         LSTM,
-        "LSTM (entropy 0.05→0.02)",
+        LSTM_ENTROPY_LABEL,
         _shade(agent_colour(LSTM), 0.4),
         ":",
     ),
@@ -424,7 +425,7 @@ def verdict_p1(data: Data) -> str:
     # The LSTM with the baselines' entropy schedule, where it ran at the EPN's budget.
     tuned = budget(data, design.ROLE_LSTM_ENTROPY, LSTM)
     if tuned and same_budget(tuned, budget(data, design.ROLE_MPG, EPN)):
-        arms.append((design.ROLE_LSTM_ENTROPY, LSTM, "LSTM (entropy 0.05→0.02)"))
+        arms.append((design.ROLE_LSTM_ENTROPY, LSTM, LSTM_ENTROPY_LABEL))
     gate = _gate("P1", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
