@@ -327,7 +327,6 @@ def cmd_render(args) -> int:
 
 def cmd_regenerate(args) -> int:
     from benchmarks import programs, runner, tracks
-    from benchmarks.progress import OverallProgress
 
     names = args.track or tracks.names()
     selected = [tracks.get(name) for name in names]  # unknown names fail here
@@ -355,17 +354,13 @@ def cmd_regenerate(args) -> int:
             for group in groups
         ]
     pending = sum(len(group.seeds) for group, _ in jobs)
-    budgets = [
-        (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds)) for g, p in jobs
-    ]
-    units = {kind: programs.step_unit(kind) for kind, _ in budgets}
-    progress = OverallProgress(budgets, show=not args.quiet, units=units)
+    progress = runner.overall_progress(jobs, show=not args.quiet)
     print(
         f"{args.tier}: {pending} runs to do in {len(jobs)} programs, {done} already finished "
         f"(in {args.results})",
         flush=True,
     )
-    if budgets:
+    if jobs:
         print(f"budget: {progress.status().rsplit(' [', 1)[0]}", flush=True)
     written = 0
     try:

@@ -443,6 +443,15 @@ def _env_metadata(program: Any) -> dict[str, Any]:
     return {"id": env.id, "config": env.config(), "reference": env.reference}
 
 
+def overall_progress(jobs: Sequence[tuple[RunGroup, Any]], show: bool) -> OverallProgress:
+    """The progress display over (group, program) jobs: each one's budget in its kind's unit."""
+    budgets = [
+        (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds)) for g, p in jobs
+    ]
+    units = {kind: programs.step_unit(kind) for kind, _ in budgets}
+    return OverallProgress(budgets, show=show, units=units)
+
+
 def run(
     track: Track,
     tier: str,
@@ -457,12 +466,7 @@ def run(
     check_output_folder(out)
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
     built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
-    budgets = [
-        (g.experiment.kind, p.num_chunks * p.steps_per_chunk * len(g.seeds))
-        for g, p in zip(groups, built, strict=True)
-    ]
-    units = {kind: programs.step_unit(kind) for kind, _ in budgets}
-    progress = OverallProgress(budgets, show=show_progress, units=units)
+    progress = overall_progress(list(zip(groups, built, strict=True)), show_progress)
     written: list[str] = []
     try:
         for i, (group, program) in enumerate(zip(groups, built, strict=True)):

@@ -2,9 +2,10 @@
 
 The paper tier is meant for accelerators and never runs here in full; this catches a config
 that would only fail there (a bad option, a shape mismatch at the papers' sizes). Each distinct
-(environment, agent config) of a paper-tier RL experiment runs two updates of two environments
-with a short unroll, on the environment config of its first experiment (Chain's 30 lengths are
-one case); the network, the environment and the learner are the paper's.
+(environment, agent config) of a paper-tier RL experiment, on the environment config of its first
+experiment (Chain's 30 lengths are one case), traces a chunk of two updates of two environments
+with a short unroll; each track's proposed method is also compiled and run. The network, the
+environment and the learner are the paper's.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ COMPILED = (
 )
 
 
+def _tiny_program(experiment, agent):
+    """The experiment's program for `agent` with a budget of two updates."""
+    per_update = NUM_ENVS * UNROLL
+    tiny = TrainConfig(2 * per_update, NUM_ENVS, UNROLL, 2 * per_update, logs_per_chunk=1)
+    return programs.build(dataclasses.replace(experiment, train=tiny), agent)
+
+
 def test_every_track_with_rl_experiments_has_paper_configs_here():
     tracks = {case.id.split("-")[0] for case in CASES}
     assert {"credit", "abstraction", "planning"} <= tracks
@@ -68,9 +76,7 @@ def test_every_track_with_rl_experiments_has_paper_configs_here():
 @pytest.mark.parametrize("experiment, agent", CASES)
 def test_paper_config_traces_a_training_chunk(experiment, agent):
     """Shapes only (jax.eval_shape: traced, not compiled), so every case stays cheap."""
-    per_update = NUM_ENVS * UNROLL
-    tiny = TrainConfig(2 * per_update, NUM_ENVS, UNROLL, 2 * per_update, logs_per_chunk=1)
-    program = programs.build(dataclasses.replace(experiment, train=tiny), agent)
+    program = _tiny_program(experiment, agent)
     carry = jax.eval_shape(
         functools.partial(training._init, program), jnp.arange(1, dtype=jnp.uint32)
     )
@@ -92,9 +98,7 @@ def test_paper_config_traces_a_training_chunk(experiment, agent):
 )
 def test_paper_config_trains_two_updates(experiment, agent):
     """A few of the cases compiled and run: the losses are finite at the papers' sizes."""
-    per_update = NUM_ENVS * UNROLL
-    tiny = TrainConfig(2 * per_update, NUM_ENVS, UNROLL, 2 * per_update, logs_per_chunk=1)
-    program = programs.build(dataclasses.replace(experiment, train=tiny), agent)
+    program = _tiny_program(experiment, agent)
     _, logs = program.run_chunk(program.init(np.arange(1)))
     for name, values in logs.items():  # NaN: no episode ended in the log interval
         assert not np.any(np.isinf(values)), name
