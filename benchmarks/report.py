@@ -35,7 +35,6 @@ import dataclasses
 import html
 import json
 import os
-import re
 import shutil
 import tempfile
 import textwrap
@@ -51,7 +50,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks import figures as track_figures  # noqa: E402
-from benchmarks import programs, stats, store  # noqa: E402
+from benchmarks import programs, stats, store, verdicts  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "tracks", "figure.dpi": 110, "font.size": 9})
@@ -92,18 +91,8 @@ _EXTRA = ["#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02"]
 # Primary metrics where a lower value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte", "perplexity"})
 
-# A hook's verdict statuses and the outcome each one reports.
 # Tiers whose runs check the pipeline only (seconds of training): their report says so up front.
 SMOKE_TIERS = frozenset({"smoke"})
-OUTCOMES = {
-    "REPRODUCED": "reproduced",
-    "NOT REPRODUCED": "not reproduced",
-    "PARTIAL": "partial",  # part of a claim's criterion holds (e.g. planning P1's 1.3x tier)
-    "INSUFFICIENT DATA": "not run",
-    "INSUFFICIENT BUDGET": "not run",
-    "NOT RUN": "not run",
-}
-_VERDICT = re.compile(r"^(?P<claim>\S+) \((?P<title>.*?)\): (?P<status>[A-Z][A-Z ]*?) — ")
 PROFILE_POINTS = 81  # thresholds of a performance profile
 
 
@@ -244,36 +233,42 @@ def _markdown_table(table: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------------------ verdicts
 
 
-class Verdict(NamedTuple):
+class ClaimVerdict(NamedTuple):
+    """A track hook's verdict as the report lists it; a track without results reports every
+    claim as "not run" whatever its hook said."""
+
     track: str
-    claim: str  # e.g. "K1"
-    title: str
-    status: str  # the hook's own word, e.g. "INSUFFICIENT DATA"
-    outcome: str  # reproduced | not reproduced | not run | unknown
-    line: str  # the hook's whole line, numbers and seed counts included
+    verdict: verdicts.Verdict
+    ran: bool = True
+
+    @property
+    def claim(self) -> str:
+        return self.verdict.claim
+
+    @property
+    def title(self) -> str:
+        return self.verdict.title
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    @property
+    def outcome(self) -> str:
+        return self.verdict.outcome if self.ran else "not run"
+
+    @property
+    def line(self) -> str:
+        return self.verdict.line
 
 
-def parse_verdict(track: str, line: str, ran: bool = True) -> Verdict:
-    """A hook's verdict line ("K1 (title): STATUS — details") with its outcome.
-
-    `ran=False` (the track has no results) makes every outcome "not run". A line that does not
-    follow the format keeps its text, with claim "?" and outcome "unknown".
-    """
-    match = _VERDICT.match(line)
-    if match is None:
-        return Verdict(track, "?", "", "", "not run" if not ran else "unknown", line)
-    status = match["status"]
-    outcome = OUTCOMES.get(status, "unknown") if ran else "not run"
-    return Verdict(track, match["claim"], match["title"], status, outcome, line)
-
-
-def verdicts_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+def verdicts_frame(claims: Sequence[ClaimVerdict]) -> pd.DataFrame:
     columns = ["track", "claim", "title", "outcome", "status", "line"]
-    return pd.DataFrame([v._asdict() for v in verdicts], columns=list(Verdict._fields))[columns]
+    return pd.DataFrame([{c: getattr(v, c) for c in columns} for v in claims], columns=columns)
 
 
-def _verdict_markdown(title: str, verdicts: Sequence[Verdict]) -> str:
-    lines = [f"# {title}", ""] + [f"- {v.line}" for v in verdicts]
+def _verdict_markdown(title: str, claims: Sequence[ClaimVerdict]) -> str:
+    lines = [f"# {title}", ""] + [f"- {v.line}" for v in claims]
     return "\n".join(lines) + "\n"
 
 
@@ -311,12 +306,6 @@ def task_scores(frame: pd.DataFrame, track: str) -> dict[str, tuple[str, dict[st
     return out
 
 
-def _fmt(est: stats.Estimate) -> str:
-    if est.n == 0 or not np.isfinite(est.value):
-        return "n/a (n=0)"
-    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}] (n={est.n})"
-
-
 def _oriented(metric: str, scores: np.ndarray) -> np.ndarray:
     """Scores turned so that higher is better (negated for LOWER_IS_BETTER metrics)."""
     return -scores if metric in LOWER_IS_BETTER else scores
@@ -350,15 +339,15 @@ def compare_agent(
     rows = []
     for task in tasks:
         metric, per_agent = scores[task]
-        row = {"task": task, "metric": metric, agent: _fmt(stats.iqm_ci(per_agent[agent]))}
+        row = {"task": task, "metric": metric, agent: verdicts.fmt(stats.iqm_ci(per_agent[agent]))}
         for b in baselines:
-            row[b] = _fmt(stats.iqm_ci(per_agent[b])) if b in per_agent else "—"
+            row[b] = verdicts.fmt(stats.iqm_ci(per_agent[b])) if b in per_agent else "—"
         for b in baselines:
             if b in per_agent:
                 p = stats.probability_of_improvement(
                     _oriented(metric, per_agent[agent]), _oriented(metric, per_agent[b])
                 )
-                row[f"P({agent} > {b})"] = _fmt(p)
+                row[f"P({agent} > {b})"] = verdicts.fmt(p)
             else:
                 row[f"P({agent} > {b})"] = "—"
         rows.append(row)
@@ -529,7 +518,7 @@ class Section:
     summary: pd.DataFrame
     curves: list[tuple[str, list[str]]]  # (label, files relative to the report folder)
     extra: track_figures.TrackReport | None
-    verdicts: list[Verdict]
+    verdicts: list[ClaimVerdict]
     comparisons: list[Comparison]
     metadata: list[tuple[str, str]]
     files: list[str]  # the section's tables, relative to the report folder
@@ -637,12 +626,12 @@ def _build_section(
         (track_out / "summary.md").write_text(_markdown_table(table))
         files += [f"{track}/summary.csv", f"{track}/summary.md"]
     extra = _track_hook(track, frame, folders, track_out)
-    verdicts = [parse_verdict(track, line, ran) for line in (extra.verdicts if extra else [])]
-    if verdicts:
+    claims = [ClaimVerdict(track, v, ran) for v in (extra.verdicts if extra else [])]
+    if claims:
         (track_out / "verdicts.md").write_text(
-            _verdict_markdown(f"{track}: claim verdicts", verdicts)
+            _verdict_markdown(f"{track}: claim verdicts", claims)
         )
-        verdicts_frame(verdicts).to_csv(track_out / "verdicts.csv", index=False)
+        verdicts_frame(claims).to_csv(track_out / "verdicts.csv", index=False)
         files += [f"{track}/verdicts.md", f"{track}/verdicts.csv"]
     comparisons = []
     shipped = set(definition.agents) if definition is not None else set()
@@ -670,7 +659,7 @@ def _build_section(
         summary=table,
         curves=curves,
         extra=extra,
-        verdicts=verdicts,
+        verdicts=claims,
         comparisons=comparisons,
         metadata=_run_metadata(metas),
         files=files,
@@ -927,12 +916,12 @@ def _files(names: list[str]) -> str:
     return f'<p class="files">Tables: {links}</p>'
 
 
-def _claims_html(verdicts: list[Verdict]) -> str:
+def _claims_html(verdicts: list[ClaimVerdict]) -> str:
     items = "".join(f"<li>{_badge(v.outcome)} {_e(v.line)}</li>" for v in verdicts)
     return f'<ul class="claims">{items}</ul>'
 
 
-def _claims_table(verdicts: list[Verdict]) -> str:
+def _claims_table(verdicts: list[ClaimVerdict]) -> str:
     """One row per claim: its verdict first, the hook's whole line (numbers, seeds) folded."""
     rows = "".join(
         f'<tr><td><a href="#{_e(v.track)}-claims">{_e(v.track)}</a></td><td>{_e(v.claim)}</td>'
@@ -1030,7 +1019,7 @@ def _index_html(
     )
     rows = []
     for s in ran:
-        counts = {o: sum(v.outcome == o for v in s.verdicts) for o in OUTCOMES.values()}
+        counts = {o: sum(v.outcome == o for v in s.verdicts) for o in verdicts.OUTCOMES.values()}
         runs = dict(s.metadata).get("runs", "0")
         claims = " ".join(f"{_badge(o)} {n}" for o, n in counts.items() if n) or "—"
         rows.append(

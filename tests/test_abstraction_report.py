@@ -12,6 +12,7 @@ from benchmarks import stats, store
 from benchmarks.abstraction_evaluations import BEHAVIOUR, TABLE, summarise
 from benchmarks.figures import abstraction as fig
 from benchmarks.report import build_report
+from benchmarks.verdicts import INSUFFICIENT_DATA, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 EPISODES = 200
 STEPS = np.arange(1, 11) * 100_000
@@ -190,12 +191,8 @@ def load(root):
     return frame, store.run_folders([root])
 
 
-def by_claim(lines):
-    return {line.split(" ")[0]: line for line in lines}
-
-
-def status(line):
-    return line.split(": ", 1)[1].split(" — ")[0]
+def by_claim(verdicts):
+    return {v.claim: v for v in verdicts}
 
 
 @pytest.fixture(scope="module")
@@ -211,22 +208,36 @@ def designed_report(designed, tmp_path_factory):
 
 @pytest.mark.slow
 def test_claims_are_reproduced_on_results_that_meet_the_criteria(designed_report):
-    lines = by_claim(designed_report.verdicts)
-    assert list(lines) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]
+    verdicts = by_claim(designed_report.verdicts)
+    assert list(verdicts) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]
     for claim in ("A1", "A3", "A4", "A5", "A6"):
-        assert status(lines[claim]) == fig.REPRODUCED, lines[claim]
-    assert status(lines["A2"]) == fig.NOT_RUN and "paired with the released trace" in lines["A2"]
-    assert "ideal_observer@6potions: 100.000 evaluation episodes/s" in lines["A2"]  # 200 / 2 s
-    assert status(lines["A7"]) == fig.REPRODUCED, lines["A7"]
-    assert "gain 30.0 [" in lines["A7"] and "n=5 seeds" in lines["A7"] and "95.0%" in lines["A7"]
-    assert "6 potions per trial" in lines["A1"] and "trials with oracle < IO: 0" in lines["A1"]
-    assert "+0.20" in lines["A3"] and "n=5 seeds" in lines["A3"]
-    assert "best arm ground_truth 244.0" in lines["A4"]
-    assert "alchemist [15-step trials] (greedy) 204.0" in lines["A5"]
-    assert "budget:" in lines["A5"] and "1e+06 steps/seed" in lines["A5"]
-    assert "training reward over the last 10% of 5e+05 steps" in lines["A5"]
+        assert verdicts[claim].status == REPRODUCED, verdicts[claim]
+    assert (
+        verdicts["A2"].status == NOT_RUN and "paired with the released trace" in verdicts["A2"].line
+    )
+    assert (
+        "ideal_observer@6potions: 100.000 evaluation episodes/s" in verdicts["A2"].line
+    )  # 200 / 2 s
+    assert verdicts["A7"].status == REPRODUCED, verdicts["A7"]
+    assert (
+        "gain 30.0 [" in verdicts["A7"].line
+        and "n=5 seeds" in verdicts["A7"].line
+        and "95.0%" in verdicts["A7"].line
+    )
+    assert (
+        "6 potions per trial" in verdicts["A1"].line
+        and "trials with oracle < IO: 0" in verdicts["A1"].line
+    )
+    assert "+0.20" in verdicts["A3"].line and "n=5 seeds" in verdicts["A3"].line
+    assert "best arm ground_truth 244.0" in verdicts["A4"].line
+    assert "alchemist [15-step trials] (greedy) 204.0" in verdicts["A5"].line
+    assert "budget:" in verdicts["A5"].line and "1e+06 steps/seed" in verdicts["A5"].line
+    assert "training reward over the last 10% of 5e+05 steps" in verdicts["A5"].line
     # A6 compares ground_truth with the baseline at the chemistry arm's (smaller) budget.
-    assert "at equal env steps (training reward over the last 10% of 5e+05 steps)" in lines["A6"]
+    assert (
+        "at equal env steps (training reward over the last 10% of 5e+05 steps)"
+        in verdicts["A6"].line
+    )
 
 
 def _with_trace_check(root, violations):
@@ -261,17 +272,18 @@ def test_a2_reports_i2_on_the_released_trace(tmp_path, violations):
     root = world(tmp_path / "r")
     _with_trace_check(root, violations)
     frame, folders = load(root)
-    line = fig.verdict_a2(fig.load_evals(folders, []), folders)
+    verdict = fig.verdict_a2(fig.load_evals(folders, []), folders)
     assert (
         "I2 on the released IO trace: 59 recorded decisions of trials 3–10 in 2 episodes "
-        f"checked within 100,000 nodes (1 past the budget): {violations} with Q below" in line
+        f"checked within 100,000 nodes (1 past the budget): {violations} with Q below"
+        in verdict.line
     )
     # 200 episodes in the 2.0 s of evaluation less the check's 1.5 s
-    assert "ideal_observer@6potions: 400.000 evaluation episodes/s" in line
+    assert "ideal_observer@6potions: 400.000 evaluation episodes/s" in verdict.line
     if violations:
-        assert status(line) == fig.NOT_REPRODUCED and "worst gap 2.5" in line
+        assert verdict.status == NOT_REPRODUCED and "worst gap 2.5" in verdict.line
     else:
-        assert status(line) == fig.NOT_RUN
+        assert verdict.status == NOT_RUN
 
 
 @pytest.mark.slow
@@ -280,16 +292,18 @@ def test_failures_are_named(tmp_path):
     arms["baseline"] = ("vtrace_lstm", (238, 240, 242, 244, 246), 3.0, 20, "sample")
     arms["alchemist_no_shaping"] = ("alchemist", (250, 252, 254, 256, 258), 1.0, 15, "greedy")
     frame, folders = load(world(tmp_path / "r", arms=arms, io_above_oracle=True))
-    lines = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
-    assert status(lines["A3"]) == fig.NOT_REPRODUCED and "baseline delta ≤ 1.0" in lines["A3"]
-    assert status(lines["A5"]) == fig.NOT_REPRODUCED
-    failed = lines["A5"].split("failed: ")[1]
+    verdicts = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
+    assert verdicts["A3"].status == NOT_REPRODUCED and "baseline delta ≤ 1.0" in verdicts["A3"].line
+    assert verdicts["A5"].status == NOT_REPRODUCED
+    failed = verdicts["A5"].line.split("failed: ")[1]
     assert "alchemist > baseline (disjoint CIs)" in failed
     assert "removing shaping lowers the score" in failed
     assert "equal env steps" not in failed
-    assert status(lines["A6"]) == fig.NOT_REPRODUCED and "ground_truth > baseline" in lines["A6"]
-    assert status(lines["A1"]) == fig.NOT_REPRODUCED
-    assert "IO never above the oracle in a trial" in lines["A1"].split("failed: ")[1]
+    assert (
+        verdicts["A6"].status == NOT_REPRODUCED and "ground_truth > baseline" in verdicts["A6"].line
+    )
+    assert verdicts["A1"].status == NOT_REPRODUCED
+    assert "IO never above the oracle in a trial" in verdicts["A1"].line.split("failed: ")[1]
 
 
 def test_a1_checks_reference_scores_against_the_spec(tmp_path):
@@ -299,36 +313,36 @@ def test_a1_checks_reference_scores_against_the_spec(tmp_path):
         path.unlink()
     write(root, "references", "cash_only", 0, eval_table(noisy(90.0, n=1000)))
     frame, folders = load(root)
-    line = fig.verdict_a1(fig.load_evals(folders, []))
-    assert status(line) == fig.NOT_REPRODUCED and "E8 cash_only" in line.split("failed: ")[1]
+    verdict = fig.verdict_a1(fig.load_evals(folders, []))
+    assert verdict.status == NOT_REPRODUCED and "E8 cash_only" in verdict.line.split("failed: ")[1]
 
 
 def test_spec_values_are_not_applied_to_smaller_episodes(designed):
     frame, folders = designed
     evals = fig.load_evals(folders, [])
     smoke = evals.assign(num_trials=2, trial_steps=5)
-    line = fig.verdict_a1(smoke)
-    assert status(line) == fig.INSUFFICIENT_DATA
-    assert "random (2 trials x 5 steps x 12 potions)" in line
-    line = fig.verdict_a4(smoke, frame)
-    assert status(line) == fig.INSUFFICIENT_DATA and "best arm ground_truth (2 trials" in line
+    verdict = fig.verdict_a1(smoke)
+    assert verdict.status == INSUFFICIENT_DATA
+    assert "random (2 trials x 5 steps x 12 potions)" in verdict.line
+    verdict = fig.verdict_a4(smoke, frame)
+    assert verdict.status == INSUFFICIENT_DATA and "best arm ground_truth (2 trials" in verdict.line
 
 
 @pytest.mark.slow
 def test_missing_arms_and_too_few_seeds_are_insufficient(tmp_path):
     frame, folders = load(world(tmp_path / "r", references=False, io=False, seeds=2))
-    lines = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
+    verdicts = by_claim(fig.report(frame, folders, tmp_path / "out").verdicts)
     for claim in ("A1", "A3", "A4", "A5", "A6"):
-        assert status(lines[claim]) == fig.INSUFFICIENT_DATA, lines[claim]
-    assert "missing reference arms" in lines["A1"]
-    assert "baseline has 2 seeds" in lines["A3"]
+        assert verdicts[claim].status == INSUFFICIENT_DATA, verdicts[claim]
+    assert "missing reference arms" in verdicts["A1"].line
+    assert "baseline has 2 seeds" in verdicts["A3"].line
 
 
 def test_no_results_give_not_run_or_insufficient_and_skip_figures(tmp_path):
     empty = pd.DataFrame(columns=list(store.COLUMNS))
     out = fig.report(empty, [], tmp_path)
     assert out.figures == []
-    assert all(status(v) in (fig.INSUFFICIENT_DATA, fig.NOT_RUN) for v in out.verdicts)
+    assert all(v.status in (INSUFFICIENT_DATA, NOT_RUN) for v in out.verdicts)
     assert any("learning_curves` skipped" in n for n in out.notes)
 
 
@@ -393,9 +407,9 @@ def test_paired_difference_and_arm_names():
 @pytest.mark.parametrize(
     ("probed", "dim_gain", "expected", "text"),
     [
-        ("ground_truth", 0.05, fig.NOT_REPRODUCED, "failed: gain ≥ 10 points"),
-        ("alchemist", 0.3, fig.INSUFFICIENT_DATA, "probed arms: ['alchemist']"),
-        (None, 0.3, fig.INSUFFICIENT_DATA, "probed arms: none"),
+        ("ground_truth", 0.05, NOT_REPRODUCED, "failed: gain ≥ 10 points"),
+        ("alchemist", 0.3, INSUFFICIENT_DATA, "probed arms: ['alchemist']"),
+        (None, 0.3, INSUFFICIENT_DATA, "probed arms: none"),
     ],
 )
 def test_a7_needs_the_best_arm_probed_and_a_large_enough_gain(
@@ -403,14 +417,16 @@ def test_a7_needs_the_best_arm_probed_and_a_large_enough_gain(
 ):
     frame, folders = load(world(tmp_path, references=False, probed=probed, dim_gain=dim_gain))
     probes = fig.load_probes(folders, [])
-    line = fig.verdict_a7(fig.load_evals(folders, []), probes)
-    assert status(line) == expected and text in line, line
+    verdict = fig.verdict_a7(fig.load_evals(folders, []), probes)
+    assert verdict.status == expected and text in verdict.line, verdict
 
 
 def test_a7_fails_when_the_probe_beats_the_posterior_ceiling(tmp_path):
     frame, folders = load(world(tmp_path, references=False, dim_gain=0.9))
-    line = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
-    assert status(line) == fig.NOT_REPRODUCED and "accuracy ≤ posterior ceiling" in line, line
+    verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
+    assert verdict.status == NOT_REPRODUCED and "accuracy ≤ posterior ceiling" in verdict.line, (
+        verdict
+    )
 
 
 def test_eval_set_curves_replace_the_final_marker_where_measured():

@@ -14,6 +14,7 @@ from baselines.lm.transformer import TransformerConfig
 from benchmarks import report as generic_report
 from benchmarks import store
 from benchmarks.figures import compute
+from benchmarks.verdicts import INSUFFICIENT_DATA
 
 # val_loss_final per (budget, agent, width): MoD beats dense at both budgets, interior optima.
 GRID = {
@@ -214,8 +215,9 @@ def _verdicts(root):
 
 
 def _status(verdicts, claim):
-    (line,) = [v for v in verdicts if v.startswith(claim + " ")]
-    return line.split(": ", 1)[1].split(" — ")[0], line
+    """(status, line) of one claim's verdict."""
+    (verdict,) = [v for v in verdicts if v.claim == claim]
+    return verdict.status, verdict.line
 
 
 @pytest.mark.slow
@@ -224,17 +226,14 @@ def test_every_claim_reproduced_on_designed_results(tmp_path):
     # Through the generic report, which calls the track's hook.
     summary = generic_report.build_report([tmp_path / "results"], tmp_path / "report")
     assert summary["tracks"] == ["compute"] and not summary["problems"]
-    verdicts = summary["verdicts"]["compute"]
-    assert [v.split(" ")[0] for v in verdicts] == [f"C{i}" for i in range(1, 10)]
-    for claim in (f"C{i}" for i in range(1, 10)):
-        status, line = _status(verdicts, claim)
-        assert status == "REPRODUCED", line
-    _, c3 = _status(verdicts, "C3")
+    claims = [f"C{i}" for i in range(1, 10)]
+    assert summary["outcomes"]["compute"] == {c: "reproduced" for c in claims}
+    lines = dict(zip(claims, summary["verdicts"]["compute"], strict=True))
+    assert all(lines[c].startswith(c + " ") for c in claims)
+    c3 = lines["C3"]
     assert "best MoD d64 1.5300 (n=3, seeds 1.5200–1.5400)" in c3 and "ratio 0.9871" in c3
-    _, c4 = _status(verdicts, "C4")
-    assert "MoD opt d64 393,216 params vs dense opt d64 196,608" in c4
-    _, c1 = _status(verdicts, "C1")
-    assert "(S256, d128, L4) 0.5624" in c1 and "XLA ratio 0.5630" in c1
+    assert "MoD opt d64 393,216 params vs dense opt d64 196,608" in lines["C4"]
+    assert "(S256, d128, L4) 0.5624" in lines["C1"] and "XLA ratio 0.5630" in lines["C1"]
     section = tmp_path / "report" / "compute"
     figures = ("fig3_sweep", "fig3_curves", "fig4_isoflop", "fig4_normalised", "fig5_routing")
     for name in figures + ("fig6_causal", "speed"):
@@ -329,5 +328,5 @@ def test_names_parabola_and_grid_edge():
 def test_no_results_give_insufficient_data_and_skip_every_figure(tmp_path):
     empty = pd.DataFrame(columns=store.COLUMNS)
     result = compute.report(empty, [], tmp_path)
-    assert all(" INSUFFICIENT DATA — " in v for v in result.verdicts) and not result.figures
+    assert all(v.status == INSUFFICIENT_DATA for v in result.verdicts) and not result.figures
     assert len(result.notes) == 7 and all("skipped" in n for n in result.notes)

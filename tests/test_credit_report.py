@@ -252,10 +252,6 @@ def frame_and_folders(root):
     return frame, store.run_folders([root])
 
 
-def status(line: str) -> str:
-    return line.split(": ", 1)[1].split(" — ")[0]
-
-
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory):
     return frame_and_folders(world(tmp_path_factory.mktemp("reproduced")))
@@ -266,16 +262,16 @@ def reproduced(tmp_path_factory):
 
 def test_every_claim_is_reproduced_on_results_that_meet_the_criteria(reproduced):
     frame, folders = reproduced
-    lines = fig.verdicts(frame, folders, [])
-    assert [line[:2] for line in lines] == ["K1", "K2", "K3", "K4", "K5"]
-    assert [status(line) for line in lines] == ["REPRODUCED"] * 5, lines
-    assert "L=30: SR 0.950 [" in lines[0] and "(n=5)" in lines[0]
-    assert "CIs disjoint at L=100: yes" in lines[0]
-    assert "P(SR > baseline) = 1.000" in lines[1]
-    assert "measured random 45.0" in lines[2] and "= 67.5" in lines[2]
-    assert "50 evaluation episodes over 5 seeds, 40 with a pickup" in lines[3]
-    assert ": 0.875" in lines[3]
-    assert "skiing_verdict" in lines[4] and "stretch (SR > -6000): no" in lines[4]
+    verdicts = fig.verdicts(frame, folders, [])
+    assert [v.claim for v in verdicts] == ["K1", "K2", "K3", "K4", "K5"]
+    assert [v.status for v in verdicts] == ["REPRODUCED"] * 5, verdicts
+    assert "L=30: SR 0.950 [" in verdicts[0].line and "(n=5)" in verdicts[0].line
+    assert "CIs disjoint at L=100: yes" in verdicts[0].line
+    assert "P(SR > baseline) = 1.000" in verdicts[1].line
+    assert "measured random 45.0" in verdicts[2].line and "= 67.5" in verdicts[2].line
+    assert "50 evaluation episodes over 5 seeds, 40 with a pickup" in verdicts[3].line
+    assert ": 0.875" in verdicts[3].line
+    assert "skiing_verdict" in verdicts[4].line and "stretch (SR > -6000): no" in verdicts[4].line
 
 
 def test_k1_fails_when_the_baseline_solves_the_delay_or_the_sanity_check_fails(reproduced):
@@ -283,13 +279,13 @@ def test_k1_fails_when_the_baseline_solves_the_delay_or_the_sanity_check_fails(r
     easy = frame.copy()
     mask = (easy.experiment == "chain_first_step_L30") & (easy.agent == "vtrace_lstm")
     easy.loc[mask & (easy.metric == "chose_correctly"), "value"] = 0.8
-    line = fig.verdict_k1(easy)
-    assert status(line) == "NOT REPRODUCED" and "failed: L=30 baseline ≤ 0.65" in line
+    verdict = fig.verdict_k1(easy)
+    assert verdict.status == "NOT REPRODUCED" and "L=30 baseline ≤ 0.65" in verdict.failed
     weak = frame.copy()
     mask = (weak.experiment == "chain_first_step_L10") & (weak.agent == "vtrace_lstm")
     weak.loc[mask & (weak.metric == "chose_correctly"), "value"] = 0.6
-    line = fig.verdict_k1(weak)
-    assert status(line) == "NOT REPRODUCED" and "failed: sanity L=10 both ≥ 0.9" in line
+    verdict = fig.verdict_k1(weak)
+    assert verdict.status == "NOT REPRODUCED" and "sanity L=10 both ≥ 0.9" in verdict.failed
 
 
 def test_k1_needs_disjoint_cis_at_l100(tmp_path):
@@ -298,9 +294,9 @@ def test_k1_needs_disjoint_cis_at_l100(tmp_path):
     for seed, v in enumerate([0.3, 0.4, 0.5, 0.95, 0.96]):
         write(root, "chain_first_step_L100", "chain", "vtrace_lstm", seed, {"chose_correctly": v})
     frame, _ = frame_and_folders(root)
-    line = fig.verdict_k1(frame)
-    assert status(line) == "NOT REPRODUCED", line
-    assert "CIs disjoint at L=100: no" in line and "failed: disjoint CIs at L=100" in line
+    verdict = fig.verdict_k1(frame)
+    assert verdict.status == "NOT REPRODUCED", verdict
+    assert "CIs disjoint at L=100: no" in verdict.line and "disjoint CIs at L=100" in verdict.failed
 
 
 def test_missing_tasks_give_insufficient_data(tmp_path):
@@ -313,16 +309,16 @@ def test_missing_tasks_give_insufficient_data(tmp_path):
         k4_hits=None,
     )
     frame, folders = frame_and_folders(root)
-    lines = fig.verdicts(frame, folders, [])
-    assert [status(line) for line in lines] == ["INSUFFICIENT DATA"] * 4 + ["INSUFFICIENT BUDGET"]
-    assert "chain_first_step_L30/sr has 0 seeds" in lines[0]
-    assert "no sr_trace_episodes" in lines[3] and "no Skiing results" in lines[4]
+    verdicts = fig.verdicts(frame, folders, [])
+    assert [v.status for v in verdicts] == ["INSUFFICIENT DATA"] * 4 + ["INSUFFICIENT BUDGET"]
+    assert "chain_first_step_L30/sr has 0 seeds" in verdicts[0].line
+    assert "no sr_trace_episodes" in verdicts[3].line and "no Skiing results" in verdicts[4].line
 
 
 def test_too_few_seeds_give_insufficient_data(tmp_path):
     frame, _ = frame_and_folders(world(tmp_path, skiing=(), k4_hits=None, seeds=2))
-    line = fig.verdict_k2(frame)
-    assert status(line) == "INSUFFICIENT DATA" and "need ≥ 3 seeds" in line
+    verdict = fig.verdict_k2(frame)
+    assert verdict.status == "INSUFFICIENT DATA" and "need ≥ 3 seeds" in verdict.line
 
 
 def test_k2_fails_when_the_baseline_catches(reproduced):
@@ -330,8 +326,8 @@ def test_k2_fails_when_the_baseline_catches(reproduced):
     good = frame.copy()
     mask = (good.experiment == "delayed_catch_runs20") & (good.agent == "vtrace_lstm")
     good.loc[mask & (good.metric == "catch_rate"), "value"] = 0.6
-    line = fig.verdict_k2(good)
-    assert status(line) == "NOT REPRODUCED" and "failed: baseline ≤ 0.5" in line
+    verdict = fig.verdict_k2(good)
+    assert verdict.status == "NOT REPRODUCED" and "baseline ≤ 0.5" in verdict.failed
 
 
 def test_k2_shows_an_alternative_reading_without_judging_it(reproduced):
@@ -340,9 +336,9 @@ def test_k2_shows_an_alternative_reading_without_judging_it(reproduced):
     spec_sr = (frame.experiment == "delayed_catch_runs20") & (frame.agent == "sr")
     alt = frame[spec_sr].assign(experiment="delayed_catch_runs20_sr_reward_only")
     alt.loc[alt.metric == "catch_rate", "value"] = 0.01  # far below the spec arm: no effect
-    line = fig.verdict_k2(pd.concat([frame, alt], ignore_index=True))
-    assert status(line) == status(before) == "REPRODUCED"
-    assert "reading sr α=1 β=0 (UNVERIFIED α, β; shown, not judged): 0.010" in line
+    verdict = fig.verdict_k2(pd.concat([frame, alt], ignore_index=True))
+    assert verdict.status == before.status == "REPRODUCED"
+    assert "reading sr α=1 β=0 (UNVERIFIED α, β; shown, not judged): 0.010" in verdict.line
     assert "reading" not in before
     drawn = fig.with_alternative_arms(pd.concat([frame, alt]), "delayed_catch_runs20")
     assert set(drawn.agent) == {"sr", "vtrace_lstm", "random", "sr α=1 β=0"}
@@ -353,24 +349,27 @@ def test_k3_needs_both_agents_to_eat_apples_and_falls_back_to_the_spec_random(re
     hungry = frame.copy()
     mask = (hungry.experiment == "key_to_door_ktd_tvt") & (hungry.agent == "vtrace_lstm")
     hungry.loc[mask & (hungry.metric == "apple_return"), "value"] = 50.0
-    line = fig.verdict_k3(hungry)
-    assert status(line) == "NOT REPRODUCED"
-    assert "failed: baseline apple return ≥ 67.5" in line
+    verdict = fig.verdict_k3(hungry)
+    assert verdict.status == "NOT REPRODUCED"
+    assert "baseline apple return ≥ 67.5" in verdict.failed
     no_random = frame[~((frame.experiment == "key_to_door_ktd_tvt") & (frame.agent == "random"))]
-    line = fig.verdict_k3(no_random)
-    assert status(line) == "REPRODUCED" and "random 46.9 (spec §3) = 70.3" in line
+    verdict = fig.verdict_k3(no_random)
+    assert verdict.status == "REPRODUCED" and "random 46.9 (spec §3) = 70.3" in verdict.line
 
 
 def test_k4_fails_when_c_does_not_peak_at_the_pickup(tmp_path):
     root = world(tmp_path, chain={}, catch={}, skiing=(), k4_hits=4)
     frame, folders = frame_and_folders(root)
-    line = fig.verdicts(frame, folders, [])[3]
-    assert status(line) == "NOT REPRODUCED" and ": 0.500" in line
-    assert "failed: argmax fraction ≥ 0.8" in line
+    verdict = fig.verdicts(frame, folders, [])[3]
+    assert verdict.status == "NOT REPRODUCED" and ": 0.500" in verdict.line
+    assert "argmax fraction ≥ 0.8" in verdict.failed
     low_gate = fig.read_tables(folders, "key_to_door_ktd_tvt", "sr", "sr_trace_episodes", [])
     low_gate = low_gate.assign(argmax_at_pickup=low_gate.had_pickup, g_before_door=0.1)
-    line = fig.verdict_k4(low_gate)
-    assert status(line) == "NOT REPRODUCED" and "failed: g before the door" in line
+    verdict = fig.verdict_k4(low_gate)
+    assert (
+        verdict.status == "NOT REPRODUCED"
+        and "g before the door > episode median" in verdict.failed
+    )
 
 
 def test_k5_is_assessed_only_with_the_budget(tmp_path):
@@ -384,9 +383,12 @@ def test_k5_is_assessed_only_with_the_budget(tmp_path):
             skiing=(("skiing", 1, 2e6), ("skiing_verdict", 2, 2e7)),
         )
     )
-    line = fig.verdict_k5(frame)
-    assert status(line) == "INSUFFICIENT BUDGET"
-    assert "skiing_verdict: sr 2 seeds at ≥ 2e7" in line and "skiing: sr 0 seeds" in line
+    verdict = fig.verdict_k5(frame)
+    assert verdict.status == "INSUFFICIENT BUDGET"
+    assert (
+        "skiing_verdict: sr 2 seeds at ≥ 2e7" in verdict.line
+        and "skiing: sr 0 seeds" in verdict.line
+    )
     frame, _ = frame_and_folders(
         world(
             tmp_path / "few_frames",
@@ -397,7 +399,7 @@ def test_k5_is_assessed_only_with_the_budget(tmp_path):
             skiing=(("skiing_verdict", 3, 1e7),),
         )
     )
-    assert status(fig.verdict_k5(frame)) == "INSUFFICIENT BUDGET"
+    assert fig.verdict_k5(frame).status == "INSUFFICIENT BUDGET"
 
 
 def test_k5_fails_on_a_low_score_or_overlapping_gates(reproduced):
@@ -405,12 +407,12 @@ def test_k5_fails_on_a_low_score_or_overlapping_gates(reproduced):
     slow = frame.copy()
     mask = (slow.experiment == "skiing_verdict") & (slow.agent == "sr")
     slow.loc[mask & (slow.metric == "episode_return"), "value"] = -9000.0
-    line = fig.verdict_k5(slow)
-    assert status(line) == "NOT REPRODUCED" and "failed: SR score > -8500" in line
+    verdict = fig.verdict_k5(slow)
+    assert verdict.status == "NOT REPRODUCED" and "SR score > -8500" in verdict.failed
     close = frame.copy()
     close.loc[mask & (close.metric == "missed_gates"), "value"] = 10.0
-    line = fig.verdict_k5(close)
-    assert status(line) == "NOT REPRODUCED" and "fewer missed gates" in line
+    verdict = fig.verdict_k5(close)
+    assert verdict.status == "NOT REPRODUCED" and "fewer missed gates" in verdict.line
 
 
 # -------------------------------------------------------------------------------- report
@@ -445,8 +447,9 @@ def test_report_builds_every_figure_and_is_identical_when_rebuilt(tmp_path, cred
         "index.html",
     ):
         assert (r1 / name).read_bytes() == (r2 / name).read_bytes(), name
-    verdicts = first["verdicts"]["credit"]
-    assert len(verdicts) == 5 and all(status(v) == "REPRODUCED" for v in verdicts)
+    verdicts = first["verdicts"]["credit"]  # the lines, as report.json holds them
+    assert len(verdicts) == 5
+    assert first["outcomes"]["credit"] == {f"K{i}": "reproduced" for i in range(1, 6)}
     assert json.loads((r1 / "report.json").read_text())["verdicts"]["credit"] == verdicts
     index = (r1 / "index.md").read_text()
     assert all(v in index for v in verdicts) and "### Claims" in index

@@ -16,7 +16,8 @@ import pytest
 from benchmarks import stats, store
 from benchmarks.figures import planning as fig
 from benchmarks.planning_evaluations import SUMMARY_COLUMNS, TASK_COLUMNS
-from benchmarks.report import build_report, parse_verdict
+from benchmarks.report import build_report
+from benchmarks.verdicts import Verdict
 
 SPREAD = (-0.4, -0.2, 0.0, 0.2, 0.4)  # per-seed offsets (times an arm's spread)
 BUDGET = 1_000_000
@@ -225,16 +226,12 @@ def make_results(root, s: Scenario) -> None:
             )
 
 
-def _verdicts(root, tmp_path) -> dict[str, str]:
-    """The verdict lines by claim (figures are not drawn: see the figure tests)."""
+def _verdicts(root, tmp_path) -> dict[str, Verdict]:
+    """The verdicts by claim (figures are not drawn: see the figure tests)."""
     frame, problems = store.load_results([root])
     assert problems == []
     data = fig.load(frame, list(store.run_folders([root])), [])
-    return {line.split(" ", 1)[0]: line for line in fig.verdicts(data)}
-
-
-def _status(line: str) -> str:
-    return parse_verdict("planning", line).status
+    return {v.claim: v for v in fig.verdicts(data)}
 
 
 @pytest.fixture(autouse=True)
@@ -249,27 +246,27 @@ def test_every_claim_reproduced_on_designed_results(tmp_path):
     v = _verdicts(root, tmp_path)
     assert list(v) == ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
     for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
-        assert _status(v[claim]) == "REPRODUCED", v[claim]
-    assert _status(v["P7"]) == "REPRODUCED", v["P7"]
-    assert "d=3: accuracy(k=3) − accuracy(k=2) = +60.0 [" in v["P7"]
-    assert "d=4 (the farthest class with slots) is not judged" in v["P7"]
+        assert v[claim].status == "REPRODUCED", v[claim]
+    assert v["P7"].status == "REPRODUCED", v["P7"]
+    assert "d=3: accuracy(k=3) − accuracy(k=2) = +60.0 [" in v["P7"].line
+    assert "d=4 (the farthest class with slots) is not judged" in v["P7"].line
     # Numbers, n and budget are stated.
-    assert "EPN 25.00 [" in v["P1"] and "(n=5)" in v["P1"] and "(n=3)" in v["P1"]
-    assert "budget 1M env steps per seed" in v["P1"]
-    assert "evaluation (500 episodes per seed)" in v["P1"]
-    assert "oracle 31.60 (measured, n=2)" in v["P3"]
-    assert "NYC J=5: EPN later-task efficiency 1.30" in v["P6"]
+    assert "EPN 25.00 [" in v["P1"].line and "(n=5)" in v["P1"].line and "(n=3)" in v["P1"].line
+    assert "budget 1M env steps per seed" in v["P1"].line
+    assert "evaluation (500 episodes per seed)" in v["P1"].line
+    assert "oracle 31.60 (measured, n=2)" in v["P3"].line
+    assert "NYC J=5: EPN later-task efficiency 1.30" in v["P6"].line
 
 
 def test_p1_partial_between_1_3x_and_2x_or_with_overlapping_cis(tmp_path):
     root = tmp_path / "a"
     make_results(root, Scenario(epn=ArmSpec(14.0, 1.15)))  # 14 / 9 = 1.56x
-    assert _status(_verdicts(root, tmp_path)["P1"]) == "PARTIAL"
+    assert _verdicts(root, tmp_path)["P1"].status == "PARTIAL"
     # 2.3x the best baseline, but wide seeds make the CIs overlap.
     root = tmp_path / "b"
     make_results(root, Scenario(epn=ArmSpec(21.0, 1.15, spread=40.0)))
-    line = _verdicts(root, tmp_path)["P1"]
-    assert _status(line) == "PARTIAL" and "CIs disjoint from every baseline: no" in line
+    verdict = _verdicts(root, tmp_path)["P1"]
+    assert verdict.status == "PARTIAL" and "CIs disjoint from every baseline: no" in verdict.line
 
 
 def test_failures_are_named_with_the_budget(tmp_path):
@@ -283,14 +280,16 @@ def test_failures_are_named_with_the_budget(tmp_path):
     make_results(root, scenario)
     v = _verdicts(root, tmp_path)
     for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
-        assert _status(v[claim]) == "NOT REPRODUCED", v[claim]
-    assert "below 1.3× at this budget" in v["P1"]
-    assert "failed: EPN ≤ 1.3" in v["P2"] and "LSTM" not in v["P2"].split("failed:")[1]
-    assert "budget (1M steps) was too small" in v["P2"]
-    assert "failed: EPN ≥ 22.12" in v["P3"] and "paper tier" in v["P3"]
-    assert "K=4 > K=1 with disjoint CIs" in v["P4"] and "K_test = 2K ≥ K_test = K" in v["P4"]
-    assert "failed: ≥ 2.0×" in v["P5"]
-    assert "NYC EPN efficiency ≤ 1.5" in v["P6"] and "A J=5: EPN ≥ 2.0× LSTM" in v["P6"]
+        assert v[claim].status == "NOT REPRODUCED", v[claim]
+    assert "below 1.3× at this budget" in v["P1"].line
+    assert "failed: EPN ≤ 1.3" in v["P2"].line and "LSTM" not in v["P2"].line.split("failed:")[1]
+    assert "budget (1M steps) was too small" in v["P2"].line
+    assert "failed: EPN ≥ 22.12" in v["P3"].line and "paper tier" in v["P3"].line
+    assert (
+        "K=4 > K=1 with disjoint CIs" in v["P4"].line and "K_test = 2K ≥ K_test = K" in v["P4"].line
+    )
+    assert "failed: ≥ 2.0×" in v["P5"].line
+    assert "NYC EPN efficiency ≤ 1.5" in v["P6"].line and "A J=5: EPN ≥ 2.0× LSTM" in v["P6"].line
 
 
 def test_arms_compared_across_experiments_need_equal_budgets(tmp_path):
@@ -307,27 +306,30 @@ def test_arms_compared_across_experiments_need_equal_budgets(tmp_path):
             tables = {"planning_final": final}
             _write(root, experiment, "memory_planning_game", agent, seed, reward, tables, 200_000)
     v = _verdicts(root, tmp_path)
-    assert _status(v["P4"]) == "INSUFFICIENT DATA"
-    assert "compared only at equal env steps; budgets per seed: EPN K=4 1M, EPN K=1 200k" in v["P4"]
+    assert v["P4"].status == "INSUFFICIENT DATA"
+    assert (
+        "compared only at equal env steps; budgets per seed: EPN K=4 1M, EPN K=1 200k"
+        in v["P4"].line
+    )
     # The transformer (30.0, above the EPN's 25.0) is left out, not compared at 200k steps.
-    assert _status(v["P1"]) == "REPRODUCED"
-    assert "transformer not run at the EPN's budget" in v["P1"]
+    assert v["P1"].status == "REPRODUCED"
+    assert "transformer not run at the EPN's budget" in v["P1"].line
 
 
 def test_missing_arms_and_conditions_are_insufficient_data(tmp_path):
     root = tmp_path / "results"
     make_results(root, Scenario(transformer=None, k1=None, nyc_skipped="wheel not cached"))
     v = _verdicts(root, tmp_path)
-    assert _status(v["P1"]) == "REPRODUCED" and "transformer not run" in v["P1"]
-    assert _status(v["P4"]) == "INSUFFICIENT DATA" and "not run: EPN K=1" in v["P4"]
-    assert _status(v["P6"]) == "INSUFFICIENT DATA"
-    assert "NYC J=5 not evaluated: skipped: wheel not cached" in v["P6"]
+    assert v["P1"].status == "REPRODUCED" and "transformer not run" in v["P1"].line
+    assert v["P4"].status == "INSUFFICIENT DATA" and "not run: EPN K=1" in v["P4"].line
+    assert v["P6"].status == "INSUFFICIENT DATA"
+    assert "NYC J=5 not evaluated: skipped: wheel not cached" in v["P6"].line
     # Too few seeds for a CI comparison.
     root = tmp_path / "few"
     make_results(root, Scenario(epn=ArmSpec(25.0, 1.1, seeds=2)))
     v = _verdicts(root, tmp_path)
-    assert _status(v["P1"]) == "INSUFFICIENT DATA" and "need ≥ 3 seeds: EPN has 2" in v["P1"]
-    assert _status(v["P2"]) == "REPRODUCED"  # 2 seeds suffice without a CI comparison
+    assert v["P1"].status == "INSUFFICIENT DATA" and "need ≥ 3 seeds: EPN has 2" in v["P1"].line
+    assert v["P2"].status == "REPRODUCED"  # 2 seeds suffice without a CI comparison
 
 
 def test_smoke_budgets_are_not_judged(tmp_path):
@@ -335,15 +337,15 @@ def test_smoke_budgets_are_not_judged(tmp_path):
     make_results(root, Scenario(budget=168))
     v = _verdicts(root, tmp_path)
     for claim in ("P1", "P2", "P3", "P4", "P5", "P6"):
-        assert _status(v[claim]) == "INSUFFICIENT BUDGET", v[claim]
-        assert ("EPN 84 steps" if claim == "P6" else " 168 steps") in v[claim]
+        assert v[claim].status == "INSUFFICIENT BUDGET", v[claim]
+        assert ("EPN 84 steps" if claim == "P6" else " 168 steps") in v[claim].line
 
 
 def test_no_results_give_not_judged_verdicts_and_skip_every_figure(tmp_path):
     empty = pd.DataFrame(columns=store.COLUMNS)
     report = fig.report(empty, [], tmp_path)
     assert report.figures == [] and report.tables == []
-    statuses = [_status(line) for line in report.verdicts]
+    statuses = [v.status for v in report.verdicts]
     assert statuses == ["INSUFFICIENT DATA"] * 7
     assert any("mpg_curves" in n or "no results" in n for n in report.notes)
 
@@ -378,7 +380,7 @@ def test_figures_tables_and_reproducible_rebuild(tmp_path):
     # The hook rebuilt from the same results gives the same verdicts and tables.
     frame, _ = store.load_results([root])
     again = fig.report(frame, list(store.run_folders([root])), tmp_path / "again")
-    assert again.verdicts == summary["verdicts"]["planning"]
+    assert [v.line for v in again.verdicts] == summary["verdicts"]["planning"]
     assert pd.read_csv(tmp_path / "again" / "planning_summary.csv").equals(table)
     for name in ("k_sweep.svg", "osl_heldout.svg"):
         first = (out / "planning" / "figures" / name).read_bytes()
@@ -419,8 +421,8 @@ def test_ratio_ci_brackets_the_ratio_and_chooses_the_largest_budget(tmp_path):
 def test_p7_needs_a_wavefront(tmp_path, wavefront, status, text):
     root = tmp_path / "results"
     make_results(root, Scenario(wavefront=wavefront))
-    line = _verdicts(root, tmp_path)["P7"]
-    assert _status(line) == status and text in line, line
+    verdict = _verdicts(root, tmp_path)["P7"]
+    assert verdict.status == status and text in verdict.line, verdict
 
 
 def test_fallback_configs_get_their_own_table(tmp_path):
@@ -456,8 +458,8 @@ def test_fallback_configs_get_their_own_table(tmp_path):
     assert short["EPN ÷ LSTM"].startswith("1.50 [") and short["oracle reward"].startswith("15.70")
     # P1 stays judged on the main configuration and shows the fallbacks' ratios beside it.
     p1 = _verdicts(root, tmp_path)["P1"]
-    assert "fallback MPG-V64 4x4, 50 steps: EPN ÷ LSTM 1.50 [" in p1
-    assert "(n=5) (table planning_fallbacks)" in p1
+    assert "fallback MPG-V64 4x4, 50 steps: EPN ÷ LSTM 1.50 [" in p1.line
+    assert "(n=5) (table planning_fallbacks)" in p1.line
     # Without fallback runs there is no table.
     make_results(tmp_path / "plain", Scenario())
     frame, _ = store.load_results([tmp_path / "plain"])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import cli, report, stats, store
+from benchmarks import cli, report, stats, store, verdicts
 from benchmarks import tracks as track_registry
 from benchmarks.figures import Table, TrackReport
 from benchmarks.tracks import Experiment, Tier, Track
@@ -52,21 +52,25 @@ IDLE = Track(
 )
 
 
+TOY_CLAIMS = (("T1", "easy"), ("T2", "hard"), ("T3", "never"))
+
+
 def toy_hook(frame: pd.DataFrame, folders, out) -> TrackReport:
     """Claims T1 (base > 0.5 on easy), T2 (base > 0.5 on hard), T3 (a task never run)."""
-    lines = []
-    for claim, task in (("T1", "easy"), ("T2", "hard"), ("T3", "never")):
+    claims = {c: f"base solves {task}" for c, task in TOY_CLAIMS}
+    found = []
+    for claim, task in TOY_CLAIMS:
         sub = frame[(frame.experiment == task) & (frame.agent == "base")]
         scores = stats.final_scores(sub, "score").to_numpy() if not sub.empty else np.zeros(0)
         est = stats.iqm_ci(scores)
-        title = f"base solves {task}"
         if est.n < 3:
-            lines.append(f"{claim} ({title}): INSUFFICIENT DATA — base n={est.n} seeds")
+            details = [f"base n={est.n} seeds"]
+            found.append(verdicts.verdict(claims, claim, verdicts.INSUFFICIENT_DATA, details))
             continue
-        status = "REPRODUCED" if est.value > 0.5 else "NOT REPRODUCED"
-        lines.append(f"{claim} ({title}): {status} — base {est.value:.3f} (n={est.n})")
+        details = [f"base {est.value:.3f} (n={est.n})"]
+        found.append(verdicts.judge(claims, claim, [("base > 0.5", est.value > 0.5)], details))
     table = pd.DataFrame({"claim": ["T1", "T2", "T3"], "folders": [len(folders)] * 3})
-    return TrackReport([], lines, [Table("Toy table", table)], ["a toy note"])
+    return TrackReport([], found, [Table("Toy table", table)], ["a toy note"])
 
 
 def rows(experiment, agent, seed, finals, metric="score", track="toy"):
@@ -245,19 +249,24 @@ def test_the_overview_tables_every_claim_and_flags_smoke_runs(built):
         assert (smoke in page) == banner, tiers
 
 
-def test_parse_verdict():
-    v = report.parse_verdict("credit", "K2 (the same, on Catch): NOT REPRODUCED — SR 0.4 (n=5)")
-    assert (v.claim, v.title, v.status, v.outcome) == (
+def test_a_verdict_is_a_value_with_its_line_and_outcome():
+    claims = {"K2": "the same, on Catch"}
+    v = verdicts.judge(claims, "K2", [("SR ≥ 0.8", False), ("n ≥ 3", True)], ["SR 0.4 (n=5)"])
+    assert (v.claim, v.title, v.status, v.outcome, v.failed) == (
         "K2",
         "the same, on Catch",
         "NOT REPRODUCED",
         "not reproduced",
+        ("SR ≥ 0.8",),
     )
-    budget = report.parse_verdict("credit", "K5 (Skiing): INSUFFICIENT BUDGET — n=1")
+    assert v.line == "K2 (the same, on Catch): NOT REPRODUCED — SR 0.4 (n=5); failed: SR ≥ 0.8"
+    assert verdicts.judge(claims, "K2", [("n ≥ 3", True)], []).outcome == "reproduced"
+    budget = verdicts.verdict(claims, "K2", verdicts.INSUFFICIENT_BUDGET, ["n=1"])
     assert budget.outcome == "not run"
-    assert report.parse_verdict("t", "K1 (x): REPRODUCED — y", ran=False).outcome == "not run"
-    odd = report.parse_verdict("t", "free text")
-    assert (odd.claim, odd.outcome, odd.line) == ("?", "unknown", "free text")
+    with pytest.raises(ValueError, match="'MAYBE'.*REPRODUCED"):
+        verdicts.verdict(claims, "K2", "MAYBE", [])
+    not_run = report.ClaimVerdict("t", verdicts.judge(claims, "K2", [], []), ran=False)
+    assert (not_run.status, not_run.outcome) == ("REPRODUCED", "not run")
 
 
 # ------------------------------------------------------------------------------- bad files

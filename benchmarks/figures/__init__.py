@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from benchmarks import store
+from benchmarks.verdicts import Verdict
 
 
 class Figure(NamedTuple):
@@ -35,7 +36,7 @@ class Table(NamedTuple):
 
 class TrackReport(NamedTuple):
     figures: list[Figure]
-    verdicts: list[str]  # one line per claim: "K1 (...): REPRODUCED — numbers"
+    verdicts: list[Verdict]  # one per claim, in the track's claim order
     tables: list[Table]
     notes: list[str]  # e.g. figures skipped for lack of results, unreadable extra tables
 

@@ -61,12 +61,16 @@ from benchmarks.figures import (  # noqa: E402
     read_extra_tables,
 )
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
+from benchmarks.verdicts import (  # noqa: E402
+    INSUFFICIENT_DATA,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    Verdict,
+    judge,
+    verdict,
+)
 
 TRACK = "abstraction"
-REPRODUCED = "REPRODUCED"
-NOT_REPRODUCED = "NOT REPRODUCED"
-INSUFFICIENT_DATA = "INSUFFICIENT DATA"
-NOT_RUN = "NOT RUN"
 MIN_SEEDS = 3  # a CI over fewer seeds says nothing; the quick tier has 5 (memory arm 3)
 STANDARD_TRIAL_STEPS = 20
 STANDARD_TRIALS, STANDARD_POTIONS = 10, 12  # the spec's values are for 10 trials of 12 potions
@@ -384,18 +388,6 @@ def paired_difference(evals: pd.DataFrame, a: str, b: str) -> tuple[Score, int, 
 # ------------------------------------------------------------------------------- verdicts
 
 
-def _line(claim: str, status: str, details: Sequence[str], failed: Sequence[str] = ()) -> str:
-    text = "; ".join(details)
-    if failed:
-        text += "; failed: " + ", ".join(failed)
-    return f"{claim} ({CLAIMS[claim]}): {status} — {text}"
-
-
-def _judge(claim: str, conditions, details: list[str]) -> str:
-    failed = [name for name, ok in conditions if not ok]
-    return _line(claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
-
-
 def _short(evals: pd.DataFrame, arms: Sequence[str]) -> list[str]:
     """Arms with fewer than MIN_SEEDS seeds (missing arms have 0)."""
     out = []
@@ -443,7 +435,7 @@ def exact_io_arms(evals: pd.DataFrame) -> tuple[str | None, str | None, str]:
     return f"{IO}@{k}potions", oracle if oracle in arms else None, f"{k} potions per trial"
 
 
-def verdict_a1(evals: pd.DataFrame) -> str:
+def verdict_a1(evals: pd.DataFrame) -> Verdict:
     details = ["E1–E6 are pytest checks (not judged from results)"]
     missing = [a for a in SPEC_REFERENCES if evals.empty or a not in set(evals.arm)]
     io_arm, oracle_arm, scope = exact_io_arms(evals)
@@ -451,14 +443,14 @@ def verdict_a1(evals: pd.DataFrame) -> str:
         need = [f"reference arms {missing}"] if missing else []
         if io_arm is None or oracle_arm is None:
             need.append("an exact ideal observer beside the oracle (ideal_observer experiment)")
-        return _line("A1", INSUFFICIENT_DATA, details + ["missing " + " and ".join(need)])
+        return verdict(CLAIMS, "A1", INSUFFICIENT_DATA, details + ["missing " + " and ".join(need)])
     odd = nonstandard(evals, list(SPEC_REFERENCES))
     if odd:
         details.append(
             "the spec's values are for 10 trials x 20 steps x 12 potions; these references "
             "played other episodes: " + ", ".join(odd)
         )
-        return _line("A1", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "A1", INSUFFICIENT_DATA, details)
     scores = {a: arm_score(evals, a) for a in SPEC_REFERENCES}
     conditions = []
     for arm, spec in SPEC_REFERENCES.items():
@@ -495,7 +487,7 @@ def verdict_a1(evals: pd.DataFrame) -> str:
     )
     conditions.append(("oracle − IO > 0 (paired 95% CI)", bool(diff.low > 0)))
     conditions.append(("IO never above the oracle in a trial", below == 0))
-    return _judge("A1", conditions, details)
+    return judge(CLAIMS, "A1", conditions, details)
 
 
 def _episodes_per_second(folders: Iterable[Path], experiment: str, agent: str) -> float | None:
@@ -556,7 +548,7 @@ def _trace_check_line(checks: pd.DataFrame) -> tuple[str, int]:
     return line, violations
 
 
-def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> str:
+def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> Verdict:
     details = ["I1 is a pytest check (tests/test_ideal_observer.py)"]
     checks = trace_checks(folders)
     i2_violations = 0
@@ -573,13 +565,13 @@ def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> str:
     details.append(f"target {target:.2f} episodes/s (the 1000-episode set in ≤ 1 h, 12 potions)")
     full = evals[(evals.experiment == IO_EXPERIMENT) & (evals.agent == IO)] if len(evals) else []
     if i2_violations:
-        return _line("A2", NOT_REPRODUCED, details)
+        return verdict(CLAIMS, "A2", NOT_REPRODUCED, details)
     if len(full) == 0:
         details.append(
             "the exact IO did not run on the 12-potion evaluation set (I3 needs its score "
             "there, paired with the released trace)"
         )
-        return _line("A2", NOT_RUN, details)
+        return verdict(CLAIMS, "A2", NOT_RUN, details)
     rate = next((r for e, a, r in speeds if e == IO_EXPERIMENT and a == IO), None)
     est = arm_score(evals, IO)
     sem = (est.high - est.value) / Z95
@@ -592,7 +584,7 @@ def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> str:
         (f"≥ {target:.2f} episodes/s", rate is not None and rate >= target),
         ("score within 1.96·√(se₁²+se₂²) of the trace", abs(est.value - IO_TRACE.value) <= tol),
     ]
-    return _judge("A2", conditions, details)
+    return judge(CLAIMS, "A2", conditions, details)
 
 
 def _io_runs(evals: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -608,11 +600,11 @@ def _io_runs(evals: pd.DataFrame) -> list[tuple[str, str, str]]:
     return runs
 
 
-def verdict_a3(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
+def verdict_a3(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     short = _short(evals, [BASELINE])
     details = [_budget_text(frame, evals, [BASELINE])]
     if short:
-        return _line("A3", INSUFFICIENT_DATA, details + [_need_seeds(short)])
+        return verdict(CLAIMS, "A3", INSUFFICIENT_DATA, details + [_need_seeds(short)])
     deltas = trial_delta(evals, BASELINE)
     est = stats.iqm_ci(deltas)
     details.append(
@@ -628,7 +620,9 @@ def verdict_a3(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
         if arm in set(evals.arm):
             d = trial_delta(evals, arm)
             details.append(f"measured {arm}: {d.mean():+.2f}")
-    return _judge("A3", [(f"baseline delta ≤ {A3_MAX_DELTA}", est.value <= A3_MAX_DELTA)], details)
+    return judge(
+        CLAIMS, "A3", [(f"baseline delta ≤ {A3_MAX_DELTA}", est.value <= A3_MAX_DELTA)], details
+    )
 
 
 def best_arm(evals: pd.DataFrame) -> tuple[str | None, Score]:
@@ -649,14 +643,17 @@ def _measured_or_spec(evals: pd.DataFrame, arm: str) -> tuple[Score, str]:
     return spec_score(spec), f"{arm} (spec {spec.value})"
 
 
-def verdict_a4(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
+def verdict_a4(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     arm, score = best_arm(evals)
     if arm is None:
-        return _line("A4", INSUFFICIENT_DATA, [f"no learning arm with ≥ {MIN_SEEDS} seeds"])
+        return verdict(
+            CLAIMS, "A4", INSUFFICIENT_DATA, [f"no learning arm with ≥ {MIN_SEEDS} seeds"]
+        )
     label = label_of(evals, arm)
     odd = nonstandard(evals, [arm], steps=False)
     if odd:
-        return _line(
+        return verdict(
+            CLAIMS,
             "A4",
             INSUFFICIENT_DATA,
             [f"best arm {odd[0]}: the IO and chance values are for 10 trials x 12 potions"],
@@ -683,7 +680,7 @@ def verdict_a4(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
         ("best arm > uniform (disjoint CIs)", bool(score.low > uniform.high)),
         ("best arm > cash-only (disjoint CIs)", bool(score.low > cash.high)),
     ]
-    return _judge("A4", conditions, details)
+    return judge(CLAIMS, "A4", conditions, details)
 
 
 def training_score_at(frame: pd.DataFrame, experiment: str, steps: int) -> np.ndarray:
@@ -695,12 +692,12 @@ def training_score_at(frame: pd.DataFrame, experiment: str, steps: int) -> np.nd
     return scores.sort_index().to_numpy(np.float64)
 
 
-def verdict_a5(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
+def verdict_a5(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     arms = [ALCHEMIST, BASELINE]
     details = [_budget_text(frame, evals, [ALCHEMIST, BASELINE, NO_SHAPING])]
     short = _short(evals, arms + [NO_SHAPING])
     if short:
-        return _line("A5", INSUFFICIENT_DATA, details + [_need_seeds(short)])
+        return verdict(CLAIMS, "A5", INSUFFICIENT_DATA, details + [_need_seeds(short)])
     alch, base = arm_score(evals, ALCHEMIST), arm_score(evals, BASELINE)
     alch_steps, base_steps = budget_of(frame, ALCHEMIST), budget_of(frame, BASELINE)
     p = stats.probability_of_improvement(per_seed(evals, ALCHEMIST), per_seed(evals, BASELINE))
@@ -730,15 +727,15 @@ def verdict_a5(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
         ("alchemist > baseline (disjoint CIs)", bool(alch.low > base.high)),
         ("removing shaping lowers the score", bool(np.isfinite(drop) and drop < 0)),
     ]
-    return _judge("A5", conditions, details)
+    return judge(CLAIMS, "A5", conditions, details)
 
 
-def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
+def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     arms = [GROUND_TRUTH, BASELINE, BELIEF]
     details = [_budget_text(frame, evals, arms)]
     short = _short(evals, arms)
     if short:
-        return _line("A6", INSUFFICIENT_DATA, details + [_need_seeds(short)])
+        return verdict(CLAIMS, "A6", INSUFFICIENT_DATA, details + [_need_seeds(short)])
     gt, base, belief = (arm_score(evals, a) for a in arms)
     details += [
         f"ground_truth {fmt(gt)}",
@@ -764,7 +761,7 @@ def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> str:
         ),
         ("ground_truth ≥ belief_state (IQM)", bool(gt.value >= belief.value)),
     ]
-    return _judge("A6", conditions, details)
+    return judge(CLAIMS, "A6", conditions, details)
 
 
 def load_probes(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
@@ -790,22 +787,23 @@ def probe_gain(probes: pd.DataFrame, arm: str, part: str = A7_PART) -> tuple[np.
     return 100.0 * (acc[last] - acc[1]).to_numpy(np.float64), last
 
 
-def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> str:
+def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
     arm, score = best_arm(evals)
     details = [f"criterion: {A7_PART}-map accuracy trial 10 − trial 1 ≥ {A7_MIN_GAIN:.0f} points"]
     if arm is None:
-        return _line("A7", INSUFFICIENT_DATA, details + [_need_seeds([])])
+        return verdict(CLAIMS, "A7", INSUFFICIENT_DATA, details + [_need_seeds([])])
     details.insert(0, f"best arm {label_of(evals, arm)} ({fmt(score)})")
     probed = sorted(set(probes.arm)) if not probes.empty else []
     if arm not in probed:
-        return _line(
+        return verdict(
+            CLAIMS,
             "A7",
             INSUFFICIENT_DATA,
             details + [f"no chemistry_probe table for it (probed arms: {probed or 'none'})"],
         )
     gains, last = probe_gain(probes, arm)
     if len(gains) < MIN_SEEDS:
-        return _line("A7", INSUFFICIENT_DATA, details + [f"{len(gains)} probed seeds"])
+        return verdict(CLAIMS, "A7", INSUFFICIENT_DATA, details + [f"{len(gains)} probed seeds"])
     gain = stats.iqm_ci(gains)
     rows = probes[(probes.arm == arm) & (probes.part == A7_PART) & (probes.trial == last)]
     accuracy = stats.iqm_ci(100.0 * rows.accuracy.to_numpy(np.float64))
@@ -823,12 +821,12 @@ def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> str:
         (f"gain ≥ {A7_MIN_GAIN:.0f} points", bool(gain.value >= A7_MIN_GAIN)),
         ("accuracy ≤ posterior ceiling", bool(accuracy.value <= ceiling)),
     ]
-    return _judge("A7", conditions, details)
+    return judge(CLAIMS, "A7", conditions, details)
 
 
 def verdicts(
     frame: pd.DataFrame, evals: pd.DataFrame, folders: Sequence[Path], probes: pd.DataFrame
-) -> list[str]:
+) -> list[Verdict]:
     return [
         verdict_a1(evals),
         verdict_a2(evals, folders),

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,12 +51,17 @@ from benchmarks.figures import (  # noqa: E402
     read_extra_tables,
 )
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
+from benchmarks.verdicts import (  # noqa: E402
+    INSUFFICIENT_DATA,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Verdict,
+    judge,
+    verdict,
+)
 
 TRACK = "compute"
 DENSE, MOD = "dense", "mod"
-REPRODUCED = "REPRODUCED"
-NOT_REPRODUCED = "NOT REPRODUCED"
-INSUFFICIENT_DATA = "INSUFFICIENT DATA"
 
 NAME = re.compile(r"^(isoflop|ablation)_(\d+e\d+)_d(\d+)(?:_([a-z0-9]+))?$")
 FINAL_METRICS = {
@@ -263,18 +268,6 @@ def speed_records(folders, notes: list[str]) -> list[dict]:
 # ------------------------------------------------------------------------------- verdicts
 
 
-def _line(claim: str, status: str, details: Sequence[str], failed: Sequence[str] = ()) -> str:
-    text = "; ".join(details)
-    if failed:
-        text += "; failed: " + ", ".join(failed)
-    return f"{claim} ({CLAIMS[claim]}): {status} — {text}"
-
-
-def _judge(claim: str, conditions, details: list[str]) -> str:
-    failed = [name for name, ok in conditions if not ok]
-    return _line(claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
-
-
 def _seeds(row: pd.Series) -> str:
     n = int(row.n)
     if n > 1:
@@ -288,7 +281,7 @@ def analytic_ratio(seq_len: int, d: int, layers: int, routing: MoDConfig | None 
     return lm_flops.forward_flops(config, seq_len, routing or MoDConfig()).total / dense
 
 
-def verdict_c1(flops_table: pd.DataFrame) -> str:
+def verdict_c1(flops_table: pd.DataFrame) -> Verdict:
     ratios = {row: analytic_ratio(*row) for row in C1_ROWS}
     reference = ratios[C1_REFERENCE]
     details = [
@@ -301,7 +294,7 @@ def verdict_c1(flops_table: pd.DataFrame) -> str:
     ]
     if flops_table.empty:
         details.append("no lm_flops table (XLA check) in the results")
-        return _line("C1", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "C1", INSUFFICIENT_DATA, details)
     table = flops_table.drop_duplicates(["seq_len", "d_model", "num_layers", "batch_size", "model"])
     for (s, d, n, b), shape in table.groupby(["seq_len", "d_model", "num_layers", "batch_size"]):
         by = shape.set_index("model")
@@ -312,7 +305,7 @@ def verdict_c1(flops_table: pd.DataFrame) -> str:
         step = by.loc["dense", "xla_train_step"] / by.loc["dense", "analytic_train_step"]
         if not (math.isfinite(xla) and math.isfinite(step)):
             details.append(f"(S{s}, d{d}, L{n}): XLA gave no FLOP count")
-            return _line("C1", INSUFFICIENT_DATA, details)
+            return verdict(CLAIMS, "C1", INSUFFICIENT_DATA, details)
         details.append(
             f"(S{s}, d{d}, L{n}): XLA ratio {xla:.4f} vs analytic {analytic:.4f} "
             f"({xla / analytic - 1:+.2%}); XLA train step (B{b}) {step - 1:+.2%} vs 3× analytic"
@@ -323,7 +316,7 @@ def verdict_c1(flops_table: pd.DataFrame) -> str:
         conditions.append(
             (f"XLA train step within 3% at d{d} L{n}", abs(step - 1) <= C1_TRAIN_STEP_TOL)
         )
-    return _judge("C1", conditions, details)
+    return judge(CLAIMS, "C1", conditions, details)
 
 
 def _speed(records: list[dict], measure: str, config: str) -> dict | None:
@@ -339,7 +332,7 @@ def _ratio_text(r: dict) -> str:
     )
 
 
-def verdict_c2(records: list[dict]) -> str:
+def verdict_c2(records: list[dict]) -> Verdict:
     details, conditions, missing = [], [], []
     for config in C2_CONFIGS:
         r = _speed(records, "train_step", config)
@@ -350,18 +343,20 @@ def verdict_c2(records: list[dict]) -> str:
         conditions.append((f"{config} ratio ≤ {C2_MAX}", r["ratio"] <= C2_MAX))
     if missing:
         details.append("no speed benchmark for " + ", ".join(missing))
-        return _line("C2", INSUFFICIENT_DATA, details)
-    return _judge("C2", conditions, details)
+        return verdict(CLAIMS, "C2", INSUFFICIENT_DATA, details)
+    return judge(CLAIMS, "C2", conditions, details)
 
 
-def verdict_c9(records: list[dict]) -> str:
+def verdict_c9(records: list[dict]) -> Verdict:
     r = _speed(records, "decode", C9_CONFIG)
     if r is None:
-        return _line("C9", INSUFFICIENT_DATA, [f"no decode speed benchmark ({C9_CONFIG})"])
+        return verdict(
+            CLAIMS, "C9", INSUFFICIENT_DATA, [f"no decode speed benchmark ({C9_CONFIG})"]
+        )
     details = [f"decode per token MoD/dense batch 1: {_ratio_text(r)}"]
     batched = [x for x in records if x.get("measure") == "decode" and x.get("config") != C9_CONFIG]
     details += [f"{x['config']}: {x['ratio']:.3f} (informative)" for x in batched]
-    return _judge("C9", [(f"ratio ≤ {C9_MAX}", r["ratio"] <= C9_MAX)], details)
+    return judge(CLAIMS, "C9", [(f"ratio ≤ {C9_MAX}", r["ratio"] <= C9_MAX)], details)
 
 
 def _optima(scores: pd.DataFrame) -> list[tuple[float, Optimum | None, Optimum | None]]:
@@ -380,12 +375,12 @@ def _too_few(optima) -> list[str]:
     return short
 
 
-def verdict_c3(scores: pd.DataFrame) -> str:
+def verdict_c3(scores: pd.DataFrame) -> Verdict:
     optima = _optima(scores)
     short = _too_few(optima)
     if len(optima) < 2 or short:
         details = [f"isoFLOP budgets: {len(optima)} (need ≥ 2 with ≥ {MIN_WIDTHS} widths per arm)"]
-        return _line("C3", INSUFFICIENT_DATA, details + short)
+        return verdict(CLAIMS, "C3", INSUFFICIENT_DATA, details + short)
     details, better, parity = [], [], []
     for budget, dense, mod in optima:
         ratio = mod.row.val_loss / dense.row.val_loss
@@ -396,17 +391,17 @@ def verdict_c3(scores: pd.DataFrame) -> str:
         better.append(ratio <= 1.0)
         parity.append(ratio <= C3_PARITY)
     if all(better):
-        return _line("C3", REPRODUCED, details)
+        return verdict(CLAIMS, "C3", REPRODUCED, details)
     if all(parity):
         details.append(f"parity: MoD within {C3_PARITY}× of dense at every budget")
-    return _line("C3", NOT_REPRODUCED, details, ["best MoD ≤ best dense at every budget"])
+    return verdict(CLAIMS, "C3", NOT_REPRODUCED, details, ["best MoD ≤ best dense at every budget"])
 
 
-def verdict_c4(scores: pd.DataFrame) -> str:
+def verdict_c4(scores: pd.DataFrame) -> Verdict:
     optima = _optima(scores)
     usable = [(b, d, m) for b, d, m in optima if d and m and min(d.widths, m.widths) >= MIN_WIDTHS]
     if not usable:
-        return _line("C4", INSUFFICIENT_DATA, ["no budget with ≥ 3 grid points per arm"])
+        return verdict(CLAIMS, "C4", INSUFFICIENT_DATA, ["no budget with ≥ 3 grid points per arm"])
     details, ok = [], []
     low, high = C4_FLOPS_RANGE
     for budget, dense, mod in usable:
@@ -421,7 +416,7 @@ def verdict_c4(scores: pd.DataFrame) -> str:
         )
         ok.append(larger and low <= flops <= high)
     name = f"at ≥ 1 budget: MoD opt larger and FLOPs/fwd within {low}–{high}×"
-    return _judge("C4", [(name, any(ok))], details)
+    return judge(CLAIMS, "C4", [(name, any(ok))], details)
 
 
 def _ablation_pair(scores: pd.DataFrame, variant: str):
@@ -441,37 +436,37 @@ def _ablation_pair(scores: pd.DataFrame, variant: str):
     return f"no learned MoD grid point of the `{variant}` ablation's budget and width"
 
 
-def verdict_c5(scores: pd.DataFrame) -> str:
+def verdict_c5(scores: pd.DataFrame) -> Verdict:
     pair = _ablation_pair(scores, "random")
     if isinstance(pair, str):
-        return _line("C5", INSUFFICIENT_DATA, [pair])
+        return verdict(CLAIMS, "C5", INSUFFICIENT_DATA, [pair])
     random, learned = pair
     ratio = random.val_loss / learned.val_loss
     details = [
         f"{random.budget:.0e} d{random.width}: random {_seeds(random)} vs learned "
         f"{_seeds(learned)}, ratio {ratio:.4f}"
     ]
-    return _judge("C5", [(f"random ≥ {C5_MIN_GAP}× learned", ratio >= C5_MIN_GAP)], details)
+    return judge(CLAIMS, "C5", [(f"random ≥ {C5_MIN_GAP}× learned", ratio >= C5_MIN_GAP)], details)
 
 
-def verdict_c6(scores: pd.DataFrame) -> str:
+def verdict_c6(scores: pd.DataFrame) -> Verdict:
     pair = _ablation_pair(scores, "every1")
     if isinstance(pair, str):
-        return _line("C6", INSUFFICIENT_DATA, [pair])
+        return verdict(CLAIMS, "C6", INSUFFICIENT_DATA, [pair])
     every1, every2 = pair
     details = [
         f"{every1.budget:.0e} d{every1.width}: 12.5% every block {_seeds(every1)} vs every "
         f"other block {_seeds(every2)}, ratio {every1.val_loss / every2.val_loss:.4f}"
     ]
     conditions = [("every block worse than every other", every1.val_loss > every2.val_loss)]
-    return _judge("C6", conditions, details)
+    return judge(CLAIMS, "C6", conditions, details)
 
 
-def verdict_c7(scores: pd.DataFrame, decode: pd.DataFrame) -> str:
+def verdict_c7(scores: pd.DataFrame, decode: pd.DataFrame) -> Verdict:
     optima = [m for _, _, m in _optima(scores) if m is not None]
     if not optima:
         reason = f"no learned MoD grid runs (of ≥ {MIN_STEPS} optimiser steps)"
-        return _line("C7", INSUFFICIENT_DATA, [reason])
+        return verdict(CLAIMS, "C7", INSUFFICIENT_DATA, [reason])
     details, conditions = [], []
     lo, hi = C7_FRACTION - C7_TOLERANCE, C7_FRACTION + C7_TOLERANCE
     for opt in optima:
@@ -496,13 +491,13 @@ def verdict_c7(scores: pd.DataFrame, decode: pd.DataFrame) -> str:
                 f"{grid.greedy_match_fraction.mean():.3f} of tokens ({len(grid)} runs), decode "
                 f"routed fraction {grid.decode_routed_fraction.mean():.3f}"
             )
-    return _judge("C7", conditions, details)
+    return judge(CLAIMS, "C7", conditions, details)
 
 
-def verdict_c8(scores: pd.DataFrame) -> str:
+def verdict_c8(scores: pd.DataFrame) -> Verdict:
     pair = _ablation_pair(scores, "aux")
     if isinstance(pair, str):
-        return _line("C8", INSUFFICIENT_DATA, [pair])
+        return verdict(CLAIMS, "C8", INSUFFICIENT_DATA, [pair])
     aux, predictor = pair
     ratio = aux.val_loss / predictor.val_loss
     lo, hi = C7_FRACTION - C7_TOLERANCE, C7_FRACTION + C7_TOLERANCE
@@ -514,7 +509,7 @@ def verdict_c8(scores: pd.DataFrame) -> str:
         (f"aux ≤ {C8_MAX_RATIO}× predictor", ratio <= C8_MAX_RATIO),
         (f"sigma(r) > 0.5 fraction in {lo:.3f}–{hi:.3f}", lo <= aux.router_positive <= hi),
     ]
-    return _judge("C8", conditions, details)
+    return judge(CLAIMS, "C8", conditions, details)
 
 
 # ------------------------------------------------------------------------------- figures

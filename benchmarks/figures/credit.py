@@ -17,7 +17,7 @@ more fail; the line names them), INSUFFICIENT DATA (a needed experiment or agent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -37,16 +37,21 @@ from benchmarks.figures import (  # noqa: E402
     read_extra_tables,
 )
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
+from benchmarks.verdicts import (  # noqa: E402
+    INSUFFICIENT_BUDGET,
+    INSUFFICIENT_DATA,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Verdict,
+    fmt,
+    verdict,
+)
 
 BASELINE = "vtrace_lstm"
 SR = "sr"
 REFERENCE_AGENTS = ("random", "noop")  # drawn as horizontal lines at their final IQM
 AGENT_ORDER = (BASELINE, SR, "random", "noop")
 
-REPRODUCED = "REPRODUCED"
-NOT_REPRODUCED = "NOT REPRODUCED"
-INSUFFICIENT_DATA = "INSUFFICIENT DATA"
-INSUFFICIENT_BUDGET = "INSUFFICIENT BUDGET"
 
 # A CI over fewer seeds says nothing; the spec's quick tier has 5.
 MIN_SEEDS = 3
@@ -146,32 +151,19 @@ def final_estimate(
     return stats.iqm_ci(scores), scores
 
 
-def fmt(est: stats.Estimate, spec: str = ".3f") -> str:
-    if est.n == 0 or not np.isfinite(est.value):
-        return "n/a (n=0)"
-    return f"{est.value:{spec}} [{est.low:{spec}}, {est.high:{spec}}] (n={est.n})"
-
-
-def _line(claim: str, status: str, details: Sequence[str], failed: Sequence[str] = ()) -> str:
-    text = "; ".join(details)
-    if failed:
-        text += "; failed: " + ", ".join(failed)
-    return f"{claim} ({CLAIMS[claim]}): {status} — {text}"
-
-
 def _status(
     claim: str, estimates: dict[str, stats.Estimate], conditions, details: list[str]
-) -> str:
+) -> Verdict:
     """The verdict line from the named estimates (checked for seeds) and the conditions."""
     short = [f"{name} has {est.n} seeds" for name, est in estimates.items() if est.n < MIN_SEEDS]
     if short:
         details = details + [f"need ≥ {MIN_SEEDS} seeds per agent: " + ", ".join(short)]
-        return _line(claim, INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, claim, INSUFFICIENT_DATA, details)
     failed = [name for name, ok in conditions if not ok]
-    return _line(claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
-def verdict_k1(frame: pd.DataFrame) -> str:
+def verdict_k1(frame: pd.DataFrame) -> Verdict:
     metric = "chose_correctly"
     est, details, conditions = {}, [], []
     for length in (*K1_LENGTHS, K1_SANITY_LENGTH):
@@ -198,7 +190,7 @@ def verdict_k1(frame: pd.DataFrame) -> str:
     return _status("K1", est, conditions, details)
 
 
-def verdict_k2(frame: pd.DataFrame) -> str:
+def verdict_k2(frame: pd.DataFrame) -> Verdict:
     sr, sr_scores = final_estimate(frame, K2_EXPERIMENT, SR, "catch_rate")
     base, base_scores = final_estimate(frame, K2_EXPERIMENT, BASELINE, "catch_rate")
     details = [f"runs=20 catch rate: SR {fmt(sr)} vs baseline {fmt(base)}"]
@@ -220,7 +212,7 @@ def verdict_k2(frame: pd.DataFrame) -> str:
     return _status("K2", estimates, conditions, details)
 
 
-def verdict_k3(frame: pd.DataFrame) -> str:
+def verdict_k3(frame: pd.DataFrame) -> Verdict:
     e = K3_EXPERIMENT
     sr = final_estimate(frame, e, SR, "door_opened")[0]
     base = final_estimate(frame, e, BASELINE, "door_opened")[0]
@@ -252,10 +244,12 @@ def verdict_k3(frame: pd.DataFrame) -> str:
     return _status("K3", estimates, conditions, details)
 
 
-def verdict_k4(episodes: pd.DataFrame) -> str:
+def verdict_k4(episodes: pd.DataFrame) -> Verdict:
     """From the pooled `sr_trace_episodes` of every SR seed on ktd_tvt (a `seed` column added)."""
     if episodes.empty:
-        return _line("K4", INSUFFICIENT_DATA, [f"no sr_trace_episodes for {K4_EXPERIMENT}/{SR}"])
+        return verdict(
+            CLAIMS, "K4", INSUFFICIENT_DATA, [f"no sr_trace_episodes for {K4_EXPERIMENT}/{SR}"]
+        )
     seeds = sorted(episodes.seed.unique())
     pickups = episodes[episodes.had_pickup > 0]
     doors = episodes[episodes.door_step > 0]
@@ -265,7 +259,7 @@ def verdict_k4(episodes: pd.DataFrame) -> str:
     ]
     if pickups.empty or doors.empty:
         missing = "pickup" if pickups.empty else "door entry"
-        return _line("K4", INSUFFICIENT_DATA, details + [f"no episode with a {missing}"])
+        return verdict(CLAIMS, "K4", INSUFFICIENT_DATA, details + [f"no episode with a {missing}"])
     fraction = float(pickups.argmax_at_pickup.mean())
     per_seed = pickups.groupby("seed").argmax_at_pickup.mean()
     g_door = float(doors.g_before_door.mean())
@@ -280,7 +274,7 @@ def verdict_k4(episodes: pd.DataFrame) -> str:
         ("g before the door > episode median", g_door > g_median),
     ]
     failed = [name for name, ok in conditions if not ok]
-    return _line("K4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, "K4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
 def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, float]:
@@ -292,7 +286,7 @@ def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, floa
     return int((frames >= K5_MIN_FRAMES).sum()), float(frames.max())
 
 
-def verdict_k5(frame: pd.DataFrame) -> str:
+def verdict_k5(frame: pd.DataFrame) -> Verdict:
     budgets = []
     for experiment in K5_EXPERIMENTS:
         seen = {a: _budget(frame, experiment, a) for a in (SR, BASELINE)}
@@ -303,10 +297,10 @@ def verdict_k5(frame: pd.DataFrame) -> str:
             budgets.append(f"{experiment}: " + ", ".join(parts))
     details = budgets or ["no Skiing results"]
     details.append(f"needs ≥ {K5_MIN_SEEDS} seeds × ≥ {K5_MIN_FRAMES:.0e} frames per agent")
-    return _line("K5", INSUFFICIENT_BUDGET, details)
+    return verdict(CLAIMS, "K5", INSUFFICIENT_BUDGET, details)
 
 
-def _k5_assessed(frame: pd.DataFrame, experiment: str) -> str:
+def _k5_assessed(frame: pd.DataFrame, experiment: str) -> Verdict:
     frame = frame[frame.experiment == experiment]
     frame = frame[frame.groupby(["agent", "seed"]).step.transform("max") >= K5_MIN_FRAMES]
     sr_gates = final_estimate(frame, experiment, SR, "missed_gates")[0]
@@ -643,7 +637,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------- hook
 
 
-def verdicts(frame: pd.DataFrame, folders: list[Path], notes: list[str]) -> list[str]:
+def verdicts(frame: pd.DataFrame, folders: list[Path], notes: list[str]) -> list[Verdict]:
     episodes = read_tables(folders, K4_EXPERIMENT, SR, "sr_trace_episodes", notes)
     return [
         verdict_k1(frame),

@@ -47,13 +47,18 @@ from benchmarks.figures import (  # noqa: E402
 )
 from benchmarks.report import agent_colour, save_figure  # noqa: E402
 from benchmarks.tracks import planning as design  # noqa: E402
-
-REPRODUCED = "REPRODUCED"
-PARTIAL = "PARTIAL"
-NOT_REPRODUCED = "NOT REPRODUCED"
-INSUFFICIENT_DATA = "INSUFFICIENT DATA"
-INSUFFICIENT_BUDGET = "INSUFFICIENT BUDGET"
-NOT_RUN = "NOT RUN"
+from benchmarks.verdicts import (
+    INSUFFICIENT_BUDGET,
+    INSUFFICIENT_DATA,
+    NOT_REPRODUCED,
+    PARTIAL,
+    REPRODUCED,
+    Verdict,
+    verdict,
+)
+from benchmarks.verdicts import (  # noqa: E402
+    fmt as fmt_estimate,
+)
 
 EPN, LSTM, TRANSFORMER = design.EPN, design.LSTM, design.TRANSFORMER
 REFERENCES = design.REFERENCES
@@ -258,9 +263,7 @@ def final_scores(data: Data, role: str, agent: str, column: str = "reward_mean")
 
 
 def fmt(est: stats.Estimate, spec: str = ".2f") -> str:
-    if est.n == 0 or not np.isfinite(est.value):
-        return f"n/a (n={est.n})"
-    return f"{est.value:{spec}} [{est.low:{spec}}, {est.high:{spec}}] (n={est.n})"
+    return fmt_estimate(est, spec)
 
 
 def ratio_ci(x: np.ndarray, y: np.ndarray, reps: int | None = None) -> stats.Estimate:
@@ -336,13 +339,6 @@ def osl_reference(data: Data, policy: str, family: str, j: int) -> tuple[float, 
 # ------------------------------------------------------------------------------- verdicts
 
 
-def _line(claim: str, status: str, details: Sequence[str], failed: Sequence[str] = ()) -> str:
-    text = "; ".join(details)
-    if failed:
-        text += "; failed: " + ", ".join(failed)
-    return f"{claim} ({CLAIMS[claim]}): {status} — {text}"
-
-
 def _gate(
     claim: str,
     data: Data,
@@ -350,14 +346,16 @@ def _gate(
     details: list[str],
     seeds: int,
     equal_budgets: bool = False,
-) -> str | None:
+) -> Verdict | None:
     """A not-judged verdict line when an arm (role, agent, name) is missing, has too few seeds
     or too small a budget, or (`equal_budgets`, for claims that compare arms across
     experiments) when the arms trained for different env steps; None when every arm can be
     judged."""
     missing = [name for role, agent, name in arms if budget(data, role, agent) == 0]
     if missing:
-        return _line(claim, INSUFFICIENT_DATA, details + ["not run: " + ", ".join(missing)])
+        return verdict(
+            CLAIMS, claim, INSUFFICIENT_DATA, details + ["not run: " + ", ".join(missing)]
+        )
     short = [
         f"{name} {_steps_text(budget(data, role, agent))} steps"
         for role, agent, name in arms
@@ -368,14 +366,15 @@ def _gate(
             f"runs shorter than {_steps_text(MIN_VERDICT_STEPS)} env steps per "
             "seed are not judged: " + ", ".join(short)
         ]
-        return _line(claim, INSUFFICIENT_BUDGET, details)
+        return verdict(CLAIMS, claim, INSUFFICIENT_BUDGET, details)
     if equal_budgets:
         budgets = [budget(data, role, agent) for role, agent, _ in arms]
         if not all(same_budget(b, budgets[0]) for b in budgets):
             listed = ", ".join(
                 f"{name} {_steps_text(b)}" for (_, _, name), b in zip(arms, budgets, strict=True)
             )
-            return _line(
+            return verdict(
+                CLAIMS,
                 claim,
                 INSUFFICIENT_DATA,
                 details + [f"compared only at equal env steps; budgets per seed: {listed}"],
@@ -386,8 +385,8 @@ def _gate(
         if n < seeds:
             few.append(f"{name} has {n}")
     if few:
-        return _line(
-            claim, INSUFFICIENT_DATA, details + [f"need ≥ {seeds} seeds: " + ", ".join(few)]
+        return verdict(
+            CLAIMS, claim, INSUFFICIENT_DATA, details + [f"need ≥ {seeds} seeds: " + ", ".join(few)]
         )
     return None
 
@@ -417,7 +416,7 @@ def transformer_role(data: Data) -> str | None:
     return None
 
 
-def verdict_p1(data: Data) -> str:
+def verdict_p1(data: Data) -> Verdict:
     epn_arm = (design.ROLE_MPG, EPN, "EPN")
     lstm_arm = (design.ROLE_MPG, LSTM, "LSTM")
     t_role = transformer_role(data)
@@ -454,7 +453,7 @@ def verdict_p1(data: Data) -> str:
     else:
         status = NOT_REPRODUCED
         details.append(f"below {P1_PARTIAL}× at this budget")
-    return _line("P1", status, details)
+    return verdict(CLAIMS, "P1", status, details)
 
 
 def _fallback_ratios(data: Data) -> list[str]:
@@ -471,7 +470,7 @@ def _fallback_ratios(data: Data) -> list[str]:
     return out
 
 
-def verdict_p2(data: Data) -> str:
+def verdict_p2(data: Data) -> Verdict:
     arms = [(design.ROLE_MPG, EPN, "EPN"), (design.ROLE_MPG, LSTM, "LSTM")]
     gate = _gate("P2", data, arms, [], MIN_SEEDS)
     if gate:
@@ -512,10 +511,10 @@ def verdict_p2(data: Data) -> str:
             "plan"
         )
     failed = [name for name, ok in conditions if not ok]
-    return _line("P2", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, "P2", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
-def verdict_p3(data: Data) -> str:
+def verdict_p3(data: Data) -> Verdict:
     arms = [(design.ROLE_MPG, EPN, "EPN")]
     gate = _gate("P3", data, arms, [], MIN_SEEDS)
     if gate:
@@ -531,9 +530,9 @@ def verdict_p3(data: Data) -> str:
         _budget_text(data, arms),
     ]
     if est.value >= bar:
-        return _line("P3", REPRODUCED, details)
+        return verdict(CLAIMS, "P3", REPRODUCED, details)
     details.append("the spec expects this at the paper tier")
-    return _line("P3", NOT_REPRODUCED, details, [f"EPN ≥ {bar:.2f}"])
+    return verdict(CLAIMS, "P3", NOT_REPRODUCED, details, [f"EPN ≥ {bar:.2f}"])
 
 
 def _size_at_k_and_2k(data: Data, side: int, steps: int) -> tuple[stats.Estimate, stats.Estimate]:
@@ -548,7 +547,7 @@ def _size_at_k_and_2k(data: Data, side: int, steps: int) -> tuple[stats.Estimate
     return stats.iqm_ci(at_k.to_numpy()), stats.iqm_ci(at_2k.to_numpy())
 
 
-def verdict_p4(data: Data) -> str:
+def verdict_p4(data: Data) -> Verdict:
     arms = [(design.ROLE_MPG, EPN, "EPN K=4"), (design.ROLE_EPN_K1, EPN, "EPN K=1")]
     gate = _gate("P4", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
@@ -563,13 +562,13 @@ def verdict_p4(data: Data) -> str:
     ]
     if min(at_k.n, at_2k.n) == 0:
         details.append(f"no planning_size rows at {P4_SIDE}x{P4_SIDE}/{P4_STEPS} for K and 2K")
-        return _line("P4", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "P4", INSUFFICIENT_DATA, details)
     conditions = [
         ("K=4 > K=1 with disjoint CIs", bool(k["EPN K=4"].low > k["EPN K=1"].high)),
         (f"{P4_SIDE}x{P4_SIDE}: K_test = 2K ≥ K_test = K", bool(at_2k.value >= at_k.value)),
     ]
     failed = [name for name, ok in conditions if not ok]
-    return _line("P4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, "P4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
 def _normalised(
@@ -587,7 +586,7 @@ def _normalised(
     return rows.sort_values("seed").reward_mean.to_numpy(np.float64) / oracle, oracle, source
 
 
-def verdict_p5(data: Data) -> str:
+def verdict_p5(data: Data) -> Verdict:
     arms = [(design.ROLE_MPG, EPN, "EPN"), (design.ROLE_MPG, LSTM, "LSTM")]
     gate = _gate("P5", data, arms, [], MIN_SEEDS)
     if gate:
@@ -597,7 +596,7 @@ def verdict_p5(data: Data) -> str:
     where = f"MPG-V64 {P5_SIDE}x{P5_SIDE}/{P5_STEPS}"
     if min(len(epn), len(lstm)) == 0:
         details = [f"no planning_size rows for EPN and LSTM on {where}, or no oracle score"]
-        return _line("P5", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "P5", INSUFFICIENT_DATA, details)
     e, l_ = stats.iqm_ci(epn), stats.iqm_ci(lstm)
     ratio = ratio_ci(epn, lstm)
     details = [
@@ -608,8 +607,12 @@ def verdict_p5(data: Data) -> str:
         _budget_text(data, arms),
     ]
     ok = e.value >= P5_FACTOR * l_.value
-    return _line(
-        "P5", REPRODUCED if ok else NOT_REPRODUCED, details, [] if ok else [f"≥ {P5_FACTOR}×"]
+    return verdict(
+        CLAIMS,
+        "P5",
+        REPRODUCED if ok else NOT_REPRODUCED,
+        details,
+        [] if ok else [f"≥ {P5_FACTOR}×"],
     )
 
 
@@ -629,7 +632,7 @@ def _osl_values(
     return rows[column].to_numpy(np.float64), "ok"
 
 
-def verdict_p6(data: Data) -> str:
+def verdict_p6(data: Data) -> Verdict:
     arms = [(design.ROLE_OSL, EPN, "EPN"), (design.ROLE_OSL, LSTM, "LSTM")]
     gate = _gate("P6", data, arms, [], MIN_SEEDS)
     if gate:
@@ -640,7 +643,7 @@ def verdict_p6(data: Data) -> str:
     details = [_budget_text(data, arms) + " on OSL-sub A (train) J=5"]
     if epn_status != "ok" or lstm_status != "ok":
         details.append(f"A unseen J={P6_J}: EPN {epn_status}, LSTM {lstm_status}")
-        return _line("P6", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "P6", INSUFFICIENT_DATA, details)
     e, l_ = stats.iqm_ci(epn), stats.iqm_ci(lstm)
     ratio = ratio_ci(epn, lstm)
     details.insert(0, f"A unseen J={P6_J}: EPN {fmt(e)} vs LSTM {fmt(l_)}, ratio {fmt(ratio)}")
@@ -653,7 +656,7 @@ def verdict_p6(data: Data) -> str:
     conditions = [(f"A J={P6_J}: EPN ≥ {P6_FACTOR}× LSTM", e.value >= P6_FACTOR * l_.value)]
     if nyc_status != "ok":
         details.append(f"NYC J={P6_J} not evaluated: {nyc_status[:300]}")
-        return _line("P6", INSUFFICIENT_DATA, details)
+        return verdict(CLAIMS, "P6", INSUFFICIENT_DATA, details)
     finite = nyc[np.isfinite(nyc)]
     nyc_est = stats.iqm_ci(finite)
     details.append(f"NYC J={P6_J}: EPN later-task efficiency {fmt(nyc_est)}")
@@ -664,7 +667,7 @@ def verdict_p6(data: Data) -> str:
         )
     )
     failed = [name for name, ok in conditions if not ok]
-    return _line("P6", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, "P6", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
 def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
@@ -692,7 +695,7 @@ def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
     return gains
 
 
-def verdict_p7(data: Data) -> str:
+def verdict_p7(data: Data) -> Verdict:
     arm = (design.ROLE_MPG, EPN, "EPN")
     details = [_budget_text(data, [arm])]
     gated = _gate("P7", data, [arm], details, MIN_SEEDS)
@@ -700,13 +703,16 @@ def verdict_p7(data: Data) -> str:
         return gated
     rows = _rows(data, "planning_wavefront", design.ROLE_MPG, EPN)
     if rows.empty:
-        return _line("P7", INSUFFICIENT_DATA, details + ["no planning_wavefront tables"])
+        return verdict(CLAIMS, "P7", INSUFFICIENT_DATA, details + ["no planning_wavefront tables"])
     gains = wavefront_gains(rows)
     farthest = int(rows.dropna(subset=["accuracy"]).distance.max())
     details.append(f"d={farthest} (the farthest class with slots) is not judged")
     if not gains:
-        return _line(
-            "P7", INSUFFICIENT_DATA, details + ["no distance d >= 2 with iterations d − 1 and d"]
+        return verdict(
+            CLAIMS,
+            "P7",
+            INSUFFICIENT_DATA,
+            details + ["no distance d >= 2 with iterations d − 1 and d"],
         )
     failed = []
     for d, values in gains.items():
@@ -714,10 +720,10 @@ def verdict_p7(data: Data) -> str:
         details.append(f"d={d}: accuracy(k={d}) − accuracy(k={d - 1}) = {fmt(est, '+.1f')} points")
         if not (est.n and est.value >= P7_MIN_GAIN):
             failed.append(f"d={d} gain ≥ {P7_MIN_GAIN:.0f} points")
-    return _line("P7", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return verdict(CLAIMS, "P7", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
 
 
-def verdicts(data: Data) -> list[str]:
+def verdicts(data: Data) -> list[Verdict]:
     return [
         verdict_p1(data),
         verdict_p2(data),

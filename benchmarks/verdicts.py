@@ -1,0 +1,107 @@
+"""A claim's verdict as a value: what every track's report returns and the index renders.
+
+A track's report hook judges each of its claims into one `Verdict` (claim id, title, status, the
+numbers behind it and the conditions that failed). The report reads `status` and `outcome`
+directly and shows `line`; nothing parses a verdict back out of text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from benchmarks import stats
+
+REPRODUCED = "REPRODUCED"  # every condition of the claim's criterion holds
+NOT_REPRODUCED = "NOT REPRODUCED"  # one or more fail; `failed` names them
+PARTIAL = "PARTIAL"  # part of a criterion holds (e.g. planning P1's 1.3x band)
+INSUFFICIENT_DATA = "INSUFFICIENT DATA"  # a needed arm, table or seed count is missing
+INSUFFICIENT_BUDGET = "INSUFFICIENT BUDGET"  # runs too short to judge (e.g. the smoke tier)
+NOT_RUN = "NOT RUN"  # the claim's experiment or evaluation has not run
+
+# What each status reports in the overview: the claim reproduced, did not, or was not judged.
+OUTCOMES = {
+    REPRODUCED: "reproduced",
+    NOT_REPRODUCED: "not reproduced",
+    PARTIAL: "partial",
+    INSUFFICIENT_DATA: "not run",
+    INSUFFICIENT_BUDGET: "not run",
+    NOT_RUN: "not run",
+}
+
+
+class Verdict(NamedTuple):
+    """One claim judged from results: `status` is one of `OUTCOMES`' keys."""
+
+    claim: str  # e.g. "K1"
+    title: str  # the claim in words, e.g. "SR solves delays where TD fails (Chain)"
+    status: str
+    details: tuple[str, ...]  # the numbers behind the status, in reading order
+    failed: tuple[str, ...] = ()  # the criterion's conditions that do not hold
+
+    @property
+    def outcome(self) -> str:
+        return OUTCOMES[self.status]
+
+    @property
+    def line(self) -> str:
+        """The verdict in one line: "K1 (title): STATUS — details; failed: conditions"."""
+        text = "; ".join(self.details)
+        if self.failed:
+            text += "; failed: " + ", ".join(self.failed)
+        return f"{self.claim} ({self.title}): {self.status} — {text}"
+
+
+def verdict(
+    claims: dict[str, str],
+    claim: str,
+    status: str,
+    details: Iterable[str],
+    failed: Iterable[str] = (),
+) -> Verdict:
+    """A verdict for `claim`, titled from the track's `claims` table (claim id -> title)."""
+    if status not in OUTCOMES:
+        raise ValueError(f"unknown verdict status {status!r}; expected one of {sorted(OUTCOMES)}")
+    return Verdict(claim, claims[claim], status, tuple(details), tuple(failed))
+
+
+def judge(
+    claims: dict[str, str],
+    claim: str,
+    conditions: Iterable[tuple[str, bool]],
+    details: Iterable[str],
+) -> Verdict:
+    """REPRODUCED when every (name, holds) condition holds, else NOT REPRODUCED naming the
+    failed ones."""
+    failed = [name for name, ok in conditions if not ok]
+    return verdict(claims, claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+
+
+def fmt(est: stats.Estimate, spec: str = ".3f") -> str:
+    """An estimate as "value [low, high] (n=seeds)", or "n/a (n=...)" when there is none."""
+    if est.n == 0 or not np.isfinite(est.value):
+        return f"n/a (n={est.n})"
+    return f"{est.value:{spec}} [{est.low:{spec}}, {est.high:{spec}}] (n={est.n})"
+
+
+def statuses(verdicts: Sequence[Verdict]) -> dict[str, str]:
+    """Claim id -> status, e.g. for tests and summaries."""
+    return {v.claim: v.status for v in verdicts}
+
+
+__all__ = [
+    "INSUFFICIENT_BUDGET",
+    "INSUFFICIENT_DATA",
+    "NOT_REPRODUCED",
+    "NOT_RUN",
+    "OUTCOMES",
+    "PARTIAL",
+    "REPRODUCED",
+    "Verdict",
+    "fmt",
+    "judge",
+    "statuses",
+    "verdict",
+]
