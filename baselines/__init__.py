@@ -38,6 +38,25 @@ AGENTS: dict[str, str] = {
 }
 
 
+# Each agent's (and each language model's) colour in every figure, so a line keeps its colour
+# across tracks; a name not listed here (an outside agent) gets one by hash.
+COLOURS: dict[str, str] = {
+    "vtrace_lstm": "#4C72B0",
+    "sr": "#DD8452",
+    "random": "#8C8C8C",
+    "noop": "#937860",
+    "epn": "#55A868",
+    "transformer_memory": "#C44E52",
+    "oracle": "#000000",
+    "explore_plan": "#8172B3",
+    "ideal_observer": "#DA8BC3",
+    "alchemist": "#64B5CD",
+    "random_heuristic": "#CCB974",
+    "dense": "#4C72B0",  # compute track (baselines.lm): the dense transformer
+    "mod": "#DD8452",  # and the Mixture-of-Depths one
+}
+
+
 def names() -> list[str]:
     return sorted(AGENTS)
 
@@ -70,4 +89,4 @@ def make_agent(name: str, specs: EnvSpecs, **config: Any) -> Agent:
     return agent
 
 
-__all__ = ["AGENTS", "Agent", "Trajectory", "load_factory", "make_agent", "names"]
+__all__ = ["AGENTS", "COLOURS", "Agent", "Trajectory", "load_factory", "make_agent", "names"]

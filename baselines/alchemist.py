@@ -84,7 +84,7 @@ ALCHEMIST_EPISODE_STEPS = 10 * 15 + 1
 # value loss × 0.5, entropy 0.1 annealed linearly to 0.001, AdamW 7.5e-4 annealed to 7.5e-5
 # with weight decay 0.01, gradient clip 100, shaped reward, a_{t-1} and r_{t-1} reset at every
 # trial start. Both anneals in updates of the alchemist's batch (`anneal_updates`); an arm with
-# other trial lengths or batches recomputes them (benchmarks.tracks.abstraction).
+# other trial lengths or batches recomputes them (benchmarks.tracks.abstraction.experiments).
 ALCHEMIST_LEARNER: dict[str, Any] = {
     "discount": 0.70,
     "value_loss": "smooth_l1",

@@ -9,7 +9,7 @@ and skipped; the rest of the report still builds.
 
 Every track found in the results gets:
 
-- claim verdicts from its report hook (`Track.report`, see benchmarks.figures), one line per
+- claim verdicts from its report hook (`Track.report`, see benchmarks.track_report), one line per
   claim with its outcome: reproduced, partial, not reproduced, or not run (the hook's
   INSUFFICIENT DATA and INSUFFICIENT BUDGET: too few seeds or too little budget to judge);
 - run metadata (runs, seeds, tiers, commits, package versions, platform, wall time);
@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import tempfile
-import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,44 +48,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks import figures as track_figures  # noqa: E402
 from benchmarks import programs, stats, store, verdicts  # noqa: E402
+from benchmarks import track_report as track_figures  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
-
-plt.rcParams.update({"svg.hashsalt": "tracks", "figure.dpi": 110, "font.size": 9})
-
-# Consistent colours per agent across the whole report.
-_KNOWN_AGENTS = [
-    "vtrace_lstm",
-    "sr",
-    "random",
-    "noop",
-    "epn",
-    "transformer_memory",
-    "oracle",
-    "explore_plan",
-    "ideal_observer",
-    "alchemist",
-    "random_heuristic",
-    "dense",
-    "mod",
-]
-_PALETTE = [
-    "#4C72B0",
-    "#DD8452",
-    "#8C8C8C",
-    "#937860",
-    "#55A868",
-    "#C44E52",
-    "#000000",
-    "#8172B3",
-    "#DA8BC3",
-    "#64B5CD",
-    "#CCB974",
-    "#4C72B0",
-    "#DD8452",
-]
-_EXTRA = ["#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02"]
+from benchmarks.plotting import agent_colour, learning_curve_figure, save_figure  # noqa: E402
 
 # Primary metrics where a lower value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte", "perplexity"})
@@ -94,13 +59,6 @@ LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte
 # Tiers whose runs check the pipeline only (seconds of training): their report says so up front.
 SMOKE_TIERS = frozenset({"smoke"})
 PROFILE_POINTS = 81  # thresholds of a performance profile
-
-
-def agent_colour(agent: str) -> str:
-    """The agent's colour in every figure of the report (outside agents: by name)."""
-    if agent in _KNOWN_AGENTS:
-        return _PALETTE[_KNOWN_AGENTS.index(agent)]
-    return _EXTRA[sum(map(ord, agent)) % len(_EXTRA)]
 
 
 def _definition(track: str):
@@ -125,64 +83,6 @@ def _metric_label(track: str, metric: str) -> str:
     definition = _definition(track)
     described = dict(getattr(definition, "metrics", {}) or {}).get(metric)
     return f"{metric}: {described}" if described else metric
-
-
-def _save(fig, path: Path) -> list[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"), metadata={"Software": None})
-    fig.savefig(path.with_suffix(".svg"), metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    return [path.with_suffix(".png").name, path.with_suffix(".svg").name]
-
-
-def save_figure(fig, path: Path) -> list[str]:
-    """Save `fig` as `path`.png and .svg reproducibly (no dates, fixed SVG ids); file names."""
-    return _save(fig, path)
-
-
-# ------------------------------------------------------------------------------ per experiment
-
-
-LINE_STYLES = ("-", "--", ":", "-.")
-FEW_POINTS = 12  # curves with at most this many log points get a marker at each
-
-
-def learning_curve_figure(
-    frame: pd.DataFrame,
-    metric: str,
-    title: str,
-    path: Path,
-    y_label: str | None = None,
-    x_label: str = "environment steps",
-) -> list[str]:
-    """IQM over seeds at every log point, a 95% bootstrap band, n seeds in the legend."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for i, agent in enumerate(sorted(frame.agent.unique())):
-        curve = stats.learning_curve(frame[frame.agent == agent], metric)
-        if curve.empty:
-            continue
-        colour = agent_colour(agent)
-        n = int(curve.n.max())
-        ax.plot(
-            curve.step,
-            curve.iqm,
-            color=colour,
-            label=f"{agent} (n={n} seeds)",
-            lw=1.6,
-            # A line style per agent keeps identical curves apart; markers show a curve of a
-            # few points (a single point draws no line at all).
-            ls=LINE_STYLES[i % len(LINE_STYLES)],
-            marker="o" if len(curve) <= FEW_POINTS else None,
-            ms=4,
-        )
-        ax.fill_between(curve.step, curve.low, curve.high, color=colour, alpha=0.2, lw=0)
-    ax.set_xlabel(f"{x_label} (per seed)")
-    ax.set_ylabel(textwrap.fill(y_label or metric, 40))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, title="IQM, shaded 95% CI", title_fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -439,7 +339,7 @@ def _poi_figure(agent: str, overall: pd.DataFrame, path: Path) -> list[str]:
     ax.set_xlabel(f"{column}: probability, bar = 95% CI (stratified bootstrap)")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _profile_figure(matrices: dict, taus: np.ndarray, n_tasks: int, path: Path) -> list[str]:
@@ -458,7 +358,7 @@ def _profile_figure(matrices: dict, taus: np.ndarray, n_tasks: int, path: Path) 
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8, title="shaded: 95% CI", title_fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- run metadata

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import devices, evaluations, programs, store
+from benchmarks.programs.rl import INVALID_ACTIONS, InvalidActions, TrainingDiverged
 from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Track
-from benchmarks.training import INVALID_ACTIONS, InvalidActions, TrainingDiverged
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
 
@@ -90,12 +90,13 @@ def plan(
             }
             if experiment.evaluations:  # only then, so other runs keep their config hashes
                 full["evaluations"] = {
-                    name: experiment.evaluation_config(name) for name in experiment.evaluations
+                    evaluations.name_of(spec): experiment.evaluation_config(spec)
+                    for spec in experiment.evaluations
                 }
             if experiment.progress_evaluations:  # likewise
                 full["progress_evaluations"] = {
-                    name: experiment.evaluation_config(name)
-                    for name in experiment.progress_evaluations
+                    evaluations.name_of(spec): experiment.evaluation_config(spec)
+                    for spec in experiment.progress_evaluations
                 }
                 full["progress_points"] = experiment.progress_points
             digest = store.config_hash(full)
@@ -414,10 +415,12 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         "env_metadata": _env_metadata(program),
     }
     if group.experiment.evaluations:
-        common["evaluations"] = list(group.experiment.evaluations)
+        common["evaluations"] = [evaluations.name_of(e) for e in group.experiment.evaluations]
         common["evaluation_time"] = evaluation_time
     if progress_at:
-        common["progress_evaluations"] = list(group.experiment.progress_evaluations)
+        common["progress_evaluations"] = [
+            evaluations.name_of(e) for e in group.experiment.progress_evaluations
+        ]
         common["progress_evaluation_time"] = progress_time
         for final, stacked in zip(tables, progress_tables, strict=True):
             clash = sorted(set(final) & set(stacked))

@@ -2,7 +2,7 @@
 
 Skiing is the one environment of the credit track that is not written in JAX: the Atari emulator
 runs in envpool's C++ thread pool and is stepped from the host (see
-`benchmarks.host_training.HostRLProgram`, experiment kind "envpool"). `Skiing` is still a frozen
+`benchmarks.programs.host_rl.HostRLProgram`, experiment kind "envpool"). `Skiing` is still a frozen
 dataclass registered like every environment, so `tracks list`, `make("skiing", ...)`, run
 metadata and agent construction (`specs()`) work as for the JAX environments; its JAX
 `reset`/`step` raise a clear error. `SkiingPool` turns envpool's batched Gymnasium outputs into
@@ -130,7 +130,7 @@ class Skiing(Environment):
     def _host_only(self, *_):
         raise NotImplementedError(
             "skiing is stepped on the host by envpool, not in JAX: use Skiing.make_batch() (or "
-            "make_pool()) or an experiment of kind 'envpool' (benchmarks.host_training)"
+            "make_pool()) or an experiment of kind 'envpool' (benchmarks.programs.host_rl)"
         )
 
     _reset = sample_step_draws = transition = _host_only

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from benchmarks import stats, store
-from benchmarks.abstraction_evaluations import BEHAVIOUR, TABLE, summarise
-from benchmarks.figures import abstraction as fig
 from benchmarks.report import build_report
+from benchmarks.tracks.abstraction import report as fig
+from benchmarks.tracks.abstraction.evaluations import BEHAVIOUR, TABLE, summarise
 from benchmarks.verdicts import INSUFFICIENT_DATA, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 EPISODES = 200

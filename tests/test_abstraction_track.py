@@ -14,10 +14,10 @@ import pytest
 
 import baselines
 import environments
-from benchmarks import abstraction_evaluations as ae
-from benchmarks import chemistry_probe, evaluations, programs, runner, store, tracks
-from benchmarks.tracks import abstraction as track_def
-from benchmarks.training import TrainConfig
+from benchmarks import evaluations, programs, runner, store, tracks
+from benchmarks.programs.rl import TrainConfig
+from benchmarks.tracks.abstraction import evaluations as ae
+from benchmarks.tracks.abstraction import experiments as track_def
 
 TRACK = tracks.get("abstraction")
 IO = ae.IO
@@ -48,8 +48,14 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
     assert "abstraction" in tracks.names()
     assert set(TRACK.tiers) == {"smoke", "quick", "quick_lite", "paper"}
     assert TRACK.envs == ["symbolic_alchemy"]
-    assert TRACK.report == "benchmarks.figures.abstraction:report"
-    assert ae.EVALUATION in evaluations.names()
+    assert TRACK.report == "benchmarks.tracks.abstraction.report:report"
+    for spec in (
+        track_def.EVALUATION,
+        track_def.CURVE,
+        track_def.IO_TRACE_CHECK,
+        track_def.CHEMISTRY_PROBE,
+    ):
+        assert callable(evaluations.get(spec)), spec
     for tier in TRACK.tiers.values():
         names = [e.name for e in tier.experiments]
         assert len(names) == len(set(names))
@@ -57,13 +63,13 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
             # The alchemist's main arm also runs the chemistry probe (A7), with its scoring
             # policy on the same episodes; no other arm does.
             # The exact ideal observer's experiments also check I2 on the released IO trace.
-            probe = (chemistry_probe.EVALUATION,) if e.name == "alchemist" else ()
+            probe = (track_def.CHEMISTRY_PROBE,) if e.name == "alchemist" else ()
             if e.agent_config(IO).get("io_planner") == "exhaustive" and IO in e.agents:
-                probe = (ae.IO_TRACE_CHECK,)
-            assert e.kind == "rl" and e.evaluations == (ae.EVALUATION, *probe), e.name
+                probe = (track_def.IO_TRACE_CHECK,)
+            assert e.kind == "rl" and e.evaluations == (track_def.EVALUATION, *probe), e.name
             if e.name == "alchemist":
-                options = e.evaluation_config(chemistry_probe.EVALUATION)
-                assert options["policy"] == e.evaluation_config(ae.EVALUATION)["primary"]
+                options = e.evaluation_config(track_def.CHEMISTRY_PROBE)
+                assert options["policy"] == e.evaluation_config(track_def.EVALUATION)["primary"]
             evaluations.validate(e)
 
 
@@ -128,14 +134,14 @@ def test_quick_tier_follows_the_spec_budgets():
     assert alchemist.env_config["trial_steps"] == 15 and alchemist.env_config["shaping"]
     assert quick["alchemist_no_shaping"].env_config["shaping"] is False
     assert (alchemist.train.num_envs, alchemist.train.unroll_length) == (16, 20)
-    assert alchemist.evaluation_config(ae.EVALUATION)["primary"] == "greedy"
-    assert baseline.evaluation_config(ae.EVALUATION)["primary"] == "sample"
+    assert alchemist.evaluation_config(track_def.EVALUATION)["primary"] == "greedy"
+    assert baseline.evaluation_config(track_def.EVALUATION)["primary"] == "sample"
     assert quick["ground_truth"].env_config["chem_input"] == "ground_truth"
     assert quick["belief_state"].env_config["chem_input"] == "belief_state"
     io = quick["ideal_observer_6potions"]
     assert io.env_config["potions_per_trial"] == 6 and "oracle" in io.agents
     for e in quick.values():
-        assert e.evaluation_config(ae.EVALUATION)["episodes"] in (1000, 50, 20)
+        assert e.evaluation_config(track_def.EVALUATION)["episodes"] in (1000, 50, 20)
 
 
 @pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
@@ -177,11 +183,11 @@ def test_quick_lite_scales_only_the_training_budgets():
         # the budget (spec §5).
         learning = _last_step(full.train) > 10_000
         assert e.progress_evaluations == full.progress_evaluations
-        assert full.progress_evaluations == ((ae.CURVE,) if learning else ())
+        assert full.progress_evaluations == ((track_def.CURVE,) if learning else ())
         assert full.progress_points == 10
         if learning:
-            scored = full.evaluation_config(ae.EVALUATION)["primary"]
-            assert full.evaluation_config(ae.CURVE) == {"episodes": 1000, "policy": scored}
+            scored = full.evaluation_config(track_def.EVALUATION)["primary"]
+            assert full.evaluation_config(track_def.CURVE) == {"episodes": 1000, "policy": scored}
         steps, full_steps = _last_step(e.train), _last_step(full.train)
         if full_steps > 10_000:  # learning arms: scaled down to whole updates of both batches
             quantum = track_def.LOG_POINTS * 64 * 40
@@ -199,7 +205,7 @@ def test_smoke_tier_follows_the_spec():
     for e in _experiments("smoke"):
         env = environments.make(e.env, **e.env_config)
         assert (env.num_trials, env.trial_steps) == (2, 5), e.name
-        assert e.evaluation_config(ae.EVALUATION)["episodes"] == 8
+        assert e.evaluation_config(track_def.EVALUATION)["episodes"] == 8
         if e.name.startswith("ideal_observer"):
             assert env.potions_per_trial == 2
         for agent in e.agents:
@@ -379,4 +385,4 @@ def test_smoke_alchemist_arm_end_to_end(tmp_path):
     assert curve.policy.tolist() == ["greedy"] * 2
     assert curve.episode_return.iloc[-1] == pytest.approx(table.episode_return.mean())
     assert (table.trial_steps == 5).all() and np.isfinite(table.episode_return).all()
-    assert smoke.evaluation_config(ae.EVALUATION)["primary"] == "greedy"
+    assert smoke.evaluation_config(track_def.EVALUATION)["primary"] == "greedy"

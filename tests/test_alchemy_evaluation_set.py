@@ -17,7 +17,7 @@ import pytest
 
 from baselines.alchemy import ideal_observer as io
 from baselines.alchemy import oracle
-from benchmarks import abstraction_evaluations as alchemy_eval
+from benchmarks.tracks.abstraction import evaluations as alchemy_eval
 from environments.symbolic_alchemy import SymbolicAlchemy
 from environments.symbolic_alchemy import chemistry as chem
 from environments.symbolic_alchemy import evaluation_set as es

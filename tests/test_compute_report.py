@@ -13,7 +13,7 @@ from baselines.lm.mod import MoDConfig
 from baselines.lm.transformer import TransformerConfig
 from benchmarks import report as generic_report
 from benchmarks import store
-from benchmarks.figures import compute
+from benchmarks.tracks.compute import report as compute
 from benchmarks.verdicts import INSUFFICIENT_DATA
 
 # val_loss_final per (budget, agent, width): MoD beats dense at both budgets, interior optima.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import evaluations, tracks
-from benchmarks.figures import compute as compute_report
-from benchmarks.lm_training import LMTrainConfig, make_lm, plan_training
+from benchmarks.programs.lm import LMTrainConfig, make_lm, plan_training
+from benchmarks.tracks.compute import report as compute_report
 
 TRACK = tracks.get("compute")
 
@@ -24,7 +24,7 @@ def test_track_is_registered_with_its_ids_and_report_hook():
     assert "compute" in tracks.names()
     assert set(TRACK.tiers) == {"smoke", "quick", "paper"}
     assert TRACK.envs == ["markov", "shakespeare"] and TRACK.agents == ["dense", "mod"]
-    assert TRACK.report == "benchmarks.figures.compute:report"
+    assert TRACK.report == "benchmarks.tracks.compute.report:report"
     for tier in TRACK.tiers.values():
         for e in tier.experiments:
             assert e.kind == "lm" and isinstance(e.train, LMTrainConfig)

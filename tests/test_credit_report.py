@@ -20,13 +20,15 @@ import pytest
 from baselines.synthetic_returns import SROutputs
 from baselines.types import Agent
 from benchmarks import evaluations, programs, runner, store, tracks
-from benchmarks.figures import credit as fig
-from benchmarks.figures import load_hook
 from benchmarks.report import build_report
+from benchmarks.track_report import load_hook
+from benchmarks.tracks.credit import evaluations as credit_evaluations
+from benchmarks.tracks.credit import report as fig
+from benchmarks.tracks.credit.experiments import SR_TRACE
 from environments.key_to_door import KeyToDoor
 
 CREDIT = tracks.get("credit")
-HOOK = "benchmarks.figures.credit:report"
+HOOK = "benchmarks.tracks.credit.report:report"
 
 # ----------------------------------------------------------------- a hand-built KtD episode
 # Phases (3, 6, 3): 12 actions, rows t = 0..12. The player starts at (4, 5) below the passage,
@@ -69,7 +71,7 @@ def hand_steps():
     c[12] = 5.0
     g = np.full((13, 4), 0.2, np.float32)
     g[DOOR - 1] = 0.9
-    return evaluations.steps_table(timesteps, actions, fake_sr(c, g))
+    return credit_evaluations.steps_table(timesteps, actions, fake_sr(c, g))
 
 
 @pytest.mark.slow
@@ -88,8 +90,8 @@ def test_pickup_observation_is_the_row_returned_by_the_step_onto_the_key(hand_st
 
 
 def test_episode_summary_argmax_at_pickup_door_step_and_gate(hand_steps):
-    episodes = evaluations.episodes_table(hand_steps)
-    assert list(episodes.columns) == evaluations.EPISODE_COLUMNS
+    episodes = credit_evaluations.episodes_table(hand_steps)
+    assert list(episodes.columns) == credit_evaluations.EPISODE_COLUMNS
     assert episodes.pickup_step.tolist() == [PICKUP] * 4 and episodes.had_pickup.all()
     # The LAST row's c (5.0) is excluded; the peaks at rows 1..4 are the argmax.
     assert episodes.argmax_c_step.tolist() == [1, 2, 3, 4]
@@ -109,8 +111,8 @@ def test_episode_without_pickup_or_door():
     timesteps = timesteps._replace(extras=extras)
     c = np.zeros((13, 1), np.float32)
     c[2] = 1.0
-    steps = evaluations.steps_table(timesteps, actions, fake_sr(c, np.ones_like(c)))
-    row = evaluations.episodes_table(steps).iloc[0]
+    steps = credit_evaluations.steps_table(timesteps, actions, fake_sr(c, np.ones_like(c)))
+    row = credit_evaluations.episodes_table(steps).iloc[0]
     assert row.had_pickup == 0 and row.pickup_step == -1 and row.argmax_at_pickup == 0
     assert row.door_step == -1 and np.isnan(row.g_before_door) and np.isnan(row.c_at_pickup)
 
@@ -124,7 +126,7 @@ def test_rollout_rows_follow_the_agent_actions_and_the_phase_timer():
 
     agent = Agent(lambda key, specs, n: jnp.int32(0), act, None, learns=False)
     timesteps, actions = jax.jit(
-        lambda key: evaluations.rollout(TINY, agent, jnp.int32(0), key, 3)
+        lambda key: credit_evaluations.rollout(TINY, agent, jnp.int32(0), key, 3)
     )(jax.random.PRNGKey(1))
     assert timesteps.step_type.shape == (13, 3) and actions.shape == (12, 3)
     np.testing.assert_array_equal(actions[:, 0], ACTIONS)
@@ -243,7 +245,7 @@ def hand_steps_table() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     c = rng.normal(size=(13, 5)).astype(np.float32)
     g = rng.uniform(size=(13, 5)).astype(np.float32)
-    return evaluations.steps_table(timesteps, actions, fake_sr(c, g))
+    return credit_evaluations.steps_table(timesteps, actions, fake_sr(c, g))
 
 
 def frame_and_folders(root):
@@ -489,9 +491,9 @@ def test_tracks_without_a_hook_keep_the_generic_report(tmp_path, monkeypatch):
 
 def test_bad_hook_names_are_rejected():
     with pytest.raises(ValueError, match="package.module:function"):
-        load_hook("benchmarks.figures.credit")
-    with pytest.raises(ValueError, match="no callable 'nosuch'"):
-        load_hook("benchmarks.figures.credit:nosuch")
+        load_hook("benchmarks.tracks.credit.report")
+    with pytest.raises(ValueError, match="no function 'nosuch'; accepted: .*:report"):
+        load_hook("benchmarks.tracks.credit.report:nosuch")
 
 
 def test_a_corrupted_extra_table_is_named_and_skipped(tmp_path):
@@ -511,7 +513,7 @@ def test_a_corrupted_extra_table_is_named_and_skipped(tmp_path):
 
 KTD_SMOKE = next(e for e in CREDIT.tier("smoke").experiments if e.env == "key_to_door")
 TRACED = dataclasses.replace(
-    KTD_SMOKE, evaluations=("sr_trace",), evaluation_options={"sr_trace": {"episodes": 3}}
+    KTD_SMOKE, evaluations=(SR_TRACE,), evaluation_options={SR_TRACE: {"episodes": 3}}
 )
 
 
@@ -533,7 +535,7 @@ def test_runner_writes_sr_trace_tables_for_sr_only(tmp_path):
         assert store.extra_table_names(folder) == ["sr_trace_episodes", "sr_trace_steps"]
         steps = store.read_extra_table(folder, "sr_trace_steps")
         episodes = store.read_extra_table(folder, "sr_trace_episodes")
-        assert list(steps.columns) == evaluations.STEP_COLUMNS
+        assert list(steps.columns) == credit_evaluations.STEP_COLUMNS
         assert len(steps) == 3 * 13 and len(episodes) == 3 and np.isfinite(steps.c).all()
         phases = steps[steps.episode == 0].phase.tolist()
         assert phases == [0] * 3 + [1] * 6 + [2] * 4
@@ -557,22 +559,27 @@ def test_sr_trace_is_deterministic_per_seed_and_compiles_once():
     for name in ("sr_trace_steps", "sr_trace_episodes"):
         pd.testing.assert_frame_equal(a[0][name], b[0][name])
         assert not a[0][name].equals(a[1][name])
-    frozen = evaluations._freeze(config)
-    assert evaluations._sr_evaluator(program.env, frozen, 3)._cache_size() == 1
+    frozen = credit_evaluations._freeze(config)
+    assert credit_evaluations._sr_evaluator(program.env, frozen, 3)._cache_size() == 1
     state = evaluations.seed_slice(carry.agent_state, 0)
     assert evaluations.evaluate(TRACED, "vtrace_lstm", config, program, state, 0) == {}
 
 
 def test_unknown_evaluations_and_stray_options_fail_before_training(tmp_path):
     bad = dataclasses.replace(KTD_SMOKE, evaluations=("nosuch",))
-    with pytest.raises(ValueError, match="unknown evaluation 'nosuch'; accepted: .*sr_trace"):
+    with pytest.raises(
+        ValueError, match="evaluation names must look like 'package.module:function', got 'nosuch'"
+    ):
         runner.plan(CREDIT, "smoke", [bad], [0], tmp_path)
+    typo = dataclasses.replace(KTD_SMOKE, evaluations=(SR_TRACE.replace("sr_trace", "sr_trac"),))
+    with pytest.raises(ValueError, match="no function 'sr_trac'; accepted: .*:sr_trace"):
+        runner.plan(CREDIT, "smoke", [typo], [0], tmp_path)
     stray = dataclasses.replace(
-        KTD_SMOKE, evaluations=(), evaluation_options={"sr_trace": {"episodes": 2}}
+        KTD_SMOKE, evaluations=(), evaluation_options={SR_TRACE: {"episodes": 2}}
     )
     with pytest.raises(ValueError, match="does not run"):
         runner.plan(CREDIT, "smoke", [stray], [0], tmp_path)
     with pytest.raises(ValueError, match="episodes must be a positive int"):
-        evaluations.sr_trace(
+        credit_evaluations.sr_trace(
             KTD_SMOKE, "sr", {}, programs.build(KTD_SMOKE, "random"), None, 0, episodes=0
         )

@@ -1,14 +1,15 @@
-"""Curricula (benchmarks.curriculum): one learner through a sequence of environment configs."""
+"""Curricula (benchmarks.programs.curriculum): one learner through a sequence of env configs."""
 
 import jax
 import numpy as np
 import pytest
 
-from benchmarks import curriculum, programs, runner, store
+from benchmarks import programs, runner, store
 from benchmarks import tracks as track_registry
-from benchmarks.curriculum import CurriculumConfig, Stage
-from benchmarks.tracks import planning as design
-from benchmarks.training import TrainConfig
+from benchmarks.programs import curriculum
+from benchmarks.programs.curriculum import CurriculumConfig, Stage
+from benchmarks.programs.rl import TrainConfig
+from benchmarks.tracks.planning import experiments as design
 
 # 4 environments x 21 steps (a 20-step episode + the reset step) per update, one update per log
 # point and per chunk: stage 1 (3x3) is one chunk, stage 2 (4x4) two.
@@ -109,8 +110,8 @@ def test_a_checkpoint_written_in_stage_1_resumes_to_the_same_numbers(program, tm
 @pytest.mark.slow
 def test_runner_writes_a_curriculum_run_with_its_evaluation(tmp_path):
     experiment = _experiment(
-        evaluations=("planning_final",),
-        evaluation_options={"planning_final": {"episodes": 4}},
+        evaluations=(design.FINAL,),
+        evaluation_options={design.FINAL: {"episodes": 4}},
     )
     track = track_registry.get("planning")
     runner.run(track, "fallback", [experiment], [0, 1], tmp_path / "a", show_progress=False)

@@ -12,7 +12,7 @@ import baselines
 import environments
 from baselines import epn
 from baselines.vtrace import NetInputs
-from benchmarks.training import RLProgram, TrainConfig
+from benchmarks.programs.rl import RLProgram, TrainConfig
 from environments.core import auto_reset_step, select_tree
 
 TINY = {"d_model": 16, "num_heads": 2, "num_iterations": 2}

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 from baselines.lm import flops as lm_flops
-from benchmarks import lm_training as lt
-from benchmarks import programs, runner, store, tracks
+from benchmarks import evaluations, programs, runner, store, tracks
+from benchmarks.programs import lm as lt
+from benchmarks.tracks.compute import evaluations as compute_evaluations
 from environments import text_corpus
 
 SEQ, BATCH = 16, 2
@@ -252,8 +253,10 @@ def test_nan_loss_raises_training_diverged_and_keeps_the_last_checkpoint(dense_p
 @pytest.mark.slow
 def test_evaluations_of_a_trained_mod_model(mod_program):
     carry = mod_program.init([0, 3])  # the shape the other tests compiled
-    state = lt.evaluations.seed_slice(carry.agent_state, 1)
-    tables = lt.evaluate_routing(EXPERIMENT, "mod", MOD, mod_program, state, 3, decode_tokens=5)
+    state = evaluations.seed_slice(carry.agent_state, 1)
+    tables = compute_evaluations.lm_routing(
+        EXPERIMENT, "mod", MOD, mod_program, state, 3, decode_tokens=5
+    )
     routed_layers = (1,)
     assert set(tables) == {"routing_map", "routing_tokens", "routing_hist", "decode_check"}
     assert sorted(tables["routing_map"].layer.unique()) == list(routed_layers)
@@ -265,9 +268,11 @@ def test_evaluations_of_a_trained_mod_model(mod_program):
     decode = tables["decode_check"].iloc[0]
     assert decode.greedy_match_fraction == 1.0 and decode.decode_tokens == 5
     # The same tables again (deterministic), and nothing for a dense model.
-    again = lt.evaluate_routing(EXPERIMENT, "mod", MOD, mod_program, state, 3, decode_tokens=5)
+    again = compute_evaluations.lm_routing(
+        EXPERIMENT, "mod", MOD, mod_program, state, 3, decode_tokens=5
+    )
     pd.testing.assert_frame_equal(again["routing_map"], tables["routing_map"])
-    assert lt.evaluate_flops(EXPERIMENT, "mod", MOD, mod_program, state, 3) == {}
+    assert compute_evaluations.lm_flops(EXPERIMENT, "mod", MOD, mod_program, state, 3) == {}
 
 
 def test_validation_windows_are_the_corpus_modules_windows(dense_program):

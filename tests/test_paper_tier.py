@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import programs, training
+from benchmarks import programs
 from benchmarks import tracks as registry
-from benchmarks.training import TrainConfig
+from benchmarks.programs import rl as training
+from benchmarks.programs.rl import TrainConfig
 
 UNROLL = 8  # steps per unroll here, whatever the paper's
 # The agents with networks sized by the paper tier (reference policies have no size to check).

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from benchmarks import stats, store
-from benchmarks.figures import planning as fig
-from benchmarks.planning_evaluations import SUMMARY_COLUMNS, TASK_COLUMNS
 from benchmarks.report import build_report
+from benchmarks.tracks.planning import report as fig
+from benchmarks.tracks.planning.evaluations import SUMMARY_COLUMNS, TASK_COLUMNS
 from benchmarks.verdicts import Verdict
 
 SPREAD = (-0.4, -0.2, 0.0, 0.2, 0.4)  # per-seed offsets (times an arm's spread)

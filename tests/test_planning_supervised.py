@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from baselines import epn
-from benchmarks import planning_supervised as ps
+from benchmarks.tracks.planning import supervised as ps
 from environments.memory_planning_game import DIRECTIONS
 
 SMALL = ps.CheckConfig(
@@ -133,12 +133,12 @@ def test_evaluation_runs_the_check_on_the_experiments_game():
     """`planning_supervised` reads the map size, vocabulary and episode length of the quick
     tier's check experiment, returns one row per log point with the gate, and skips the
     reference policies."""
-    from benchmarks import planning_evaluations as pe
-    from benchmarks.tracks import planning as design
+    from benchmarks.tracks.planning import evaluations as pe
+    from benchmarks.tracks.planning import experiments as design
 
     check = {e.name: e for e in design.QUICK.experiments}["planning_check_mpg_v64_3x3_30"]
     tiny = {"d_model": 8, "num_heads": 1, "num_iterations": 1, "memory": "dedup_moves"}
-    run = lambda agent, config: pe.planning_supervised_check(
+    run = lambda agent, config: pe.planning_supervised(
         check, agent, config, None, None, 0, updates=2, batch=4, log_points=1, eval_samples=8
     )
     table = run("epn", {**check.agent_config("epn"), **tiny})["planning_supervised"]
@@ -147,4 +147,4 @@ def test_evaluation_runs_the_check_on_the_experiments_game():
     assert run("oracle", {}) == {}
     osl = {e.name: e for e in design.QUICK.experiments}["osl_a_j5"]
     with pytest.raises(ValueError, match="planning_supervised runs on 'memory_planning_game'"):
-        pe.planning_supervised_check(osl, "epn", tiny, None, None, 0, updates=1)
+        pe.planning_supervised(osl, "epn", tiny, None, None, 0, updates=1)

@@ -15,9 +15,9 @@ import pytest
 import baselines
 import environments
 from benchmarks import evaluations, runner, store, tracks
-from benchmarks import planning_evaluations as pe
-from benchmarks.figures import planning as report_hook
-from benchmarks.tracks import planning as design
+from benchmarks.tracks.planning import evaluations as pe
+from benchmarks.tracks.planning import experiments as design
+from benchmarks.tracks.planning import report as report_hook
 from environments import street_graphs
 
 TRACK = tracks.get("planning")
@@ -63,13 +63,14 @@ def test_track_is_registered_with_its_tiers_agents_and_hook():
         "explore_plan",
         "oracle",
     }
-    assert TRACK.report == "benchmarks.figures.planning:report"
+    assert TRACK.report == "benchmarks.tracks.planning.report:report"
     for tier in TRACK.tiers.values():
         for e in tier.experiments:
             check = design.ROLES[e.name] == design.ROLE_CHECK
             assert e.primary_metric == ("planning_supervised" if check else "episode_return")
             evaluations.validate(e)
-            assert set(e.evaluations) <= set(pe.EVALUATIONS) <= set(evaluations.names())
+            assert set(e.evaluations) <= set(design.EVALUATIONS)
+    assert all(callable(evaluations.get(spec)) for spec in design.EVALUATIONS)
 
 
 @pytest.mark.parametrize("tier", sorted(TRACK.tiers))
@@ -144,7 +145,7 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
     assert main.agent_config("explore_plan") == {"maze_size": 3}
     assert set(design.MAIN_MPG_EVALUATIONS) <= set(main.evaluations)
     for name in ("planning_check_mpg_v64_3x3_30", "planning_check_mpg_v64_3x3_30_epn_spec"):
-        assert quick[name].evaluations == ("planning_supervised",)
+        assert quick[name].evaluations == (design.SUPERVISED,)
         assert quick[name].env_config == design.MPG_3X3_30
     assert set(quick["planning_check_mpg_v64_3x3_30"].agents) == {
         "epn",
@@ -228,7 +229,7 @@ def test_fallback_tier_holds_the_spec_fallbacks_at_the_quick_budget():
     assert short.env_config["max_episode_steps"] == 50 and short.train.unroll_length == 51
     assert set(short.agents) == {"epn", "vtrace_lstm", *design.REFERENCES}
     assert 1e6 <= short.train.num_logs * short.train.log_every < 1.02e6
-    assert curriculum.evaluations == short.evaluations == ("planning_final",)
+    assert curriculum.evaluations == short.evaluations == (design.FINAL,)
 
 
 def test_smoke_tier_follows_the_spec_sizes():

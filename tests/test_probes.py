@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import baselines
-from benchmarks import chemistry_probe, probes
-from benchmarks import planning_evaluations as pe
-from benchmarks.figures import planning as planning_figures
+from benchmarks import probes
+from benchmarks.tracks.abstraction import chemistry_probe
+from benchmarks.tracks.planning import evaluations as pe
+from benchmarks.tracks.planning import report as planning_figures
 from environments import registry
 from environments.symbolic_alchemy import chemistry as chem
 

@@ -14,9 +14,9 @@ from PIL import Image
 
 from benchmarks import cli, render, store
 from benchmarks import tracks as track_registry
+from benchmarks.programs.rl import TrainConfig
 from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Tier, Track
-from benchmarks.training import TrainConfig
 
 SMALL = {
     "key_to_door": {"phase_lengths": [3, 6, 3]},

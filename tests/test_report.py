@@ -18,9 +18,9 @@ import pytest
 
 from benchmarks import cli, report, stats, store, verdicts
 from benchmarks import tracks as track_registry
-from benchmarks.figures import Table, TrackReport
+from benchmarks.programs.rl import TrainConfig
+from benchmarks.track_report import Table, TrackReport
 from benchmarks.tracks import Experiment, Tier, Track
-from benchmarks.training import TrainConfig
 
 TRAIN = TrainConfig(total_steps=32, num_envs=2, unroll_length=4, log_every=16, logs_per_chunk=1)
 

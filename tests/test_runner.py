@@ -145,15 +145,13 @@ def test_every_program_kind_reports_its_budget():
     np.testing.assert_array_equal(program.log_steps(), [24, 48])
 
 
-def _parameter_norm(experiment, agent, agent_config, program, agent_state, seed):
+def norm(experiment, agent, agent_config, program, agent_state, seed):
     """A toy evaluation: the L1 norm of the agent's parameters."""
     norm = sum(float(np.abs(np.asarray(x)).sum()) for x in jax.tree.leaves(agent_state.params))
     return {"norms": pd.DataFrame({"seed": [seed], "norm": [norm]})}
 
 
-@pytest.fixture
-def norm_evaluation(monkeypatch):
-    monkeypatch.setitem(evaluations._EVALUATIONS, "norm", _parameter_norm)
+NORM = f"{__name__}:norm"  # an evaluation spec, as a track names its own
 
 
 def _with(experiment, **changes):
@@ -167,14 +165,14 @@ def _norms(out, seed):
 
 @pytest.mark.slow
 def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume(
-    tmp_path, norm_evaluation, monkeypatch
+    tmp_path, monkeypatch
 ):
-    progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=("norm",), progress_points=2)]
+    progress = [_with(SMOKE[0], evaluations=(), progress_evaluations=(NORM,), progress_points=2)]
     go = lambda experiments, out, seeds: runner.run(  # noqa: E731
         CREDIT, "smoke", experiments, seeds, out, agents=["vtrace_lstm"], show_progress=False
     )
     go(progress, tmp_path / "p", [0, 1])
-    go([_with(SMOKE[0], evaluations=("norm",))], tmp_path / "f", [0, 1])
+    go([_with(SMOKE[0], evaluations=(NORM,))], tmp_path / "f", [0, 1])
     for seed in (0, 1):
         table = _norms(tmp_path / "p", seed)
         assert table.step.tolist() == [24, 48] and table.seed.tolist() == [seed, seed]
@@ -211,11 +209,11 @@ def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume
     pd.testing.assert_frame_equal(_norms(tmp_path / "k", 0), _norms(tmp_path / "p", 0))
 
 
-def test_bad_progress_evaluations_are_refused_before_training(norm_evaluation):
+def test_bad_progress_evaluations_are_refused_before_training():
     for changes, message in (
-        ({"progress_evaluations": ("nope",)}, "unknown evaluation 'nope'"),
-        ({"evaluations": ("norm",), "progress_evaluations": ("norm",)}, "both as a final"),
-        ({"progress_evaluations": ("norm",), "progress_points": 0}, "progress_points must be"),
+        ({"progress_evaluations": ("nope",)}, "evaluation names must look like .*, got 'nope'"),
+        ({"evaluations": (NORM,), "progress_evaluations": (NORM,)}, "both as a final"),
+        ({"progress_evaluations": (NORM,), "progress_points": 0}, "progress_points must be"),
     ):
         with pytest.raises(ValueError, match=message):
             evaluations.validate(_with(SMOKE[0], **changes))

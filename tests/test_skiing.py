@@ -17,8 +17,8 @@ import pytest
 import baselines
 import environments
 from benchmarks import programs, runner
-from benchmarks.host_training import HostRLProgram, HostTrainConfig
-from benchmarks.tracks.skiing_experiments import (
+from benchmarks.programs.host_rl import HostRLProgram, HostTrainConfig
+from benchmarks.tracks.credit.skiing import (
     QUICK_FRAMES,
     SKIING_QUICK,
     SKIING_SMOKE,
@@ -289,7 +289,7 @@ def test_experiments_build_envpool_programs():
 
 def test_host_loop_counts_actions_outside_the_spec():
     """The host-stepped loop (Skiing) checks every action before envpool casts it."""
-    from benchmarks.training import outside_spec
+    from benchmarks.programs.rl import outside_spec
 
     count = lambda a: int(np.sum(outside_spec(np.array(a), 3, np)))
     assert count([0, 1, 2]) == 0

@@ -14,9 +14,9 @@ import pytest
 
 import environments
 from baselines import synthetic_returns as sr
-from benchmarks import evaluations
-from benchmarks import sr_regression as check
-from benchmarks.tracks import credit
+from benchmarks.tracks.credit import evaluations as credit_evaluations
+from benchmarks.tracks.credit import experiments as credit
+from benchmarks.tracks.credit import sr_regression as check
 
 CHAIN = {"length": 10, "reveal": "first_step"}
 MEASURED = {"learning_rate": 1e-3, **credit.SR_MEASURES}
@@ -69,8 +69,8 @@ def test_bad_environment_and_sizes_are_named():
 
 def test_sr_regression_evaluation_skips_other_agents():
     experiment = next(e for e in credit.QUICK.experiments if e.name == "sr_regression_chain_L30")
-    assert experiment.agents == ("sr",) and experiment.evaluations == ("sr_regression",)
-    assert evaluations.sr_regression(experiment, "vtrace_lstm", {}, None, None, 0) == {}
+    assert experiment.agents == ("sr",) and experiment.evaluations == (credit.SR_REGRESSION,)
+    assert credit_evaluations.sr_regression(experiment, "vtrace_lstm", {}, None, None, 0) == {}
 
 
 # ------------------------------------------------------------------------- the SR options

@@ -15,7 +15,7 @@ import environments
 from baselines import synthetic_returns as sr
 from baselines import vtrace
 from baselines.types import Trajectory
-from benchmarks.training import RLProgram, TrainConfig
+from benchmarks.programs.rl import RLProgram, TrainConfig
 from environments.core import StepType, TimeStep
 
 F, M, L = StepType.FIRST, StepType.MID, StepType.LAST

@@ -10,7 +10,7 @@ from test_epn import _at, _env, _steps, cached_networks, play, rollout
 import baselines
 from baselines import transformer_memory as tm
 from baselines.vtrace import NetInputs, VTraceConfig, build_network
-from benchmarks.training import RLProgram, TrainConfig
+from benchmarks.programs.rl import RLProgram, TrainConfig
 
 TINY = {"d_model": 16, "num_heads": 2, "num_layers": 2, "mlp_ratio": 2}
 

@@ -11,7 +11,7 @@ import baselines
 import environments
 from baselines.types import Trajectory
 from baselines.vtrace import VTraceConfig, make_optimiser, vtrace_loss
-from benchmarks.training import RLProgram, TrainConfig
+from benchmarks.programs.rl import RLProgram, TrainConfig
 from environments.core import StepType, TimeStep
 
 

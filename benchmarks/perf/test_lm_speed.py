@@ -4,7 +4,7 @@
         --benchmark-json=results/compute/speed.json
     python -m benchmarks.perf.test_lm_speed results/compute/speed.json   # the table
 
-The report (benchmarks.figures.compute) reads `<results>/compute/speed*.json` for claims C2
+The report (benchmarks.tracks.compute.report) reads `<results>/compute/speed*.json` for claims C2
 and C9 and the `speed` figure.
 
 Protocol: both arms are compiled first (compile time excluded, recorded separately); then one
@@ -49,7 +49,7 @@ from baselines.lm import flops as lm_flops
 from baselines.lm import sampling
 from baselines.lm.mod import MoDConfig, build_model
 from baselines.lm.transformer import TransformerConfig
-from benchmarks import lm_training
+from benchmarks.programs import lm as lm_training
 
 ROUNDS = 5  # timed rounds = repeats per arm
 BOOTSTRAP_REPS, BOOTSTRAP_SEED = 2000, 20240402

@@ -43,7 +43,7 @@ import pytest
 import baselines
 import environments
 from baselines import epn
-from benchmarks.training import RLProgram, TrainConfig
+from benchmarks.programs.rl import RLProgram, TrainConfig
 
 ENV = ("memory_planning_game", {"maze_size": 4, "max_episode_steps": 100})
 NUM_ENVS = 32

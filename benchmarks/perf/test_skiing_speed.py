@@ -13,8 +13,8 @@ import pytest
 
 import baselines
 import environments
-from benchmarks.host_training import HostRLProgram, HostTrainConfig
-from benchmarks.tracks.skiing_experiments import AGENT_CONFIGS
+from benchmarks.programs.host_rl import HostRLProgram, HostTrainConfig
+from benchmarks.tracks.credit.skiing import AGENT_CONFIGS
 
 NUM_ENVS = 16
 UNROLL = 80

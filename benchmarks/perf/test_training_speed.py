@@ -21,7 +21,7 @@ import time
 import pytest
 
 from benchmarks import programs, tracks
-from benchmarks.training import TrainConfig
+from benchmarks.programs.rl import TrainConfig
 
 TRACK, TIER = "credit", "quick"
 EXPERIMENTS = ("chain_first_step_L30", "delayed_catch_runs20", "key_to_door_ktd_tvt")

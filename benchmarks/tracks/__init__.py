@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from environments.core import did_you_mean, unknown_name
@@ -31,10 +31,11 @@ class Experiment:
     kind: str = "rl"  # which program runs it (see benchmarks.programs)
     label: str = ""  # a short human title for figures
     seeds: int | None = None  # at most this many seeds (None: the tier's), e.g. costly Skiing runs
-    # Post-run evaluations (names in benchmarks.evaluations) run on each seed's trained agent;
-    # each may skip agents it does not handle. Their tables are stored beside results.csv.
+    # Post-run evaluations ("package.module:function", see benchmarks.evaluations) run on each
+    # seed's trained agent; each may skip agents it does not handle. Their tables are stored
+    # beside results.csv.
     evaluations: tuple[str, ...] = ()
-    # Keyword options per evaluation, e.g. {"sr_trace": {"episodes": 4}}.
+    # Keyword options per evaluation spec, e.g. {SR_TRACE: {"episodes": 4}}.
     evaluation_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     # Evaluations that also run during training, on the agent as it is at `progress_points`
     # evenly spaced fractions of the budget (the last at the end): each of their tables is
@@ -64,7 +65,7 @@ class Track:
     metrics: Mapping[str, str]  # metric -> human description (units)
     # Optional track-specific report: "package.module:function", called by the report with
     # (track frame, run folders of the track, output folder) and returning a
-    # `benchmarks.figures.TrackReport` (figures, claim verdicts, tables, notes). A name, not a
+    # `benchmarks.track_report.TrackReport` (figures, claim verdicts, tables, notes). A name, not a
     # callable, so a track stays plain data and the report code is imported only when reporting.
     report: str | None = None
 
@@ -85,6 +86,33 @@ class Track:
         return sorted({a for t in self.tiers.values() for e in t.experiments for a in e.agents})
 
 
+def resolve(spec: str, what: str) -> Callable[..., Any]:
+    """The function a "package.module:function" string names (a track's report hook, an
+    experiment's evaluation): imported only when called for, so a track stays plain data."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{what} names must look like 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"{what} {spec!r}: module {module_name!r} not found ({e})") from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        defined = sorted(
+            name
+            for name, value in vars(module).items()
+            if callable(value)
+            and getattr(value, "__module__", None) == module_name
+            and not name.startswith("_")
+        )
+        raise ValueError(
+            f"{what} {spec!r}: {module_name!r} has no function {attr!r}; accepted: "
+            + ", ".join(f"{module_name}:{name}" for name in defined)
+            + did_you_mean(attr, defined)
+        )
+    return fn
+
+
 _TRACKS: dict[str, Track] = {}
 
 
@@ -94,10 +122,13 @@ def register(track: Track) -> Track:
 
 
 def _discover() -> None:
+    """Import every track package's `experiments` module (which registers the track); the
+    evaluations and report modules beside it load only when a run or a report needs them."""
     import benchmarks.tracks as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"benchmarks.tracks.{info.name}")
+        if info.ispkg:
+            importlib.import_module(f"benchmarks.tracks.{info.name}.experiments")
 
 
 def names() -> list[str]:

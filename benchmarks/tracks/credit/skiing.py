@@ -1,6 +1,6 @@
 """Atari Skiing experiments of the credit track (spec §1.4, §2.1, §4), kind "envpool".
 
-Imported into the credit tiers by `benchmarks.tracks.credit`; this module registers no track.
+Imported into the credit tiers by `benchmarks.tracks.credit.experiments`; registers no track.
 Budgets count environment frames (agent steps x 4). The learners use the quick Atari torso
 (`atari_cnn`, width 256), an LSTM(128) and rewards scaled by 1/100 for the learner and the SR
 target (metrics use the raw reward); SR keeps a 2,048-step memory against the 27,000-step time
@@ -10,7 +10,7 @@ they run only long enough for about 30 episodes, in one log interval whose mean 
 
 from __future__ import annotations
 
-from benchmarks.host_training import HostTrainConfig
+from benchmarks.programs.host_rl import HostTrainConfig
 from benchmarks.tracks import Experiment
 
 FRAME_SKIP = 4

@@ -1,10 +1,10 @@
 """Track `compute`: Mixture-of-Depths vs dense byte-level transformers (Raposo et al. 2024).
 
-Spec: shared/specs/compute.md. Every experiment is of kind `lm` (benchmarks.lm_training): its env
+Spec: shared/specs/compute.md. Every experiment is of kind `lm` (benchmarks.programs.lm): its env
 is the corpus (`shakespeare`, the real one; `markov`, the synthetic one), its agents are the
 models `dense` and `mod`, its budget is training FLOPs and its step axis counts them.
 
-Experiment names carry the design, and the report (benchmarks.figures.compute) reads them:
+Experiment names carry the design, and the report (benchmarks.tracks.compute.report) reads them:
 
     isoflop_<budget>_d<d>            one isoFLOP grid point: `dense` (L layers) and `mod` (2L
                                      layers at quick, L at paper; 12.5 % every other block with
@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmarks.lm_training import LMTrainConfig
+from benchmarks.programs.lm import LMTrainConfig
 from benchmarks.tracks import Experiment, Tier, Track, register
 
 PRIMARY_METRIC = "val_loss"
-ROUTING_EVALUATION = "lm_routing"
-FLOPS_EVALUATION = "lm_flops"
+ROUTING_EVALUATION = "benchmarks.tracks.compute.evaluations:lm_routing"
+FLOPS_EVALUATION = "benchmarks.tracks.compute.evaluations:lm_flops"
 
 # Smoke (spec §5): synthetic corpus, d = 64, L = 4 (2 routed), h = 2, S = 64 (k = 8), B = 4.
 # A budget of 2e9 FLOPs gives the dense model 5 steps (MoD + predictor 8, MoD + aux 9).
@@ -317,6 +317,6 @@ COMPUTE = register(
             "predictor_accuracy": "causal routing decision = top-k membership, fraction",
             "routed_fraction": "tokens processed by a routed block under causal routing",
         },
-        report="benchmarks.figures.compute:report",
+        report="benchmarks.tracks.compute.report:report",
     )
 )

@@ -43,7 +43,8 @@ import pandas as pd
 
 from baselines.types import Agent
 from benchmarks import probes
-from benchmarks.abstraction_evaluations import (
+from benchmarks.tracks import Experiment
+from benchmarks.tracks.abstraction.evaluations import (
     ENV,
     EVAL_EPISODES,
     POLICIES,
@@ -53,8 +54,6 @@ from benchmarks.abstraction_evaluations import (
     play_episodes,
     start_episodes,
 )
-from benchmarks.evaluations import register_evaluation
-from benchmarks.tracks import Experiment
 from environments.symbolic_alchemy import belief
 from environments.symbolic_alchemy import chemistry as chem
 
@@ -218,7 +217,6 @@ def probe_table(data: ProbeData, seed: int, policy: str, **fit_options: Any) -> 
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-@register_evaluation(EVALUATION)
 def chemistry_probe(
     experiment: Experiment,
     agent: str,

@@ -2,12 +2,12 @@
 
 Spec: shared/specs/abstraction.md (Wang, King et al. 2021; AlKhamissi et al. 2021). Every
 experiment runs on `symbolic_alchemy` and ends with the post-run evaluation `alchemy_eval`
-(benchmarks.abstraction_evaluations): each seed's trained agent plays a fixed evaluation set
+(benchmarks.tracks.abstraction.evaluations): each seed's trained agent plays a fixed evaluation set
 (1000 episodes of the non-rotated evaluation level drawn from a fixed key; the released set is
 not available) with per-trial rewards, edge-class scores and behaviour counts. The alchemist's
-main arm also runs `chemistry_probe` (benchmarks.chemistry_probe: linear probes of its recurrent
-state at each trial's end against the chemistry, for A7). The report hook
-(benchmarks.figures.abstraction) turns those tables into the figures and verdicts A1–A7.
+main arm also runs `chemistry_probe` (this track's `chemistry_probe` module: linear
+probes of its recurrent state at each trial's end against the chemistry, for A7). The report hook
+(benchmarks.tracks.abstraction.report) turns those tables into the figures and verdicts A1–A7.
 
 Arms (experiment name = arm; spec §4):
 
@@ -69,14 +69,16 @@ from typing import Any
 
 import environments
 from baselines import alchemist as presets
-from benchmarks import abstraction_evaluations as alchemy_eval
-from benchmarks import chemistry_probe
+from benchmarks.programs.rl import TrainConfig
 from benchmarks.tracks import Experiment, Tier, Track, register
-from benchmarks.training import TrainConfig
+from benchmarks.tracks.abstraction import evaluations as alchemy_eval
 
 ENV = "symbolic_alchemy"
-EVALUATION = alchemy_eval.EVALUATION
-CURVE = alchemy_eval.CURVE
+# The track's evaluations, named as the runner loads them (benchmarks.evaluations).
+EVALUATION = "benchmarks.tracks.abstraction.evaluations:alchemy_eval"
+CURVE = "benchmarks.tracks.abstraction.evaluations:alchemy_eval_curve"
+IO_TRACE_CHECK = "benchmarks.tracks.abstraction.evaluations:io_trace_check"
+CHEMISTRY_PROBE = "benchmarks.tracks.abstraction.chemistry_probe:chemistry_probe"
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"  # the evaluation-set level
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"  # canonical
 
@@ -212,7 +214,7 @@ def arm(
     extra = {"level": eval_level} if eval_level else {}
     options = eval_options(episodes, primary, **extra)
     if probe:
-        options[chemistry_probe.EVALUATION] = {"episodes": episodes, "policy": primary, **extra}
+        options[CHEMISTRY_PROBE] = {"episodes": episodes, "policy": primary, **extra}
     final = tuple(options)  # alchemy_eval, then the probe when asked for
     if progress:
         options[CURVE] = {"episodes": episodes, "policy": primary, **extra}
@@ -266,10 +268,10 @@ def io_exact(
         agent_configs={IO: {"level": level, "io_planner": "exhaustive"}},
         label=f"Exact ideal observer, {potions} potions per trial",
         seeds=1,
-        evaluations=(EVALUATION, alchemy_eval.IO_TRACE_CHECK),
+        evaluations=(EVALUATION, IO_TRACE_CHECK),
         evaluation_options={
             **eval_options(episodes),
-            alchemy_eval.IO_TRACE_CHECK: dict(trace_check),
+            IO_TRACE_CHECK: dict(trace_check),
         },
     )
 
@@ -492,10 +494,10 @@ PAPER = Tier(
             agent_configs={IO: {"level": EVAL_LEVEL, "io_planner": "exhaustive"}},
             label="Exact ideal observer, 12 potions per trial (the whole evaluation set)",
             seeds=1,
-            evaluations=(EVALUATION, alchemy_eval.IO_TRACE_CHECK),
+            evaluations=(EVALUATION, IO_TRACE_CHECK),
             evaluation_options={
                 **eval_options(QUICK_EVAL_EPISODES),
-                alchemy_eval.IO_TRACE_CHECK: dict(PAPER_TRACE_CHECK),
+                IO_TRACE_CHECK: dict(PAPER_TRACE_CHECK),
             },
         ),
     )
@@ -561,6 +563,6 @@ ABSTRACTION = register(
             "positive_left": "positive stones left at trial ends per episode",
             "degraded_15": "stones moved away from the +15 vertex per episode",
         },
-        report="benchmarks.figures.abstraction:report",
+        report="benchmarks.tracks.abstraction.report:report",
     )
 )

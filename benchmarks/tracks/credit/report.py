@@ -29,14 +29,15 @@ import pandas as pd  # noqa: E402
 
 from benchmarks import stats, store  # noqa: E402
 from benchmarks import tracks as track_registry  # noqa: E402
-from benchmarks.figures import (  # noqa: E402
+from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
+from benchmarks.track_report import (  # noqa: E402
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.report import agent_colour, save_figure  # noqa: E402
+from benchmarks.tracks.credit.experiments import SR_REGRESSION  # noqa: E402
 from benchmarks.verdicts import (  # noqa: E402
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,
@@ -126,7 +127,7 @@ TASK_ORDER = (
     + (K3_EXPERIMENT, "skiing", "skiing_verdict")
 )
 SR_TRACE_TABLES = ("sr_trace_steps", "sr_trace_episodes")
-SR_CHECK = "sr_regression"  # the evaluation of the experiments that check the SR regression
+SR_CHECK = "sr_regression"  # the table of the experiments that check the SR regression
 SR_CHECK_COLUMNS = ("corr", "g_reward", "g_elsewhere", "final_error")
 
 
@@ -581,7 +582,7 @@ def _primary_metric(experiment: str) -> str:
 def sr_check_experiments() -> list[str]:
     """The experiments that run the SR regression check (spec §0) instead of comparing agents,
     by their evaluation."""
-    return sorted({e.name for e in _experiments() if SR_CHECK in e.evaluations})
+    return sorted({e.name for e in _experiments() if SR_REGRESSION in e.evaluations})
 
 
 def sr_check_table(folders: list[Path], notes: list[str]) -> pd.DataFrame:

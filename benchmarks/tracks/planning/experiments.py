@@ -16,13 +16,13 @@ for the oracle (learning agents ignore extras).
 All MPG experiments use MPG-V64 (one-hots over 64 symbols, spec §1.1), so a trained agent can be
 evaluated on 5x5 to 8x8 maps with the same observation shape (`planning_size`).
 
-Post-run evaluations (benchmarks.planning_evaluations): `planning_final` (500 episodes: the
+Post-run evaluations (benchmarks.tracks.planning.evaluations): `planning_final` (500 episodes: the
 final score, first-task steps, later-task efficiency, steps per task index), `planning_size`
 (MPG-V64 4-8 x 100/200 steps, the EPN at K and 2K), `planning_k_sweep` (EPN, K_test 1-8),
 `planning_osl` (held-out street neighbourhoods: A and B test banks and NYC at J = 5, 8, 12) and,
 in the main MPG comparison, `planning_wavefront` (the EPN's wavefront probe, P7).
 
-Experiments carry a *role* (`ROLES`) that the report (benchmarks.figures.planning) reads:
+Experiments carry a *role* (`ROLES`) that the report (benchmarks.tracks.planning.report) reads:
 `mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
 paper tier), `mpg_epn_spec` (the EPN of spec §2.1 beside the quick tier's), `mpg_epn_k1` /
 `mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`, `mpg_lstm_long` (the LSTM with 10x the
@@ -58,11 +58,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from benchmarks import planning_evaluations  # noqa: F401  (registers the evaluations)
-from benchmarks.curriculum import CurriculumConfig, Stage
-from benchmarks.planning_evaluations import SIZE_CONDITIONS
+from benchmarks.programs.curriculum import CurriculumConfig, Stage
+from benchmarks.programs.rl import TrainConfig
 from benchmarks.tracks import Experiment, Tier, Track, register
-from benchmarks.training import TrainConfig
+from benchmarks.tracks.planning.evaluations import SIZE_CONDITIONS
 
 NUM_ENVS = 32
 PRIMARY_METRIC = "episode_return"
@@ -175,18 +174,24 @@ QUICK_REFERENCES = {"explore_plan": {"maze_size": 3}}
 
 # ---------------------------------------------------------------------------- evaluations
 
-MPG_EVALUATIONS = ("planning_final", "planning_size", "planning_k_sweep")
+# The track's evaluations (benchmarks.tracks.planning.evaluations), named as the runner loads them.
+FINAL, SIZE, OSL, K_SWEEP, WAVEFRONT, SUPERVISED = (
+    f"benchmarks.tracks.planning.evaluations:planning_{name}"
+    for name in ("final", "size", "osl", "k_sweep", "wavefront", "supervised")
+)
+EVALUATIONS = (FINAL, SIZE, OSL, K_SWEEP, WAVEFRONT, SUPERVISED)
+MPG_EVALUATIONS = (FINAL, SIZE, K_SWEEP)
 # The main comparison's EPN also gets the wavefront probe (P7); the other MPG experiments do not
 # need it, and leaving them out keeps their configurations (and finished runs) unchanged.
-MAIN_MPG_EVALUATIONS = MPG_EVALUATIONS + ("planning_wavefront",)
-OSL_EVALUATIONS = ("planning_final", "planning_osl")
+MAIN_MPG_EVALUATIONS = MPG_EVALUATIONS + (WAVEFRONT,)
+OSL_EVALUATIONS = (FINAL, OSL)
 SMOKE_OPTIONS = {
-    "planning_final": {"episodes": 4},
-    "planning_size": {"conditions": ((4, 20),), "episodes": 2},
+    FINAL: {"episodes": 4},
+    SIZE: {"conditions": ((4, 20),), "episodes": 2},
     # 4 episodes like planning_final, so K_test = K reuses its compiled evaluator.
-    "planning_k_sweep": {"k_values": (1, 2), "episodes": 4},
-    "planning_wavefront": {"episodes": 4},
-    "planning_osl": {
+    K_SWEEP: {"k_values": (1, 2), "episodes": 4},
+    WAVEFRONT: {"episodes": 4},
+    OSL: {
         "junctions": (3,),
         "episodes": 2,
         "bank_size": 8,
@@ -194,9 +199,9 @@ SMOKE_OPTIONS = {
     },
 }
 PAPER_OPTIONS = {
-    "planning_size": {"conditions": SIZE_CONDITIONS, "episodes": 200},
-    "planning_k_sweep": {"episodes": 200},
-    "planning_osl": {"episodes": 200},
+    SIZE: {"conditions": SIZE_CONDITIONS, "episodes": 200},
+    K_SWEEP: {"episodes": 200},
+    OSL: {"episodes": 200},
 }
 
 
@@ -373,7 +378,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 f"{main}_epn_spec{suffix}",
                 {EPN: EPN_SPEC_3X3},
                 ": the EPN of spec §2.1 (planner query = goal)",
-                ("planning_final",),
+                (FINAL,),
                 seeds=QUICK_ARM_SEEDS,
             ),
             mpg(
@@ -398,7 +403,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 f"{main}_lstm_entropy{suffix}",
                 {LSTM: LSTM_QUICK},
                 ": LSTM, entropy 0.05 → 0.02",
-                ("planning_final",),
+                (FINAL,),
                 learner=QUICK_LEARNER_LSTM_ENTROPY,
             ),
             mpg(
@@ -458,7 +463,7 @@ def planning_check(name: str, agents: dict[str, dict[str, Any]], label: str) -> 
         TrainConfig(steps, 1, steps, steps, logs_per_chunk=1),
         agents,
         f"supervised planning check, MPG-V64 3x3, 30-move walks{label}",
-        ("planning_supervised",),
+        (SUPERVISED,),
         seeds=QUICK_CHECK_SEEDS,
         learner_options=QUICK_LEARNER,
     )
@@ -542,7 +547,7 @@ QUICK_4X4_LITE = quick_4x4_tier(LITE_SCALE, "_lite")
 # UNVERIFIED: the spec gives no split for the 3x3 -> 4x4 curriculum; the first 30% of the
 # budget is spent on MPG-V64 3x3/100 (9 cells: every symbol is seen within a few tasks).
 CURRICULUM_FIRST_FRACTION = 0.3
-FALLBACK_EVALUATIONS = ("planning_final",)
+FALLBACK_EVALUATIONS = (FINAL,)
 
 
 def fallback_tier(steps: int = QUICK_STEPS, seeds: int = QUICK_SEEDS) -> Tier:
@@ -685,6 +690,6 @@ PLANNING = register(
             "tasks_completed": "tasks completed per episode",
             "episode_length": "steps per episode",
         },
-        report="benchmarks.figures.planning:report",
+        report="benchmarks.tracks.planning.report:report",
     )
 )

@@ -12,14 +12,13 @@ generic per-experiment learning curves are still drawn for every track.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
-from benchmarks import store
+from benchmarks import store, tracks
 from benchmarks.verdicts import Verdict
 
 
@@ -46,16 +45,7 @@ Hook = Callable[[pd.DataFrame, list[Path], Path], TrackReport]
 
 def load_hook(spec: str) -> Hook:
     """The function named by a track's `report` field ("package.module:function")."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(
-            f"a track report hook must look like 'package.module:function', got {spec!r}"
-        )
-    module = importlib.import_module(module_name)
-    hook = getattr(module, attr, None)
-    if not callable(hook):
-        raise ValueError(f"track report hook {spec!r}: {module_name!r} has no callable {attr!r}")
-    return hook
+    return tracks.resolve(spec, "track report hook")
 
 
 def read_extra_tables(

@@ -21,8 +21,8 @@ import numpy as np
 
 import baselines
 import environments
+from benchmarks.programs.rl import RLProgram
 from benchmarks.tracks import Experiment
-from benchmarks.training import RLProgram
 
 
 class Program(Protocol):
@@ -90,8 +90,8 @@ def build_rl(experiment: Experiment, agent: str, agent_config: dict[str, Any]) -
 
 @register_kind("rl_curriculum", "environment steps")
 def build_rl_curriculum(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
-    """An RL run through a sequence of environment configurations (benchmarks.curriculum)."""
-    from benchmarks.curriculum import build_program
+    """An RL run through a sequence of environment configurations (programs.curriculum)."""
+    from benchmarks.programs.curriculum import build_program
 
     return build_program(experiment, agent, agent_config)
 
@@ -99,7 +99,7 @@ def build_rl_curriculum(experiment: Experiment, agent: str, agent_config: dict[s
 @register_kind("envpool", "frames")
 def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
     """A host-stepped run against envpool (Atari Skiing); the budget counts frames."""
-    from benchmarks.host_training import HostRLProgram
+    from benchmarks.programs.host_rl import HostRLProgram
 
     env = environments.make(experiment.env, **experiment.env_config)
     return HostRLProgram(
@@ -112,7 +112,7 @@ def build_envpool(experiment: Experiment, agent: str, agent_config: dict[str, An
 @register_kind("lm", "training FLOPs")
 def build_lm(experiment: Experiment, agent: str, agent_config: dict[str, Any]):
     """A language-model run (track `compute`); its budget and step axis count training FLOPs."""
-    from benchmarks.lm_training import build_program
+    from benchmarks.programs.lm import build_program
 
     return build_program(experiment, agent, agent_config)
 

@@ -16,16 +16,16 @@ config change. Both arms always share the learner settings.
 
 The SR arm runs with the measures that made the SR regression check pass with the distractor
 rewards on (`SR_MEASURES`: zero-initialised c output, the SR heads' own Adam at 3e-4;
-`benchmarks.sr_regression`, docs/choices.md); α = 0.3, β = 1 stay the spec's.
+`benchmarks.tracks.credit.sr_regression`, docs/choices.md); α = 0.3, β = 1 stay the spec's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from benchmarks.programs.rl import TrainConfig
 from benchmarks.tracks import Experiment, Tier, Track, register
-from benchmarks.tracks.skiing_experiments import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
-from benchmarks.training import TrainConfig
+from benchmarks.tracks.credit.skiing import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
 
 
 def rl_budget(total_steps: int, num_envs: int, unroll: int, points: int = 50, **kw) -> TrainConfig:
@@ -33,6 +33,11 @@ def rl_budget(total_steps: int, num_envs: int, unroll: int, points: int = 50, **
     per_update = num_envs * unroll
     log_every = max(1, round(total_steps / points / per_update)) * per_update
     return TrainConfig(total_steps, num_envs, unroll, log_every, **kw)
+
+
+# The track's evaluations (benchmarks.tracks.credit.evaluations), named as the runner loads them.
+SR_TRACE = "benchmarks.tracks.credit.evaluations:sr_trace"
+SR_REGRESSION = "benchmarks.tracks.credit.evaluations:sr_regression"
 
 
 def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=None) -> Experiment:
@@ -78,7 +83,7 @@ def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs
         agent_configs=agent_configs,
         primary_metric="door_opened",
         label=f"Key-to-Door ({name.removeprefix('key_to_door_')})",
-        evaluations=("sr_trace",),
+        evaluations=(SR_TRACE,),
     )
 
 
@@ -96,8 +101,8 @@ def sr_check(name: str, experiment: Experiment, options: dict, seeds: int = 3) -
         train=TrainConfig(steps, 1, steps, steps, logs_per_chunk=1),
         primary_metric="sr_regression",  # evaluation-only: no learning curve, its own table
         seeds=seeds,
-        evaluations=("sr_regression",),
-        evaluation_options={"sr_regression": options},
+        evaluations=(SR_REGRESSION,),
+        evaluation_options={SR_REGRESSION: options},
     )
 
 
@@ -286,6 +291,6 @@ CREDIT = register(
             "missed_gates": "Skiing gates missed per episode",
             "sr_regression": "the SR regression check's table (sr_regression.csv per seed)",
         },
-        report="benchmarks.figures.credit:report",
+        report="benchmarks.tracks.credit.report:report",
     )
 )

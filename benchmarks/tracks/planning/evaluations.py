@@ -26,7 +26,7 @@ whenever it is recomputed on the same platform.
     planning_supervised  the supervised planning check (spec §0) with the agent's network
                       options on the experiment's MPG map size and vocabulary (a walk of one
                       episode's moves); it trains a fresh network and does not read the trained
-                      agent. Table `planning_supervised` (benchmarks.planning_supervised).
+                      agent. Table `planning_supervised` (benchmarks.tracks.planning.supervised).
 
 Per-task conventions (environments.memory_planning_game docstring): on the step that completes a
 task the extras still describe it, so a completed task is read off the step where
@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import zlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -52,13 +51,13 @@ import pandas as pd
 
 import baselines
 from baselines import epn
-from benchmarks import planning_supervised, probes
-from benchmarks.evaluations import register_evaluation
+from benchmarks import probes
+from benchmarks.keys import key_for
 from benchmarks.tracks import Experiment
+from benchmarks.tracks.planning import supervised
 from environments import memory_planning_game as mpg
 from environments import street_graphs
 
-EVAL_KEY_SALT = 0x504C414E  # "PLAN": evaluation draws differ from training's
 FINAL_EPISODES = 500  # spec §3: a seed's final score is its mean over 500 evaluation episodes
 MAX_TASK_INDEX = 10  # rows of `planning_tasks` (figure steps_per_task: task index 1-10)
 SIZE_CONDITIONS = ((4, 100), (4, 200), (5, 100), (5, 200), (6, 100), (6, 200), (8, 100), (8, 200))
@@ -277,8 +276,7 @@ def trained_params(agent_state: Any) -> Any:
 
 
 def condition_key(seed: int, condition: str) -> jax.Array:
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_KEY_SALT)
-    return jax.random.fold_in(key, zlib.crc32(condition.encode()) & 0x7FFFFFFF)
+    return key_for(seed, "planning_evaluation", condition)
 
 
 def run_condition(
@@ -355,7 +353,6 @@ def _k_train(agent: str, config: dict[str, Any]) -> float:
 # ----------------------------------------------------------------------------- evaluations
 
 
-@register_evaluation("planning_final")
 def planning_final(
     experiment: Experiment,
     agent: str,
@@ -379,15 +376,14 @@ def planning_final(
     }
 
 
-@register_evaluation("planning_supervised")
-def planning_supervised_check(
+def planning_supervised(
     experiment: Experiment,
     agent: str,
     agent_config: dict[str, Any],
     program: Any,
     agent_state: Any,
     seed: int,
-    updates: int = planning_supervised.GATE["updates"],
+    updates: int = supervised.GATE["updates"],
     batch: int = 64,
     learning_rate: float = 1e-3,
     log_points: int = 6,
@@ -396,13 +392,13 @@ def planning_supervised_check(
     """The supervised planning check (spec §0) for a memory agent's network on the experiment's
     MPG (map size, vocabulary; a walk as long as its episodes), one row per log point."""
     del program, agent_state
-    if agent not in planning_supervised.AGENTS:
+    if agent not in supervised.AGENTS:
         return {}
     if experiment.env != MPG:
         raise ValueError(f"planning_supervised runs on {MPG!r}, not {experiment.env!r}")
     env = mpg.MemoryPlanningGame(**experiment.env_config)
     maze_size = env.maze_size
-    config = planning_supervised.CheckConfig(
+    config = supervised.CheckConfig(
         maze_size=maze_size,
         vocabulary=env.vocabulary or maze_size**2,
         walk=env.max_episode_steps,
@@ -413,8 +409,8 @@ def planning_supervised_check(
         eval_samples=eval_samples,
         seed=seed,
     )
-    table = planning_supervised.run_check(agent, agent_config, config)
-    table["passes_gate"] = table.apply(planning_supervised.passes_gate, axis=1)
+    table = supervised.run_check(agent, agent_config, config)
+    table["passes_gate"] = table.apply(supervised.passes_gate, axis=1)
     return {"planning_supervised": table}
 
 
@@ -431,7 +427,6 @@ def _size_conditions(conditions: Any) -> list[tuple[int, int]]:
     return pairs
 
 
-@register_evaluation("planning_size")
 def planning_size(
     experiment: Experiment,
     agent: str,
@@ -488,7 +483,6 @@ def nyc_unavailable(download: bool) -> str | None:
     return None
 
 
-@register_evaluation("planning_osl")
 def planning_osl(
     experiment: Experiment,
     agent: str,
@@ -547,7 +541,6 @@ def planning_osl(
     return {"planning_osl": pd.DataFrame(rows).reindex(columns=columns)}
 
 
-@register_evaluation("planning_k_sweep")
 def planning_k_sweep(
     experiment: Experiment,
     agent: str,
@@ -660,7 +653,6 @@ def wavefront_table(
     return pd.DataFrame(rows, columns=WAVEFRONT_COLUMNS)
 
 
-@register_evaluation("planning_wavefront")
 def planning_wavefront(
     experiment: Experiment,
     agent: str,
@@ -689,13 +681,3 @@ def planning_wavefront(
     data = jax.device_get(program_fn(params, condition_key(seed, "wavefront")))
     table = wavefront_table(WavefrontData(*data), max_distance, seed)
     return {"planning_wavefront": table}
-
-
-EVALUATIONS = (
-    "planning_final",
-    "planning_size",
-    "planning_osl",
-    "planning_k_sweep",
-    "planning_wavefront",
-    "planning_supervised",
-)

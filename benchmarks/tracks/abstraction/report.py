@@ -1,8 +1,8 @@
 """The abstraction track's report section: figures, tables and claim verdicts A1–A7 (spec §5).
 
 Built from results alone: the track frame (training curves, env reward only) and the
-`alchemy_eval` tables that the post-run evaluation (benchmarks.abstraction_evaluations) stores
-in every run folder (one row per evaluation episode and policy), and, where the runs measured
+`alchemy_eval` tables that the post-run evaluation (this track's `evaluations`)
+stores in every run folder (one row per evaluation episode and policy), and, where the runs measured
 it, the `alchemy_eval_curve` tables (the eval-set score every 10% of the budget).
 
 Arms. A learning experiment is one arm named after it (`baseline`, `alchemist`, ...). In the
@@ -21,8 +21,8 @@ Trial lengths (spec §7). Every row records `trial_steps`; arms with trials othe
 carry "[15-step trials]" in every label, and 20-step reference lines carry "(20-step trials)",
 so a 15-step arm is never ranked against 20-step numbers without that label.
 
-The chemistry probe (A7) reads the `chemistry_probe` tables (benchmarks.chemistry_probe) of the
-arms that ran it.
+The chemistry probe (A7) reads the `chemistry_probe` tables (this track's
+`chemistry_probe`) of the arms that ran it.
 
 Verdicts: REPRODUCED, NOT REPRODUCED (the failed conditions are named), INSUFFICIENT DATA (an arm
 is missing or has fewer than `MIN_SEEDS` seeds) and NOT RUN (a needed measurement is not part
@@ -44,8 +44,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks import chemistry_probe, stats, store  # noqa: E402
-from benchmarks.abstraction_evaluations import (  # noqa: E402
+from benchmarks import stats, store
+from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
+from benchmarks.track_report import (  # noqa: E402
+    Figure,
+    Table,
+    TrackReport,
+    markdown_table,
+    read_extra_tables,
+)
+from benchmarks.tracks.abstraction import chemistry_probe  # noqa: E402
+from benchmarks.tracks.abstraction.evaluations import (  # noqa: E402
     BEHAVIOUR,
     CURVE_TABLE,
     IO_BUDGETED,
@@ -53,14 +62,6 @@ from benchmarks.abstraction_evaluations import (  # noqa: E402
     TABLE,
     trial_columns,
 )
-from benchmarks.figures import (  # noqa: E402
-    Figure,
-    Table,
-    TrackReport,
-    markdown_table,
-    read_extra_tables,
-)
-from benchmarks.report import agent_colour, save_figure  # noqa: E402
 from benchmarks.verdicts import (  # noqa: E402
     INSUFFICIENT_DATA,
     NOT_REPRODUCED,

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from baselines.types import Agent
-from benchmarks.evaluations import register_evaluation
+from benchmarks.keys import key_for
 from benchmarks.tracks import Experiment
 from environments.core import EnvSpecs
 from environments.symbolic_alchemy import EVENTS
@@ -63,7 +63,6 @@ EVALUATION = "alchemy_eval"
 TABLE = "alchemy_eval"
 ENV = "symbolic_alchemy"
 EVAL_SET_SEED = 0xA1C4E  # the evaluation set's key; never a training seed's
-ACT_KEY_SALT = 0x414C43  # folded into PRNGKey(seed) for the evaluation's action draws
 EVAL_EPISODES = 1000  # spec §5: the evaluation set has 1000 episodes
 POLICIES = ("sample", "greedy")  # learning agents; non-learning agents play "own"
 OWN_POLICY = "own"
@@ -121,7 +120,7 @@ def start_episodes(env, starts):
 
 
 def action_key(seed: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.PRNGKey(seed), ACT_KEY_SALT)
+    return key_for(seed, "alchemy_actions")
 
 
 def eval_state(agent: Agent, specs: EnvSpecs, trained: Any, key: jax.Array, episodes: int):
@@ -270,7 +269,6 @@ def _check_options(episodes: Any, policies: Any, primary: Any) -> tuple[int, tup
     return episodes, policies
 
 
-@register_evaluation(EVALUATION)
 def alchemy_eval(
     experiment: Experiment,
     agent: str,
@@ -337,7 +335,6 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@register_evaluation(CURVE)
 def alchemy_eval_curve(
     experiment: Experiment,
     agent: str,
@@ -395,7 +392,6 @@ IO_TRACE_CHECK = "io_trace_check"
 IO_TRACE_TABLE = "io_trace_check"
 
 
-@register_evaluation(IO_TRACE_CHECK)
 def io_trace_check(
     experiment: Experiment,
     agent: str,

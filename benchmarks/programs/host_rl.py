@@ -1,6 +1,6 @@
 """Training against a host-stepped environment (envpool Atari Skiing), experiment kind "envpool".
 
-`HostRLProgram` has the interface of `benchmarks.training.RLProgram` (init / run_chunk /
+`HostRLProgram` has the interface of `benchmarks.programs.rl.RLProgram` (init / run_chunk /
 log_steps / num_chunks / steps_per_chunk), but the environment is not JAX: envpool steps a batch
 of N emulators on the host and a Python loop drives it. The agent is any registered agent (the
 same `act` and `update` as the compiled JAX programs), with two jitted functions:
@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.types import Agent, Trajectory
-from benchmarks.training import InvalidActions, outside_spec
+from benchmarks.programs.rl import InvalidActions, outside_spec
 from environments.core import StepType, TimeStep, check_positive_int
 from environments.skiing import Skiing, SkiingPool
 

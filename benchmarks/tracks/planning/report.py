@@ -1,12 +1,12 @@
 """The planning track's report section: figures, tables and claim verdicts P1–P7 (spec §3).
 
 Built from results alone: the training curves (results.csv, metric `episode_return` = reward per
-episode) and the tables of the post-run evaluations (benchmarks.planning_evaluations):
+episode) and the tables of the post-run evaluations (benchmarks.tracks.planning.evaluations):
 `planning_final` / `planning_tasks` (500 evaluation episodes per seed), `planning_size`,
 `planning_k_sweep`, `planning_osl` and `planning_wavefront` (the EPN's wavefront probe).
-Experiments are matched to their role in the design through `benchmarks.tracks.planning.ROLES`;
-when several experiments of one role have results (e.g. quick and quick_lite), the one with the
-largest training budget is used.
+Experiments are matched to their role in the design through
+`benchmarks.tracks.planning.experiments.ROLES`; when several experiments of one role have
+results (e.g. quick and quick_lite), the one with the largest training budget is used.
 
 Scores follow spec §3: a seed's final score is its mean over the evaluation episodes (or, where
 a run has no `planning_final` table, its training score over the last 10% of the budget, and the
@@ -37,16 +37,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from baselines.planning_policies import REFERENCE_SCORES  # noqa: E402
-from benchmarks import planning_supervised, stats  # noqa: E402
-from benchmarks.figures import (  # noqa: E402
+from benchmarks import stats
+from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
+from benchmarks.track_report import (  # noqa: E402
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.report import agent_colour, save_figure  # noqa: E402
-from benchmarks.tracks import planning as design  # noqa: E402
+from benchmarks.tracks.planning import experiments as design  # noqa: E402
+from benchmarks.tracks.planning import supervised as planning_supervised  # noqa: E402
 from benchmarks.verdicts import (
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,

@@ -12,7 +12,7 @@ Built from results alone:
   * speed files `<results>/compute/speed*.json` written by pytest-benchmark from
     benchmarks/perf/test_lm_speed.py (C2, C9 and the `speed` figure).
 
-Experiments are read from their names (benchmarks.tracks.compute): `isoflop_<budget>_d<d>`
+Experiments are read from their names (this track's `experiments`): `isoflop_<budget>_d<d>`
 (agents dense and mod) and `ablation_<budget>_d<d>_<variant>` (agent mod). Per grid point the
 score is the mean over seeds of `val_loss_final`; the seed count and spread are always shown.
 The isoFLOP optimum of an arm is its grid point with the lowest score; beside it, the minimum of
@@ -43,14 +43,14 @@ from baselines.lm import flops as lm_flops  # noqa: E402
 from baselines.lm.mod import MoDConfig  # noqa: E402
 from baselines.lm.transformer import TransformerConfig  # noqa: E402
 from benchmarks import store  # noqa: E402
-from benchmarks.figures import (  # noqa: E402
+from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
+from benchmarks.track_report import (  # noqa: E402
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.report import agent_colour, save_figure  # noqa: E402
 from benchmarks.verdicts import (  # noqa: E402
     INSUFFICIENT_DATA,
     NOT_REPRODUCED,

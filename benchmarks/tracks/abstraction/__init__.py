@@ -1,0 +1,1 @@
+"""The abstraction track: its experiments, evaluations and report section."""

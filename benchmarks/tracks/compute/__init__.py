@@ -1,0 +1,1 @@
+"""The compute track: its experiments, evaluations and report section."""

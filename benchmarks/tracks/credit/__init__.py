@@ -1,0 +1,1 @@
+"""The credit track: its experiments, evaluations and report section."""

@@ -1,0 +1,1 @@
+"""The planning track: its experiments, evaluations and report section."""
