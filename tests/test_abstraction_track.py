@@ -373,8 +373,8 @@ def test_smoke_alchemist_arm_end_to_end(tmp_path):
     the memory and no-shaping arms differ only in options the CLI smoke run covers."""
     smoke = next(e for e in _experiments("smoke") if e.name == "alchemist")
     greedy_only = {
-        ae.EVALUATION: {"episodes": 4, "policies": ("greedy",), "primary": "greedy"},
-        ae.CURVE: {"episodes": 4, "policy": "greedy"},
+        track_def.EVALUATION: {"episodes": 4, "policies": ("greedy",), "primary": "greedy"},
+        track_def.CURVE: {"episodes": 4, "policy": "greedy"},
     }
     e = dataclasses.replace(smoke, evaluation_options=greedy_only)
     out = runner.run(TRACK, "smoke", [e], [0], tmp_path, show_progress=False)

@@ -8,7 +8,7 @@ from shared_data import reference_path
 
 import environments
 from environments import reference
-from environments.chain import Chain, ChainDraws, ChainState
+from environments.chain import Chain, ChainDraws
 
 REF = reference_path("umbrella_chain")
 RECORDINGS = sorted(REF.glob("*.jsonl.gz"))
@@ -123,28 +123,6 @@ def test_same_key_same_episode_different_key_different_episode():
     c = env.reset(jax.random.PRNGKey(4))[1].observation
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-
-
-def test_reset_and_step_compile_once_per_configuration():
-    env = Chain(length=7)
-    reset = jax.jit(environments.make("chain", length=7).reset)
-    step = jax.jit(lambda s, a, k: env.step(s, a, k))
-    state, _ = reset(jax.random.PRNGKey(0))
-    reset(jax.random.PRNGKey(1))
-    step(state, jnp.int32(0), jax.random.PRNGKey(0))
-    step(state, jnp.int32(1), jax.random.PRNGKey(5))
-    assert reset._cache_size() == 1 and step._cache_size() == 1
-    # Equal configurations are equal (hashable, static) environments.
-    assert environments.make("chain", length=7) == env and hash(env) == hash(Chain(length=7))
-
-
-def test_vmapped_batch():
-    env = Chain(length=5)
-    keys = jax.random.split(jax.random.PRNGKey(0), 256)
-    state, ts = jax.jit(jax.vmap(env.reset))(keys)
-    state, ts = jax.jit(jax.vmap(env.step))(state, jnp.ones(256, jnp.int32), keys)
-    assert ts.observation.shape == (256, 23) and ts.reward.shape == (256,)
-    assert isinstance(state, ChainState)
 
 
 @pytest.mark.parametrize(

@@ -344,22 +344,6 @@ def test_specs_and_extras_structure():
     assert ENV.id == "key_to_door-v1"
 
 
-def test_determinism_and_compile_once():
-    s1, t1 = RESET(jax.random.key(5))
-    s2, t2 = RESET(jax.random.key(5))
-    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), s1, s2)))
-    layouts = set()
-    for seed in range(6):
-        s, _ = RESET(jax.random.key(100 + seed))
-        layouts.add((tuple(np.asarray(s.key_cell)), tuple(np.asarray(s.apple_chosen))))
-    assert len(layouts) > 1
-    a1 = STEP(s1, jnp.int32(0), jax.random.key(1))
-    a2 = STEP(s2, jnp.int32(0), jax.random.key(1))
-    np.testing.assert_array_equal(a1[1].observation, a2[1].observation)
-    STEP(s, jnp.int32(3), jax.random.key(2))
-    assert RESET._cache_size() == 1 and STEP._cache_size() == 1
-
-
 def test_jit_vmap_batch():
     keys = jax.random.split(jax.random.key(9), 16)
     states, ts = jax.jit(jax.vmap(ENV.reset))(keys)
@@ -386,8 +370,3 @@ def test_jit_vmap_batch():
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KeyToDoor(**kwargs)
-
-
-def test_unknown_option_is_named():
-    with pytest.raises(ValueError, match="'apples'"):
-        registry.make("key_to_door", apples=3)

@@ -381,25 +381,6 @@ def test_replay_detects_a_corrupted_recording():
 # -------------------------------------------------------------- determinism and batching
 
 
-def test_determinism_and_compile_once():
-    reset = jax.jit(ENV.reset)
-    step = jax.jit(ENV.step)
-    s1, t1 = reset(jax.random.key(11))
-    s1b, _ = reset(jax.random.key(11))
-    s2, _ = reset(jax.random.key(12))
-    jax.tree.map(np.testing.assert_array_equal, s1, s1b)
-    assert not np.array_equal(s1.labels, s2.labels)
-    a = step(s1, COLLECT, jax.random.key(5))
-    b = step(s1, COLLECT, jax.random.key(5))
-    jax.tree.map(np.testing.assert_array_equal, a, b)
-    d1 = ENV.sample_step_draws(jax.random.key(5), s1)
-    d2 = ENV.sample_step_draws(jax.random.key(6), s1)
-    assert not all(np.array_equal(x, y) for x, y in zip(d1, d2, strict=True))
-    step(s2, UP, jax.random.key(6))
-    assert reset._cache_size() == 1
-    assert step._cache_size() == 1
-
-
 def test_jit_vmap_batch_256():
     keys = jax.random.split(jax.random.key(0), 256)
     states, ts = jax.jit(jax.vmap(ENV.reset))(keys)
@@ -431,11 +412,6 @@ def test_jit_vmap_batch_256():
 def test_bad_config_errors(config, message):
     with pytest.raises(ValueError, match=message):
         MemoryPlanningGame(**config)
-
-
-def test_unknown_option_is_rejected_by_name():
-    with pytest.raises(ValueError, match="'size'"):
-        registry.make("memory_planning_game", size=4)
 
 
 # ---------------------------------------------------------------------- policy scores

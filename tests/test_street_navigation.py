@@ -634,23 +634,6 @@ def test_optimal_actions_give_shortest_paths():
             assert opt[C] == (pos == goal)
 
 
-def test_determinism_compile_once_and_batching():
-    reset, step = jax.jit(ENV.reset), jax.jit(ENV.step)
-    a, _ = reset(jax.random.key(11))
-    b, _ = reset(jax.random.key(11))
-    jax.tree.map(np.testing.assert_array_equal, a, b)
-    c, _ = reset(jax.random.key(12))
-    step(a, F, jax.random.key(1))
-    step(c, C, jax.random.key(2))
-    assert reset._cache_size() == 1 and step._cache_size() == 1
-    keys = jax.random.split(jax.random.key(0), 8192)
-    states, ts = RESET_BATCH(keys)
-    states, ts = jax.tree.map(lambda x: x[:128], (states, ts))
-    states, ts = jax.jit(jax.vmap(ENV.step))(states, jnp.arange(128) % 4, keys[:128])
-    assert ts.observation["position"].shape == (128, 64) and ts.reward.shape == (128,)
-    assert ts.extras["optimal_actions"].shape == (128, 4)
-
-
 def test_specs_registry_and_metadata():
     env = environments.make("street_navigation", bank_size=BANK)
     specs = env.specs()

@@ -517,20 +517,6 @@ def test_vmapped_rollout_cash_only_score_and_episode_structure():
     assert _batch_rollout._cache_size() == 1
 
 
-def test_determinism_and_compile_once():
-    k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
-    s1, t1 = RESET(k1)
-    s1b, t1b = RESET(k1)
-    s2, t2 = RESET(k2)
-    assert RESET._cache_size() == 1
-    for a, b in zip(jax.tree.leaves((s1, t1)), jax.tree.leaves((s1b, t1b)), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(s1.trial_stones, s2.trial_stones)
-    u1, _ = STEP(s1, jnp.int32(3), k1)
-    u2, _ = STEP(s2, jnp.int32(5), k2)
-    assert STEP._cache_size() == 1
-
-
 def test_extras_have_a_fixed_structure_matching_the_spec():
     state, first = RESET(KEY)
     _, ts = STEP(state, jnp.int32(1), KEY)
