@@ -30,8 +30,8 @@ from typing import Any
 import jax
 import pandas as pd
 
-from benchmarks import tracks
-from benchmarks.tracks import Experiment
+from benchmarks import definitions
+from benchmarks.definitions import Experiment
 
 Evaluation = Callable[..., dict[str, pd.DataFrame]]
 
@@ -44,7 +44,7 @@ def name_of(spec: str) -> str:
 
 def get(spec: str) -> Evaluation:
     """The evaluation function a "package.module:function" spec names."""
-    return tracks.resolve(spec, "evaluation")
+    return definitions.resolve(spec, "evaluation")
 
 
 def validate(experiment: Experiment) -> None:
@@ -102,6 +102,21 @@ def evaluate(
             raise ValueError(f"evaluation {name!r} writes tables {clash} that another one wrote")
         tables.update(out)
     return tables
+
+
+def freeze(config: Any) -> Any:
+    """A config (dicts, lists) as nested sorted tuples: hashable, so a compiled evaluator can be
+    cached per (environment, agent config)."""
+    if isinstance(config, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in config.items()))
+    if isinstance(config, (list, tuple)):
+        return tuple(freeze(v) for v in config)
+    return config
+
+
+def thaw(frozen: tuple) -> dict[str, Any]:
+    """The top level of a frozen config as keyword options again."""
+    return dict(frozen)
 
 
 def seed_slice(tree: Any, index: int) -> Any:

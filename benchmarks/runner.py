@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import devices, evaluations, programs, store
+from benchmarks.definitions import Experiment, Track
 from benchmarks.programs.rl import INVALID_ACTIONS, InvalidActions, TrainingDiverged
 from benchmarks.progress import OverallProgress
-from benchmarks.tracks import Experiment, Track
 
 KILL_ENV = "TRACKS_KILL_AFTER_CHUNK"  # test hook: SIGKILL self after this many chunks
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from benchmarks import store, tracks
+from benchmarks import definitions, store
 from benchmarks.verdicts import Verdict
 
 
@@ -45,7 +45,7 @@ Hook = Callable[[pd.DataFrame, list[Path], Path], TrackReport]
 
 def load_hook(spec: str) -> Hook:
     """The function named by a track's `report` field ("package.module:function")."""
-    return tracks.resolve(spec, "track report hook")
+    return definitions.resolve(spec, "track report hook")
 
 
 def read_extra_tables(

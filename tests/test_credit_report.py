@@ -19,7 +19,7 @@ import pytest
 
 from baselines.synthetic_returns import SROutputs
 from baselines.types import Agent
-from benchmarks import evaluations, programs, runner, store, tracks
+from benchmarks import definitions, evaluations, programs, runner, store, tracks
 from benchmarks.report import build_report
 from benchmarks.track_report import load_hook
 from benchmarks.tracks.credit import evaluations as credit_evaluations
@@ -423,7 +423,7 @@ def test_k5_fails_on_a_low_score_or_overlapping_gates(reproduced):
 @pytest.fixture
 def credit_hook(monkeypatch):
     """The credit track with its report hook (as the track definition names it)."""
-    monkeypatch.setitem(tracks._TRACKS, "credit", dataclasses.replace(CREDIT, report=HOOK))
+    monkeypatch.setitem(definitions._TRACKS, "credit", dataclasses.replace(CREDIT, report=HOOK))
 
 
 FIGURES = ("chain", "delayed_catch", "key_to_door", "sr_trace", "skiing", "skiing_verdict")
@@ -482,7 +482,7 @@ def test_report_skips_missing_figures_with_a_line_and_never_fakes_them(tmp_path,
 
 
 def test_tracks_without_a_hook_keep_the_generic_report(tmp_path, monkeypatch):
-    monkeypatch.setitem(tracks._TRACKS, "credit", dataclasses.replace(CREDIT, report=None))
+    monkeypatch.setitem(definitions._TRACKS, "credit", dataclasses.replace(CREDIT, report=None))
     root = world(tmp_path / "results", catch={}, ktd={}, skiing=(), k4_hits=None)
     summary = build_report([root], tmp_path / "r")
     assert summary["verdicts"] == {} and not (tmp_path / "r" / "credit" / "verdicts.md").exists()
@@ -559,7 +559,7 @@ def test_sr_trace_is_deterministic_per_seed_and_compiles_once():
     for name in ("sr_trace_steps", "sr_trace_episodes"):
         pd.testing.assert_frame_equal(a[0][name], b[0][name])
         assert not a[0][name].equals(a[1][name])
-    frozen = credit_evaluations._freeze(config)
+    frozen = evaluations.freeze(config)
     assert credit_evaluations._sr_evaluator(program.env, frozen, 3)._cache_size() == 1
     state = evaluations.seed_slice(carry.agent_state, 0)
     assert evaluations.evaluate(TRACED, "vtrace_lstm", config, program, state, 0) == {}

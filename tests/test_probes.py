@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import baselines
-from benchmarks import probes
+from benchmarks import evaluations, probes
 from benchmarks.tracks.abstraction import chemistry_probe
 from benchmarks.tracks.planning import evaluations as pe
 from benchmarks.tracks.planning import report as planning_figures
@@ -96,7 +96,7 @@ def wavefront():
     agent = baselines.make_agent("epn", env.specs(), **EPN_TINY)
     params = agent.init(jax.random.PRNGKey(0), env.specs(), 1).params
     config = pe.condition_config("epn", EPN_TINY, env)
-    program = pe._wavefront_program(env, pe._freeze(config), 6, 4)
+    program = pe._wavefront_program(env, evaluations.freeze(config), 6, 4)
     return env, agent, config, params, program
 
 
@@ -245,6 +245,8 @@ def test_wavefront_reads_the_slots_embedded_with_the_planner_query():
     config = {**EPN_TINY, "planner_query": "goal_position"}
     agent = baselines.make_agent("epn", env.specs(), **config)
     params = agent.init(jax.random.PRNGKey(0), env.specs(), 1).params
-    program = pe._wavefront_program(env, pe._freeze(pe.condition_config("epn", config, env)), 4, 4)
+    program = pe._wavefront_program(
+        env, evaluations.freeze(pe.condition_config("epn", config, env)), 4, 4
+    )
     data = pe.WavefrontData(*jax.device_get(program(params, jax.random.PRNGKey(3))))
     assert data.iterates.shape == (3, 4, 12, 8) and np.isfinite(data.iterates).all()

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import cli, render, store
-from benchmarks import tracks as track_registry
+from benchmarks import cli, definitions, render, store
 from benchmarks.programs.rl import TrainConfig
 from benchmarks.progress import OverallProgress
 from benchmarks.tracks import Experiment, Tier, Track
@@ -213,7 +212,7 @@ TINY = Track(
 def test_regenerate_runs_what_is_missing_then_skips_everything_and_rebuilds(
     tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setitem(track_registry._TRACKS, TINY.name, TINY)
+    monkeypatch.setitem(definitions._TRACKS, TINY.name, TINY)
     results, reports = tmp_path / "results", tmp_path / "reports"
     argv = ["regenerate", "--tier", "smoke", "--track", TINY.name, "--quiet"]
     argv += ["--results", str(results), "--out", str(reports)]
@@ -249,7 +248,7 @@ def test_regenerate_runs_what_is_missing_then_skips_everything_and_rebuilds(
 
 
 def test_regenerate_rejects_a_named_track_without_the_tier(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(track_registry._TRACKS, TINY.name, TINY)
+    monkeypatch.setitem(definitions._TRACKS, TINY.name, TINY)
     argv = ["regenerate", "--tier", "paper", "--track", TINY.name]
     assert cli.main(argv + ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
     assert "has no tier 'paper'; accepted: smoke" in capsys.readouterr().err

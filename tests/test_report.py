@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import cli, report, stats, store, verdicts
+from benchmarks import cli, definitions, report, stats, store, verdicts
 from benchmarks import tracks as track_registry
 from benchmarks.programs.rl import TrainConfig
 from benchmarks.track_report import Table, TrackReport
@@ -126,7 +126,7 @@ def _use_toy_tracks(mp: pytest.MonkeyPatch) -> None:
     """Only the toy tracks are registered; rliable's bootstraps (a Python call per resample)
     use 200 resamples instead of 2000."""
     track_registry.names()  # import every track module first, so none registers later
-    mp.setattr(track_registry, "_TRACKS", {"toy": TOY, "idle": IDLE})
+    mp.setattr(definitions, "_TRACKS", {"toy": TOY, "idle": IDLE})
     mp.setitem(sys.modules, __name__, sys.modules[__name__])
     mp.setattr(stats, "BOOTSTRAP_REPS", 200)
 

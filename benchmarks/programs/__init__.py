@@ -21,8 +21,8 @@ import numpy as np
 
 import baselines
 import environments
+from benchmarks.definitions import Experiment
 from benchmarks.programs.rl import RLProgram
-from benchmarks.tracks import Experiment
 
 
 class Program(Protocol):

@@ -25,8 +25,8 @@ import numpy as np
 
 import baselines
 import environments
+from benchmarks.definitions import Experiment
 from benchmarks.programs.rl import Carry, RLProgram, TrainConfig
-from benchmarks.tracks import Experiment
 from environments.core import check_positive_int
 
 

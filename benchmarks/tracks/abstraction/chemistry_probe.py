@@ -43,7 +43,7 @@ import pandas as pd
 
 from baselines.types import Agent
 from benchmarks import probes
-from benchmarks.tracks import Experiment
+from benchmarks.definitions import Experiment
 from benchmarks.tracks.abstraction.evaluations import (
     ENV,
     EVAL_EPISODES,

@@ -54,8 +54,8 @@ import numpy as np
 import pandas as pd
 
 from baselines.types import Agent
+from benchmarks.definitions import Experiment
 from benchmarks.keys import key_for
-from benchmarks.tracks import Experiment
 from environments.core import EnvSpecs
 from environments.symbolic_alchemy import EVENTS
 

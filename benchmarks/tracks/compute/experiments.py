@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from benchmarks.definitions import Experiment, Tier, Track, register
 from benchmarks.programs.lm import LMTrainConfig
-from benchmarks.tracks import Experiment, Tier, Track, register
 
 PRIMARY_METRIC = "val_loss"
 ROUTING_EVALUATION = "benchmarks.tracks.compute.evaluations:lm_routing"

@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from benchmarks.definitions import Experiment
+from benchmarks.evaluations import freeze
 from benchmarks.keys import key_for
-from benchmarks.tracks import Experiment
 from benchmarks.tracks.credit import sr_regression as check
 
 # ------------------------------------------------------------------------------- sr_trace
@@ -95,14 +96,6 @@ def rollout(env, agent, agent_state, key: jax.Array, num_episodes: int):
     )
     timesteps = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), tss, last_ts)
     return timesteps, actions
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,7 +224,7 @@ def sr_trace(
     for name, value in (("episodes", episodes), ("trace_episodes", trace_episodes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"sr_trace: {name} must be a positive int, got {value!r}")
-    evaluator = _sr_evaluator(env, _freeze(dict(agent_config)), episodes)
+    evaluator = _sr_evaluator(env, freeze(dict(agent_config)), episodes)
     timesteps, actions, sr = evaluator(agent_state.params, evaluation_key(seed))
     steps = steps_table(timesteps, actions, sr)
     return {

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from benchmarks.definitions import Experiment, Tier, Track, register
 from benchmarks.programs.rl import TrainConfig
-from benchmarks.tracks import Experiment, Tier, Track, register
 from benchmarks.tracks.credit.skiing import SKIING_QUICK, SKIING_SMOKE, SKIING_VERDICT
 
 

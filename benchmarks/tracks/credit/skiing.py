@@ -10,8 +10,8 @@ they run only long enough for about 30 episodes, in one log interval whose mean 
 
 from __future__ import annotations
 
+from benchmarks.definitions import Experiment
 from benchmarks.programs.host_rl import HostTrainConfig
-from benchmarks.tracks import Experiment
 
 FRAME_SKIP = 4
 AGENTS = ("vtrace_lstm", "sr", "random", "noop")

@@ -52,15 +52,16 @@ import pandas as pd
 import baselines
 from baselines import epn
 from benchmarks import probes
+from benchmarks.definitions import Experiment
+from benchmarks.evaluations import freeze, thaw
 from benchmarks.keys import key_for
-from benchmarks.tracks import Experiment
 from benchmarks.tracks.planning import supervised
+from benchmarks.tracks.planning.experiments import SIZE_CONDITIONS
 from environments import memory_planning_game as mpg
 from environments import street_graphs
 
 FINAL_EPISODES = 500  # spec §3: a seed's final score is its mean over 500 evaluation episodes
 MAX_TASK_INDEX = 10  # rows of `planning_tasks` (figure steps_per_task: task index 1-10)
-SIZE_CONDITIONS = ((4, 100), (4, 200), (5, 100), (5, 200), (6, 100), (6, 200), (8, 100), (8, 200))
 SIZE_K_FACTORS = (1, 2)  # K_test = factor x K (spec §3.1: K and 2K)
 SIZE_EPISODES = 50
 OSL_FAMILIES = ("A", "B", "nyc")
@@ -206,18 +207,6 @@ def summarise(arrays: EpisodeArrays) -> tuple[dict[str, float], pd.DataFrame]:
 # ------------------------------------------------------------------------------ rollouts
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(frozen: tuple) -> dict[str, Any]:
-    return {k: v for k, v in frozen}
-
-
 @functools.lru_cache(maxsize=24)  # one agent's conditions (seeds run one after another)
 def _evaluator(env, agent_name: str, frozen_config: tuple, episodes: int):
     """A jitted `(params, key) -> EpisodeArrays` for one environment and agent configuration.
@@ -226,7 +215,7 @@ def _evaluator(env, agent_name: str, frozen_config: tuple, episodes: int):
     replaces the fresh state's parameters (None: a non-learning agent keeps its fresh state).
     """
     specs = env.specs()
-    agent = baselines.make_agent(agent_name, specs, **_thaw(frozen_config))
+    agent = baselines.make_agent(agent_name, specs, **thaw(frozen_config))
     steps = env.max_episode_steps
     learns = agent.learns
 
@@ -283,7 +272,7 @@ def run_condition(
     env, agent: str, config: dict[str, Any], params: Any, seed: int, condition: str, episodes: int
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Summary row and per-task table of `episodes` episodes of `agent` on `env`."""
-    evaluator, learns = _evaluator(env, agent, _freeze(config), episodes)
+    evaluator, learns = _evaluator(env, agent, freeze(config), episodes)
     if learns and params is None:
         raise ValueError(
             f"agent {agent!r} learns, but its state has no `params` field to evaluate; the "
@@ -599,7 +588,7 @@ class WavefrontData(NamedTuple):
 @functools.lru_cache(maxsize=4)
 def _wavefront_program(env, frozen_config: tuple, episodes: int, max_distance: int):
     """A jitted `(params, key) -> WavefrontData` (arrays on device) for one EPN configuration."""
-    config = _thaw(frozen_config)
+    config = thaw(frozen_config)
     specs = env.specs()
     agent = baselines.make_agent(EPN, specs, **config)
     network, _ = epn.split_config(config, epn.NETWORK_OPTIONS)
@@ -677,7 +666,7 @@ def planning_wavefront(
     params = trained_params(agent_state)
     _k_train(agent, agent_config)
     config = condition_config(agent, agent_config, env)
-    program_fn = _wavefront_program(env, _freeze(config), episodes, max_distance)
+    program_fn = _wavefront_program(env, freeze(config), episodes, max_distance)
     data = jax.device_get(program_fn(params, condition_key(seed, "wavefront")))
     table = wavefront_table(WavefrontData(*data), max_distance, seed)
     return {"planning_wavefront": table}

@@ -58,10 +58,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from benchmarks.definitions import Experiment, Tier, Track, register
 from benchmarks.programs.curriculum import CurriculumConfig, Stage
 from benchmarks.programs.rl import TrainConfig
-from benchmarks.tracks import Experiment, Tier, Track, register
-from benchmarks.tracks.planning.evaluations import SIZE_CONDITIONS
 
 NUM_ENVS = 32
 PRIMARY_METRIC = "episode_return"
@@ -174,6 +173,8 @@ QUICK_REFERENCES = {"explore_plan": {"maze_size": 3}}
 
 # ---------------------------------------------------------------------------- evaluations
 
+# The (map size, episode length) conditions of `planning_size` (spec §3.1).
+SIZE_CONDITIONS = ((4, 100), (4, 200), (5, 100), (5, 200), (6, 100), (6, 200), (8, 100), (8, 200))
 # The track's evaluations (benchmarks.tracks.planning.evaluations), named as the runner loads them.
 FINAL, SIZE, OSL, K_SWEEP, WAVEFRONT, SUPERVISED = (
     f"benchmarks.tracks.planning.evaluations:planning_{name}"
