@@ -44,9 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from baselines.networks import check_heads_divide
 from baselines.types import Agent
 from baselines.vtrace import NetInputs, Network, VTraceConfig, make_learner
-from environments.core import EnvSpecs, check_heads_divide, check_positive_int, validate_choice
+from environments.core import EnvSpecs, check_positive_int, validate_choice
 
 MEMORY_MODES = ("all", "dedup_moves")
 # What every slot is embedded with before the planning iterations: the current goal (spec §2.1)

@@ -138,3 +138,12 @@ class ActorCriticCore(hk.RNNCore):
 
     def initial_state(self, batch_size: int | None):
         return self.lstm.initial_state(batch_size)
+
+
+def check_heads_divide(d_model: int, num_heads: int) -> None:
+    """Multi-head attention splits d_model evenly over the heads."""
+    if d_model % num_heads:
+        raise ValueError(
+            f"num_heads={num_heads!r} must divide d_model={d_model!r}; "
+            f"accepted: {[h for h in range(1, d_model + 1) if d_model % h == 0]}"
+        )

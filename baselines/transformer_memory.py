@@ -38,9 +38,10 @@ from baselines.epn import (
     planning_observation,
     split_config,
 )
+from baselines.networks import check_heads_divide
 from baselines.types import Agent
 from baselines.vtrace import NetInputs, Network, make_learner, prev_features
-from environments.core import EnvSpecs, check_heads_divide, check_positive_int
+from environments.core import EnvSpecs, check_positive_int
 
 _NEG = -1e9
 

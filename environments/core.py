@@ -300,12 +300,3 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def check_heads_divide(d_model: int, num_heads: int) -> None:
-    """Multi-head attention splits d_model evenly over the heads."""
-    if d_model % num_heads:
-        raise ValueError(
-            f"num_heads={num_heads!r} must divide d_model={d_model!r}; "
-            f"accepted: {[h for h in range(1, d_model + 1) if d_model % h == 0]}"
-        )
