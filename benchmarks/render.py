@@ -39,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import baselines
 import environments
+from benchmarks import rollout as rollout_lib
 from benchmarks import store
 from environments.core import Environment, StepType, TimeStep, auto_reset_step
 
@@ -144,17 +145,19 @@ def _rollout_fn(env: Environment, agent_name: str, agent_config: str, num_steps:
         state, ts = env.reset(k_reset)
         agent_state = agent.init(k_agent, env.specs(), 1)
 
-        def body(carry, _):
-            state, ts, agent_state, key = carry
-            key, k_act, k_env = jax.random.split(key, 3)
+        def act(agent_state, ts, key):  # one environment, seen as a batch of one
             batched = jax.tree.map(lambda x: jnp.asarray(x)[None], ts)  # [1, ...]
-            action, agent_state, _ = agent.act(agent_state, batched, k_act)
-            action = action[0].astype(jnp.int32)
-            state, ts = auto_reset_step(env, state, ts, action, k_env)
-            return (state, ts, agent_state, key), (state, ts, action)
+            action, agent_state, _ = agent.act(agent_state, batched, key)
+            return action[0].astype(jnp.int32), agent_state
 
-        _, (states, tss, actions) = jax.lax.scan(
-            body, (state, ts, agent_state, key), None, length=num_steps
+        def env_step(state, ts, action, key):
+            return auto_reset_step(env, state, ts, action, key)
+
+        def record(extra, step):
+            return extra, (step.env_state, step.next_timestep, step.action)
+
+        _, (states, tss, actions) = rollout_lib.play(
+            act, env_step, agent_state, state, ts, key, num_steps, record
         )
         prepend = lambda first, rest: jnp.concatenate([jnp.asarray(first)[None], rest])
         return (

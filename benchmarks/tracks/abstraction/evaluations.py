@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from baselines.types import Agent
+from benchmarks import rollout
 from benchmarks.definitions import Experiment
 from benchmarks.keys import key_for
 from environments.core import EnvSpecs
@@ -158,18 +159,20 @@ def play_episodes(env, agent: Agent, state, starts, key, greedy: bool, observe, 
     env_state, ts = start_episodes(env, starts)
     episodes = ts.reward.shape[0]
 
-    def step(carry, _):
-        state, env_state, ts, key, extra = carry
-        key, k_act, k_env = jax.random.split(key, 3)
-        action, state = act_with_policy(agent, state, ts, k_act, greedy)
-        env_keys = jax.random.split(k_env, episodes)
-        env_state, ts = jax.vmap(env.step)(env_state, action, env_keys)
-        extra, out = observe(extra, state, action, env_keys, ts)
-        return (state, env_state, ts, key, extra), out
+    def see(extra, step):  # the same env keys as batch_step's
+        keys = jax.random.split(step.key, episodes)
+        return observe(extra, step.agent_state, step.action, keys, step.next_timestep)
 
-    carry = (state, env_state, ts, key, extra)
-    (_, env_state, ts, _, extra), outs = jax.lax.scan(
-        step, carry, None, length=env.max_episode_steps
+    (_, env_state, ts, _, extra), outs = rollout.play(
+        lambda state, ts, key: act_with_policy(agent, state, ts, key, greedy),
+        rollout.batch_step(env, episodes),
+        state,
+        env_state,
+        ts,
+        key,
+        env.max_episode_steps,
+        see,
+        extra,
     )
     return ts, env_state, extra, outs
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from benchmarks import rollout as rollout_lib
 from benchmarks.definitions import Experiment
 from benchmarks.evaluations import freeze
 from benchmarks.keys import key_for
@@ -78,21 +79,17 @@ def rollout(env, agent, agent_state, key: jax.Array, num_episodes: int):
     For environments whose episodes all last exactly `max_episode_steps` (Key-to-Door). Returns
     the timesteps [T + 1, E, ...] (row t = after t actions) and the actions [T, E].
     """
-    steps = env.max_episode_steps
     k_reset, k_act = jax.random.split(key)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-
-    def step(carry, _):
-        agent_state, env_state, ts, key = carry
-        key, k_a, k_e = jax.random.split(key, 3)
-        action, agent_state, _ = agent.act(agent_state, ts, k_a)
-        env_state, next_ts = jax.vmap(env.step)(
-            env_state, action, jax.random.split(k_e, num_episodes)
-        )
-        return (agent_state, env_state, next_ts, key), (ts, action)
-
-    (_, _, last_ts, _), (tss, actions) = jax.lax.scan(
-        step, (agent_state, env_state, ts, k_act), None, length=steps
+    (_, _, last_ts, _, _), (tss, actions) = rollout_lib.play(
+        rollout_lib.sampled(agent),
+        rollout_lib.batch_step(env, num_episodes),
+        agent_state,
+        env_state,
+        ts,
+        k_act,
+        env.max_episode_steps,
+        observe=lambda extra, step: (extra, (step.timestep, step.action)),
     )
     timesteps = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), tss, last_ts)
     return timesteps, actions

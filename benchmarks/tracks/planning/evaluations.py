@@ -51,7 +51,7 @@ import pandas as pd
 
 import baselines
 from baselines import epn
-from benchmarks import probes
+from benchmarks import probes, rollout
 from benchmarks.definitions import Experiment
 from benchmarks.evaluations import freeze, thaw
 from benchmarks.keys import key_for
@@ -247,15 +247,17 @@ def play(env, agent, params, key, episodes: int, steps: int, record=lambda ts: N
     if params is not None:
         state = state._replace(params=params)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-
-    def step(carry, _):
-        agent_state, env_state, ts, key = carry
-        key, k_a, k_e = jax.random.split(key, 3)
-        action, agent_state, _ = agent.act(agent_state, ts, k_a)
-        env_state, ts = jax.vmap(env.step)(env_state, action, jax.random.split(k_e, episodes))
-        return (agent_state, env_state, ts, key), record(ts)
-
-    return jax.lax.scan(step, (state, env_state, ts, k_act), None, length=steps)
+    (state, env_state, ts, key, _), outs = rollout.play(
+        rollout.sampled(agent),
+        rollout.batch_step(env, episodes),
+        state,
+        env_state,
+        ts,
+        k_act,
+        steps,
+        observe=lambda extra, step: (extra, record(step.next_timestep)),
+    )
+    return (state, env_state, ts, key), outs
 
 
 def trained_params(agent_state: Any) -> Any:
