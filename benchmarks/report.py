@@ -41,17 +41,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from benchmarks import programs, stats, store, verdicts  # noqa: E402
-from benchmarks import track_report as track_figures  # noqa: E402
-from benchmarks import tracks as track_registry  # noqa: E402
-from benchmarks.plotting import agent_colour, learning_curve_figure, save_figure  # noqa: E402
+from benchmarks import programs, stats, store, verdicts
+from benchmarks import track_report as track_figures
+from benchmarks import tracks as track_registry
+from benchmarks.plotting import agent_colour, learning_curve_figure, plt, save_figure
 
 # Primary metrics where a lower value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "val_loss", "bits_per_byte", "nats_per_byte", "perplexity"})

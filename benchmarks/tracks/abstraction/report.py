@@ -37,24 +37,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 from benchmarks import stats, store
-from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
-from benchmarks.track_report import (  # noqa: E402
+from benchmarks.plotting import agent_colour, plt, save_figure
+from benchmarks.track_report import (
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.tracks.abstraction import chemistry_probe  # noqa: E402
-from benchmarks.tracks.abstraction.evaluations import (  # noqa: E402
+from benchmarks.tracks.abstraction import chemistry_probe
+from benchmarks.tracks.abstraction.evaluations import (
     BEHAVIOUR,
     CURVE_TABLE,
     IO_BUDGETED,
@@ -62,7 +58,7 @@ from benchmarks.tracks.abstraction.evaluations import (  # noqa: E402
     TABLE,
     trial_columns,
 )
-from benchmarks.verdicts import (  # noqa: E402
+from benchmarks.verdicts import (
     INSUFFICIENT_DATA,
     NOT_REPRODUCED,
     NOT_RUN,

@@ -32,26 +32,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from baselines.lm import flops as lm_flops  # noqa: E402
-from baselines.lm.mod import MoDConfig  # noqa: E402
-from baselines.lm.transformer import TransformerConfig  # noqa: E402
-from benchmarks import store  # noqa: E402
-from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
-from benchmarks.track_report import (  # noqa: E402
+from baselines.lm import flops as lm_flops
+from baselines.lm.mod import MoDConfig
+from baselines.lm.transformer import TransformerConfig
+from benchmarks import store
+from benchmarks.plotting import agent_colour, plt, save_figure
+from benchmarks.track_report import (
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.verdicts import (  # noqa: E402
+from benchmarks.verdicts import (
     INSUFFICIENT_DATA,
     NOT_REPRODUCED,
     REPRODUCED,

@@ -20,25 +20,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from benchmarks import stats, store  # noqa: E402
-from benchmarks import tracks as track_registry  # noqa: E402
-from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
-from benchmarks.track_report import (  # noqa: E402
+from benchmarks import stats, store
+from benchmarks import tracks as track_registry
+from benchmarks.plotting import agent_colour, plt, save_figure
+from benchmarks.track_report import (
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.tracks.credit.experiments import SR_REGRESSION  # noqa: E402
-from benchmarks.verdicts import (  # noqa: E402
+from benchmarks.tracks.credit.experiments import SR_REGRESSION
+from benchmarks.verdicts import (
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,
     NOT_REPRODUCED,

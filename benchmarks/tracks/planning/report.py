@@ -29,25 +29,23 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from baselines.planning_policies import REFERENCE_SCORES  # noqa: E402
+from baselines.planning_policies import REFERENCE_SCORES
 from benchmarks import stats
-from benchmarks.plotting import agent_colour, save_figure  # noqa: E402
-from benchmarks.track_report import (  # noqa: E402
+from benchmarks.plotting import agent_colour, plt, save_figure
+from benchmarks.track_report import (
     Figure,
     Table,
     TrackReport,
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.tracks.planning import experiments as design  # noqa: E402
-from benchmarks.tracks.planning import supervised as planning_supervised  # noqa: E402
+from benchmarks.tracks.planning import experiments as design
+from benchmarks.tracks.planning import supervised as planning_supervised
 from benchmarks.verdicts import (
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,
@@ -57,7 +55,7 @@ from benchmarks.verdicts import (
     Verdict,
     verdict,
 )
-from benchmarks.verdicts import (  # noqa: E402
+from benchmarks.verdicts import (
     fmt as fmt_estimate,
 )
 
