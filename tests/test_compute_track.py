@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from baselines.lm import make_lm
 from benchmarks import evaluations, tracks
-from benchmarks.programs.lm import LMTrainConfig, make_lm, plan_training
+from benchmarks.programs.lm import LMTrainConfig, plan_training
 from benchmarks.tracks.compute import report as compute_report
 
 TRACK = tracks.get("compute")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from baselines.lm import flops as lm_flops
+from baselines.lm import make_lm
 from benchmarks import evaluations, programs, runner, store, tracks
 from benchmarks.programs import lm as lt
 from benchmarks.tracks.compute import evaluations as compute_evaluations
@@ -28,7 +29,7 @@ MOD = {"d_model": 16, "num_layers": 2, "num_heads": 1, "capacity": 0.25}
 
 def _budget(model_options: dict, routed: bool, steps: float) -> float:
     """A budget of `steps` (fractional) training steps of the named tiny model."""
-    model = lt.make_lm("mod" if routed else "dense", model_options)
+    model = make_lm("mod" if routed else "dense", model_options)
     per_sequence = lm_flops.forward_flops_total(model.config, SEQ, model.routing)
     return steps * lm_flops.train_step_flops(per_sequence, BATCH)
 
@@ -88,7 +89,7 @@ def _results(out):
 @pytest.mark.parametrize("routed", [False, True])
 def test_steps_follow_floor_of_budget_over_three_b_forward(routed):
     options = MOD if routed else DENSE
-    model = lt.make_lm("mod" if routed else "dense", options)
+    model = make_lm("mod" if routed else "dense", options)
     forward = lm_flops.forward_flops(model.config, SEQ, model.routing)
     per_sequence = forward.total_with_predictor  # MoD: the predictor is charged
     if routed:
@@ -108,7 +109,7 @@ def test_spec_grid_step_counts():
     grid = {(2e12, "dense", 48): 730, (2e12, "mod", 96): 220, (6e12, "dense", 128): 448}
     grid[(6e12, "mod", 64)] = 1276
     for (budget, name, d), steps in grid.items():
-        model = lt.make_lm(name, {"d_model": d, "num_layers": 4 if name == "dense" else 8})
+        model = make_lm(name, {"d_model": d, "num_layers": 4 if name == "dense" else 8})
         plan = lt.plan_training(model, lt.LMTrainConfig(budget_flops=budget))
         assert plan.total_steps == steps
 
@@ -140,22 +141,20 @@ def test_bad_configs_name_the_value_and_accepted_ones():
     with pytest.raises(ValueError, match="eval_windows=10 is not a multiple of eval_batch_size=4"):
         dataclasses.replace(TRAIN, eval_windows=10)
     with pytest.raises(ValueError, match="unknown option.*'capacity'.*accepted: d_model"):
-        lt.make_lm("dense", {"capacity": 0.5})
+        make_lm("dense", {"capacity": 0.5})
     with pytest.raises(ValueError, match="unknown language model 'gpt'; accepted: dense, mod"):
-        lt.make_lm("gpt")
+        make_lm("gpt")
     with pytest.raises(ValueError, match="unknown corpus 'wiki'; accepted: 'markov'"):
         lt.load_corpus("wiki")
     with pytest.raises(ValueError, match="unknown option.*'length'.*corpus 'markov'"):
         lt.load_corpus("markov", {"length": 3})
-    model = lt.make_lm("dense", DENSE)
+    model = make_lm("dense", DENSE)
     with pytest.raises(ValueError, match="warmup_steps=7 must be below the 7 steps"):
         lt.plan_training(model, dataclasses.replace(TRAIN, warmup_steps=7))
     with pytest.raises(ValueError, match="below one training step"):
         lt.plan_training(model, dataclasses.replace(TRAIN, budget_flops=1.0))
     with pytest.raises(ValueError, match="k = 0 < 1 token"):
-        lt.LMProgram(
-            lt.make_lm("mod", {**MOD, "capacity": 0.01}), TRAIN, lt.load_corpus("markov")[0]
-        )
+        lt.LMProgram(make_lm("mod", {**MOD, "capacity": 0.01}), TRAIN, lt.load_corpus("markov")[0])
 
 
 # --- the program through the runner ---------------------------------------------------------

@@ -9,8 +9,9 @@ or more models, named by the experiment's agents:
     mod     Mixture-of-Depths (§2.2-2.3); options: `TransformerConfig` and `MoDConfig` fields
     package.module:factory   a user's factory `factory(**options) -> LanguageModel`
 
-These models are not RL agents, so they live in this module's registry (`LM_MODELS`), not in
-`baselines.AGENTS`; `tracks list` shows them as the `compute` track's agents.
+These models are not RL agents, so they live in their own registry (`baselines.lm.LM_MODELS`,
+built by `baselines.lm.make_lm`), not in `baselines.AGENTS`; `tracks list` shows them as the
+`compute` track's agents.
 
 Budget: steps = floor(C / (3 B F_fwd)) with F_fwd the analytic forward FLOPs per sequence
 (`baselines.lm.flops`; for MoD the predictor is charged), so the cumulative training FLOPs stay
@@ -78,10 +79,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import baselines
 from baselines.lm import flops as lm_flops
-from baselines.lm.mod import LanguageModel, LossMetrics, MoDConfig, build_model
-from baselines.lm.transformer import TransformerConfig, decay_mask
+from baselines.lm import make_lm
+from baselines.lm.mod import LanguageModel, LossMetrics
+from baselines.lm.transformer import decay_mask
 from benchmarks.keys import key_for
 from benchmarks.programs.rl import TrainingDiverged
 from environments import text_corpus
@@ -89,13 +90,6 @@ from environments import text_corpus
 Array = jax.Array
 PyTree = Any
 
-# name -> description. Options are the fields of TransformerConfig (and MoDConfig for `mod`).
-LM_MODELS: dict[str, str] = {
-    "dense": "dense pre-norm decoder (compute spec §2.1)",
-    "mod": "Mixture-of-Depths decoder (compute spec §2.2-2.3)",
-}
-MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(TransformerConfig))
-ROUTING_OPTIONS = tuple(f.name for f in dataclasses.fields(MoDConfig))
 
 MAX_WARMUP_STEPS = 100
 WARMUP_FRACTION = 0.05
@@ -193,39 +187,6 @@ class LMTrainConfig:
                     f"{name}={getattr(self, name)} is not a multiple of "
                     f"eval_batch_size={self.eval_batch_size}"
                 )
-
-
-# ------------------------------------------------------------------------------------------------
-# Models.
-
-
-def make_lm(name: str, options: Mapping[str, Any] | None = None) -> LanguageModel:
-    """The language model `name` (`dense`, `mod` or `package.module:factory`) with `options`."""
-    options = dict(options or {})
-    if name in LM_MODELS:
-        accepted = MODEL_OPTIONS + (ROUTING_OPTIONS if name == "mod" else ())
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {unknown} for model {name!r}; accepted: {', '.join(accepted)}"
-            )
-        config = TransformerConfig(**{k: v for k, v in options.items() if k in MODEL_OPTIONS})
-        if name == "dense":
-            return build_model(config)
-        routing = MoDConfig(**{k: v for k, v in options.items() if k in ROUTING_OPTIONS})
-        return build_model(config, routing)
-    target = baselines.AGENTS.get(name, name)
-    if ":" not in target:
-        raise ValueError(
-            f"unknown language model {name!r}; accepted: {', '.join(LM_MODELS)} "
-            "or 'package.module:factory'"
-        )
-    model = baselines.load_factory(target)(**options)
-    if not isinstance(model, LanguageModel):
-        raise TypeError(
-            f"model factory {name!r} returned {type(model).__name__}, not a LanguageModel"
-        )
-    return model
 
 
 # ------------------------------------------------------------------------------------------------
