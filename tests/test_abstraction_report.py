@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from result_folders import write_run
 
 from benchmarks import stats, store
 from benchmarks.report import build_report
@@ -100,32 +101,14 @@ def write(root, experiment, agent, seed, table, steps=STEPS, final=None, probe=N
     if final is None:
         final = float(table.loc[table.primary == 1, "episode_return"].mean())
     ramp = (0.3 + 0.7 * np.asarray(steps) / STEPS[-1]) * final
-    rows = pd.concat(
-        [
-            pd.DataFrame({"step": steps, "metric": "episodes", "value": 10.0}),
-            pd.DataFrame({"step": steps, "metric": "episode_return", "value": ramp}),
-        ],
-        ignore_index=True,
-    ).assign(
-        track="abstraction",
-        experiment=experiment,
-        env="symbolic_alchemy",
-        agent=agent,
-        seed=seed,
-        tier="quick",
-    )
-    meta = {
-        "config_hash": "x",
-        "seed": seed,
-        "wall_time": 1.0,
-        "evaluation_time": 2.0,
-        "seeds_in_program": [seed],
-    }
     tables = {TABLE: table}
     if probe is not None:
         tables[fig.PROBE_TABLE] = probe
     tables.update(extra or {})
-    store.write_run(root, rows, meta, extra_tables=tables)
+    curves = {"episodes": 10.0, "episode_return": ramp}
+    meta = {"evaluation_time": 2.0, "seeds_in_program": [seed]}
+    env = "symbolic_alchemy"
+    write_run(root, "abstraction", experiment, env, agent, seed, steps, curves, tables, meta)
 
 
 def learner(mean, seed, delta=0.0, trial_steps=20, primary="sample"):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from result_folders import write_run
 
 from baselines.synthetic_returns import SROutputs
 from baselines.types import Agent
@@ -142,14 +143,8 @@ STEPS = np.arange(1, 11) * 1_000
 def write(root, experiment, env, agent, seed, finals, steps=STEPS, tables=None):
     """One run whose metrics ramp to `finals[metric]` at the last log point (the final window)."""
     ramp = 0.5 + 0.05 * np.arange(1, len(steps) + 1)
-    parts = [pd.DataFrame({"step": steps, "metric": "episodes", "value": 10.0})]
-    for metric, final in finals.items():
-        parts.append(pd.DataFrame({"step": steps, "metric": metric, "value": final * ramp}))
-    rows = pd.concat(parts, ignore_index=True).assign(
-        track="credit", experiment=experiment, env=env, agent=agent, seed=seed, tier="quick"
-    )
-    meta = {"config_hash": "x", "seed": seed, "wall_time": 1.0}
-    store.write_run(root, rows, meta, extra_tables=tables)
+    curves = {"episodes": 10.0, **{metric: final * ramp for metric, final in finals.items()}}
+    write_run(root, "credit", experiment, env, agent, seed, steps, curves, tables)
 
 
 def spread(value, n, width):

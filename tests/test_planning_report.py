@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from result_folders import write_run
 
 from benchmarks import stats, store
 from benchmarks.report import build_report
@@ -94,14 +95,8 @@ def _tasks(efficiency: float) -> pd.DataFrame:
 def _write(root, experiment, env, agent, seed, reward, tables, budget):
     steps = np.linspace(budget / 10, budget, 10).astype(np.int64)
     ramp = np.linspace(0.3, 1.0, 10)
-    rows = pd.concat(
-        [
-            pd.DataFrame({"step": steps, "metric": "episodes", "value": 320.0}),
-            pd.DataFrame({"step": steps, "metric": "episode_return", "value": reward * ramp}),
-        ],
-        ignore_index=True,
-    ).assign(track="planning", experiment=experiment, env=env, agent=agent, seed=seed, tier="quick")
-    store.write_run(root, rows, {"config_hash": "x", "seed": seed, "wall_time": 1.0}, tables)
+    curves = {"episodes": 320.0, "episode_return": reward * ramp}
+    write_run(root, "planning", experiment, env, agent, seed, steps, curves, tables)
 
 
 def _size_rows(agent: str, reward_k: float, reward_2k: float | None, k: float) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from result_folders import run_rows
 
 from benchmarks import cli, definitions, report, stats, store, verdicts
 from benchmarks import tracks as track_registry
@@ -75,21 +76,9 @@ def toy_hook(frame: pd.DataFrame, folders, out) -> TrackReport:
 
 def rows(experiment, agent, seed, finals, metric="score", track="toy"):
     """Tidy rows of one run: 10 log points rising linearly to `finals`, 4 episodes each."""
+    curves = {metric: np.linspace(0.0, finals, 10), "episodes": 4.0}
     steps = np.arange(1, 11) * 100
-    values = np.linspace(0.0, finals, 10)
-    return pd.DataFrame(
-        {
-            "track": track,
-            "experiment": experiment,
-            "env": "chain",
-            "agent": agent,
-            "seed": seed,
-            "tier": "smoke",
-            "step": np.concatenate([steps, steps]),
-            "metric": [metric] * 10 + ["episodes"] * 10,
-            "value": np.concatenate([values, np.full(10, 4.0)]),
-        }
-    )
+    return run_rows(track, experiment, "chain", agent, seed, steps, curves, tier="smoke")
 
 
 FINALS = {  # (experiment, agent) -> final score per seed

@@ -43,12 +43,18 @@ def _train(agent_name: str, seeds=(0,), **overrides) -> tuple[HostRLProgram, lis
         total_frames=2 * 2 * 40 * 4, num_envs=2, unroll_length=40, log_every=320, logs_per_chunk=1
     )
     program = HostRLProgram(SHORT, AGENTS[agent_name], HostTrainConfig(**{**config, **overrides}))
+    return program, _run(program, seeds)
+
+
+def _run(program: HostRLProgram, seeds) -> list[dict]:
+    """Every chunk of `program` from a fresh carry for `seeds`; the logs per chunk (the
+    program's compiled functions are reused, so a second run costs no compile)."""
     carry = program.init(list(seeds))
     chunks = []
     for _ in range(program.num_chunks):
         carry, logs = program.run_chunk(carry)
         chunks.append(logs)
-    return program, chunks
+    return chunks
 
 
 # ------------------------------------------------------------------------------- environment
@@ -175,8 +181,8 @@ def test_vtrace_trains_with_finite_logs_in_frames(vtrace_run):
 
 
 def test_same_seed_same_logs(vtrace_run):
-    _, first = vtrace_run
-    _, again = _train("vtrace_lstm", seeds=(0, 1))
+    program, first = vtrace_run
+    again = _run(program, seeds=(0, 1))
     for a, b in zip(first, again, strict=True):
         assert a.keys() == b.keys()
         for name in a:
@@ -194,18 +200,12 @@ def test_sr_trains_with_finite_logs_and_actor_lag_changes_only_later_updates():
     assert not np.array_equal(lagged[1]["loss"], synced[1]["loss"])
 
 
-def test_checkpointed_carry_is_a_pytree_of_arrays(tmp_path):
-    program = HostRLProgram(
-        SHORT,
-        AGENTS["vtrace_lstm"],
-        HostTrainConfig(
-            total_frames=320, num_envs=2, unroll_length=40, log_every=320, logs_per_chunk=1
-        ),
-    )
-    carry, _ = program.run_chunk(program.init([5]))
+def test_checkpointed_carry_is_a_pytree_of_arrays(tmp_path, vtrace_run):
+    program, _ = vtrace_run  # two seeds, as the fixture's run: no new compile
+    carry, _ = program.run_chunk(program.init([5, 6]))
     path = tmp_path / "ckpt.npz"
     runner.save_checkpoint(path, carry, {}, {"chunks_done": 1})
-    restored, _, _ = runner.load_checkpoint(path, program.init([5]))
+    restored, _, _ = runner.load_checkpoint(path, program.init([5, 6]))
     for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
     _, logs = program.run_chunk(restored)  # resumes on fresh episodes
