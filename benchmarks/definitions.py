@@ -45,6 +45,11 @@ class Experiment:
     # stored once, with a `step` column, e.g. the eval-set score every 10% of the budget.
     progress_evaluations: tuple[str, ...] = ()
     progress_points: int = 10
+    # The experiment's place in its track's design, e.g. {"role": "mpg"} (planning) or
+    # {"kind": "isoflop", "budget": 2e12, "width": 64, "variant": ""} (compute): the track's
+    # report selects experiments by it, never by parsing names. Written to meta.json; not part
+    # of the config hash (it says what the run is for, not how it runs).
+    design: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def agent_config(self, agent: str) -> dict[str, Any]:
         return dict(self.agent_configs.get(agent, {}))

@@ -414,6 +414,8 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall - progress_time, 1e-9)),
         "env_metadata": _env_metadata(program),
     }
+    if group.experiment.design:
+        common["design"] = dict(group.experiment.design)
     if group.experiment.evaluations:
         common["evaluations"] = [evaluations.name_of(e) for e in group.experiment.evaluations]
         common["evaluation_time"] = evaluation_time

@@ -302,10 +302,10 @@ def test_runs_of_a_few_steps_are_not_judged(tmp_path):
 
 
 def test_names_parabola_and_grid_edge():
-    assert compute.parse_name("isoflop_2e12_d64") == ("isoflop", 2e12, 64, "")
-    assert compute.parse_name("ablation_6e18_d1024_cap25") == ("ablation", 6e18, 1024, "cap25")
-    assert compute.parse_name("isoflop_2e12_d64_aux") is None
-    assert compute.parse_name("chain_first_step_L10") is None
+    assert compute.grid_point("isoflop_2e12_d64") == ("isoflop", 2e12, 64, "")
+    assert compute.grid_point("ablation_6e18_d1024_cap25") == ("ablation", 6e18, 1024, "cap25")
+    assert compute.grid_point("isoflop_2e12_d64_aux") is None
+    assert compute.grid_point("chain_first_step_L10") is None
     params = np.array([1e5, 2e5, 4e5])
     losses = (np.log(params) - np.log(2.5e5)) ** 2 + 1.0
     assert compute.parabola_minimum(params, losses) == pytest.approx(2.5e5, rel=1e-6)

@@ -29,7 +29,7 @@ def test_track_is_registered_with_its_ids_and_report_hook():
     for tier in TRACK.tiers.values():
         for e in tier.experiments:
             assert e.kind == "lm" and isinstance(e.train, LMTrainConfig)
-            assert compute_report.parse_name(e.name) is not None, e.name
+            assert compute_report.grid_point(e.name) is not None, e.name
             evaluations.validate(e)
 
 
@@ -81,7 +81,7 @@ def test_paper_tier_uses_the_ladder_at_the_papers_shapes():
     for e in paper.experiments:
         assert (e.train.seq_len, e.train.batch_size) == (2048, 128)
         assert e.train.final_eval_windows == 256_000
-    budgets = {compute_report.parse_name(e.name)[1] for e in paper.experiments}
+    budgets = {compute_report.grid_point(e.name)[1] for e in paper.experiments}
     assert budgets == {6e18, 2e19, 1e20}
     dense = make_lm("dense", paper.experiments[0].agent_config("dense")).config
     assert (dense.num_layers, dense.d_model, dense.heads) == (12, 640, 10)

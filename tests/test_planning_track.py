@@ -5,6 +5,7 @@ NYC skipped with its reason) and the smoke tier end to end through the runner an
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
@@ -247,17 +248,21 @@ def test_smoke_tier_follows_the_spec_sizes():
 
 
 def test_roles_are_unique_per_name():
+    clash = design.experiment(
+        design.ROLE_OSL,
+        "mpg_v64_3x3_30",
+        "street_navigation",
+        design.OSL_J5,
+        design.QUICK.experiments[0].train,
+        {},
+        "x",
+        (),
+    )
+    assert clash.design == {"role": design.ROLE_OSL}
+    tiers = {**design.PLANNING.tiers, "clash": tracks.Tier(1, (clash,))}
     with pytest.raises(ValueError, match="has roles 'mpg' and 'osl'"):
-        design.experiment(
-            design.ROLE_OSL,
-            "mpg_v64_3x3_30",
-            "street_navigation",
-            design.OSL_J5,
-            design.QUICK.experiments[0].train,
-            {},
-            "x",
-            (),
-        )
+        design.roles_of(dataclasses.replace(design.PLANNING, tiers=tiers))
+    assert design.ROLES["mpg_v64_3x3_30"] == design.ROLE_MPG
     for tier in (design.quick_tier, design.quick_4x4_tier):
         with pytest.raises(ValueError, match="scale must be in"):
             tier(0.0)
@@ -470,6 +475,8 @@ def test_smoke_runs_end_to_end_and_the_report_reads_it(tmp_path):
         out / "planning/smoke_mpg_v64_3x3/oracle/seed_0", "planning_final"
     )
     assert oracle.later_task_efficiency.tolist() == [1.0]
+    meta = store.read_meta(out / "planning/smoke_osl_a_j3/random/seed_0")
+    assert meta["design"] == {"role": design.ROLE_OSL}  # what the report selects by
     section = _hook(out, tmp_path)
     assert {f.name for f in section.figures} >= {
         "mpg_curves",

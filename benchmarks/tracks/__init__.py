@@ -44,7 +44,17 @@ def get(name: str) -> Track:
     return tracks[name]
 
 
+def design(track: str, experiment: str) -> dict:
+    """The `design` of `experiment` in any tier of `track` ({} when no tier defines it)."""
+    for tier in get(track).tiers.values():
+        for e in tier.experiments:
+            if e.name == experiment:
+                return dict(e.design)
+    return {}
+
+
 __all__ = [
+    "design",
     "TIERS",
     "Experiment",
     "Tier",

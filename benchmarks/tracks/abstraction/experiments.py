@@ -272,6 +272,7 @@ def io_exact(
             **eval_options(episodes),
             IO_TRACE_CHECK: dict(trace_check),
         },
+        design={"reduced_potions": potions},  # the report's `<agent>@<n>potions` arms
     )
 
 

@@ -32,7 +32,6 @@ report has byte-identical verdicts and tables.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -40,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from benchmarks import stats, store
+from benchmarks import stats, store, tracks
 from benchmarks.plotting import agent_colour, plt, save_figure
 from benchmarks.track_report import (
     Figure,
@@ -78,7 +77,6 @@ REFERENCE_EXPERIMENT = "references"
 IO = "ideal_observer"
 IO_EXPERIMENT = "ideal_observer"  # exact IO on the 12-potion evaluation set (paper tier)
 IO_BUDGETED_EXPERIMENT = "ideal_observer_budgeted"
-_REDUCED_IO = re.compile(r"^ideal_observer_(\d+)potions$")
 BASELINE = "baseline"
 ALCHEMIST = "alchemist"
 NO_SHAPING = "alchemist_no_shaping"
@@ -168,10 +166,15 @@ def arm_name(experiment: str, agent: str) -> str:
     """The arm of an (experiment, agent) run (module docstring)."""
     if experiment in (REFERENCE_EXPERIMENT, IO_EXPERIMENT, IO_BUDGETED_EXPERIMENT):
         return agent
-    reduced = _REDUCED_IO.match(experiment)
-    if reduced:
-        return f"{agent}@{reduced[1]}potions"
+    potions = reduced_potions(experiment)
+    if potions:
+        return f"{agent}@{potions}potions"
     return experiment
+
+
+def reduced_potions(experiment: str) -> int | None:
+    """The potions per trial of an experiment that plays reduced trials (its `design`)."""
+    return tracks.design(TRACK, experiment).get("reduced_potions")
 
 
 def family(arm: str) -> str:
@@ -422,9 +425,9 @@ def exact_io_arms(evals: pd.DataFrame) -> tuple[str | None, str | None, str]:
         return IO, "oracle", "12 potions per trial (evaluation set)"
     reduced = []
     for experiment in sorted(set(evals.experiment)):
-        match = _REDUCED_IO.match(experiment)
-        if match and f"{IO}@{match[1]}potions" in arms:
-            reduced.append(int(match[1]))
+        potions = reduced_potions(experiment)
+        if potions and f"{IO}@{potions}potions" in arms:
+            reduced.append(potions)
     if not reduced:
         return None, None, ""
     k = max(reduced)

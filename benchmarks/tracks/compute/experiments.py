@@ -127,6 +127,7 @@ def isoflop(
         seeds=seeds,
         evaluations=tuple(evaluations),
         evaluation_options=dict(evaluation_options or {}),
+        design={"kind": "isoflop", "budget": float(budget), "width": width, "variant": ""},
     )
 
 
@@ -159,6 +160,7 @@ def ablation(
         seeds=seeds,
         evaluations=(ROUTING_EVALUATION,),
         evaluation_options=dict(evaluation_options or {}),
+        design={"kind": "ablation", "budget": float(budget), "width": width, "variant": variant},
     )
 
 

@@ -12,8 +12,9 @@ Built from results alone:
   * speed files `<results>/compute/speed*.json` written by pytest-benchmark from
     benchmarks/perf/test_lm_speed.py (C2, C9 and the `speed` figure).
 
-Experiments are read from their names (this track's `experiments`): `isoflop_<budget>_d<d>`
-(agents dense and mod) and `ablation_<budget>_d<d>_<variant>` (agent mod). Per grid point the
+Experiments are placed by their `design` in the track definition (`grid_point`): isoFLOP grid
+points (agents dense and mod) and MoD ablations (agent mod), each with its budget, width and
+variant. Per grid point the
 score is the mean over seeds of `val_loss_final`; the seed count and spread are always shown.
 The isoFLOP optimum of an arm is its grid point with the lowest score; beside it, the minimum of
 a parabola fitted to the score against log(non-embedding params), flagged "optimum at grid edge"
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -38,7 +38,7 @@ import pandas as pd
 from baselines.lm import flops as lm_flops
 from baselines.lm.mod import MoDConfig
 from baselines.lm.transformer import TransformerConfig
-from benchmarks import store
+from benchmarks import store, tracks
 from benchmarks.plotting import agent_colour, plt, save_figure
 from benchmarks.track_report import (
     Figure,
@@ -59,7 +59,6 @@ from benchmarks.verdicts import (
 TRACK = "compute"
 DENSE, MOD = "dense", "mod"
 
-NAME = re.compile(r"^(isoflop|ablation)_(\d+e\d+)_d(\d+)(?:_([a-z0-9]+))?$")
 FINAL_METRICS = {
     "val_loss_final": "val_loss",
     "val_loss_causal_final": "val_loss_causal",
@@ -105,19 +104,17 @@ CLAIMS = {
 # ------------------------------------------------------------------------------- reading
 
 
-def parse_name(experiment: str) -> tuple[str, float, int, str] | None:
-    """(kind, budget, width, variant) of a compute experiment name, or None."""
-    match = NAME.match(experiment)
-    if match is None:
+def grid_point(experiment: str) -> tuple[str, float, int, str] | None:
+    """(kind, budget, width, variant) of a compute experiment, from its `design` in the track
+    definition; None for an experiment outside the isoFLOP grid and its ablations."""
+    design = tracks.design(TRACK, experiment)
+    if design.get("kind") not in ("isoflop", "ablation"):
         return None
-    kind, budget, width, variant = match.groups()
-    if (kind == "ablation") != (variant is not None):
-        return None
-    return kind, float(budget), int(width), variant or ""
+    return design["kind"], float(design["budget"]), int(design["width"]), design["variant"]
 
 
 def run_points(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, agent, seed): design (from the name) and final numbers."""
+    """One row per (experiment, agent, seed): its grid point and final numbers."""
     columns = [
         "experiment",
         "kind",
@@ -141,7 +138,7 @@ def run_points(frame: pd.DataFrame) -> pd.DataFrame:
     wide = wide.merge(steps.reset_index(), on=keys, how="left")
     rows = []
     for row in wide.to_dict("records"):
-        design = parse_name(row["experiment"])
+        design = grid_point(row["experiment"])
         if design is None:
             continue
         kind, budget, width, variant = design
@@ -480,7 +477,8 @@ def verdict_c7(scores: pd.DataFrame, decode: pd.DataFrame) -> Verdict:
             (f"{tag} routed fraction in {lo:.3f}–{hi:.3f}", lo <= r.routed_fraction <= hi),
         ]
     if not decode.empty:
-        grid = decode[decode.experiment.str.startswith("isoflop_") & (decode.agent == MOD)]
+        on_grid = decode.experiment.map(lambda e: (grid_point(e) or ("",))[0] == "isoflop")
+        grid = decode[on_grid & (decode.agent == MOD)]
         if len(grid):
             details.append(
                 f"greedy KV-cache decode = causal teacher forcing on "

@@ -22,7 +22,8 @@ final score, first-task steps, later-task efficiency, steps per task index), `pl
 `planning_osl` (held-out street neighbourhoods: A and B test banks and NYC at J = 5, 8, 12) and,
 in the main MPG comparison, `planning_wavefront` (the EPN's wavefront probe, P7).
 
-Experiments carry a *role* (`ROLES`) that the report (benchmarks.tracks.planning.report) reads:
+Experiments carry a *role* (their `design`, indexed by name in `ROLES`) that the report
+(benchmarks.tracks.planning.report) selects by:
 `mpg` (the equal-budget comparison: EPN, LSTM and the references; also the transformer at the
 paper tier), `mpg_epn_spec` (the EPN of spec §2.1 beside the quick tier's), `mpg_epn_k1` /
 `mpg_epn_k2` (the EPN with K = 1 / 2), `mpg_transformer`, `mpg_lstm_long` (the LSTM with 10x the
@@ -79,7 +80,6 @@ ROLE_CHECK = "planning_check"  # the supervised planning check (spec §0)
 # does not compare with the headline's.
 ROLE_MPG_4X4, ROLE_EPN_K1_4X4 = "mpg_4x4", "mpg_4x4_epn_k1"
 ROLE_TRANSFORMER_4X4, ROLE_LSTM_LONG_4X4 = "mpg_4x4_transformer", "mpg_4x4_lstm_long"
-ROLES: dict[str, str] = {}
 
 # ------------------------------------------------------------------------------ budgets
 
@@ -253,10 +253,7 @@ def experiment(
     seeds: int | None = None,
     learner_options: dict[str, Any] | None = None,
 ) -> Experiment:
-    """One planning experiment; its role is recorded in `ROLES` for the report."""
-    if ROLES.get(name, role) != role:
-        raise ValueError(f"experiment {name!r} has roles {ROLES[name]!r} and {role!r}")
-    ROLES[name] = role
+    """One planning experiment; its role is its `design` (the report selects by it)."""
     return Experiment(
         name=name,
         env=env,
@@ -270,6 +267,7 @@ def experiment(
         seeds=seeds,
         evaluations=evaluations,
         evaluation_options=_options(options or {}, evaluations),
+        design={"role": role},
     )
 
 
@@ -694,3 +692,17 @@ PLANNING = register(
         report="benchmarks.tracks.planning.report:report",
     )
 )
+
+
+def roles_of(track: Track) -> dict[str, str]:
+    """Experiment name -> role (its `design`), over every tier; one name has one role."""
+    roles: dict[str, str] = {}
+    for tier in track.tiers.values():
+        for e in tier.experiments:
+            role = e.design["role"]
+            if roles.setdefault(e.name, role) != role:
+                raise ValueError(f"experiment {e.name!r} has roles {roles[e.name]!r} and {role!r}")
+    return roles
+
+
+ROLES = roles_of(PLANNING)  # the index the report reads
