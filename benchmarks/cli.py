@@ -75,6 +75,43 @@ def _json_object(option: str, text: str | None) -> dict:
 TIER_HELP = "a tier of the track (default quick); `tracks list` shows each track's tiers"
 
 
+def _non_negative_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _executor_options(command: argparse.ArgumentParser) -> None:
+    """Where the run groups execute (`benchmarks.executors`)."""
+    command.add_argument(
+        "--executor",
+        default="local",
+        help="local (default: one group after another in this process) or ray (each group a "
+        "Ray task; needs the ray extra)",
+    )
+    command.add_argument(
+        "--address", default=None, help="Ray cluster address (default: start a local Ray)"
+    )
+    command.add_argument(
+        "--cpus-per-run", type=_non_negative_number, default=1.0, help="Ray CPUs per run group"
+    )
+    command.add_argument(
+        "--gpus-per-run", type=_non_negative_number, default=0.0, help="Ray GPUs per run group"
+    )
+
+
+def _executor(args):
+    from benchmarks import executors
+
+    return executors.make_executor(
+        args.executor, args.address, args.cpus_per_run, args.gpus_per_run
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default runs/)")
     run.add_argument("--no-report", action="store_true", help="skip writing OUT/report")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _executor_options(run)
 
     report = sub.add_parser("report", help="build the report from results folders")
     report.add_argument(
@@ -115,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_COMPARE, help="results folder (default runs_compare/)"
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    _executor_options(compare)
 
     verify = sub.add_parser("verify", help="replay upstream recordings against an environment")
     verify.add_argument("env", help="environment id")
@@ -172,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         "--track", action="append", help="only this track (repeatable); default: every track"
     )
     regenerate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _executor_options(regenerate)
     return parser
 
 
@@ -232,6 +272,7 @@ def cmd_run(args) -> int:
     from benchmarks import runner
 
     agents = list(dict.fromkeys(args.agent)) if args.agent else None  # a repeat runs once
+    executor = _executor(args)
     track, experiments = _resolve(args.target, args.tier, agents)
     n_seeds = args.seeds or track.tier(args.tier).seeds
     outcome = runner.run(
@@ -242,6 +283,7 @@ def cmd_run(args) -> int:
         args.out,
         agents=agents,
         show_progress=not args.quiet,
+        executor=executor,
     )
     print(
         f"{len(outcome['written'])} runs written, {len(outcome['skipped'])} already finished "
@@ -267,6 +309,7 @@ def cmd_compare(args) -> int:
     if ":" not in args.factory:
         raise UsageError(f"factory must look like package.module:factory, got {args.factory!r}")
     baselines.load_factory(args.factory)  # fail early on a bad module or attribute
+    executor = _executor(args)
     track, experiments = _resolve(
         f"{args.track}/{args.env}" if args.env else args.track, args.tier, None
     )
@@ -291,6 +334,7 @@ def cmd_compare(args) -> int:
         agents=[name],
         agent_configs={name: {}},
         show_progress=not args.quiet,
+        executor=executor,
     )
     folders = [args.out] + ([args.results] if args.results.exists() else [])
     return _report(folders, args.out / "report")
@@ -328,6 +372,7 @@ def cmd_render(args) -> int:
 def cmd_regenerate(args) -> int:
     from benchmarks import programs, runner, tracks
 
+    executor = _executor(args)
     names = args.track or tracks.names()
     selected = [tracks.get(name) for name in names]  # unknown names fail here
     if args.track:
@@ -362,18 +407,8 @@ def cmd_regenerate(args) -> int:
     )
     if jobs:
         print(f"budget: {progress.status().rsplit(' [', 1)[0]}", flush=True)
-    written = 0
     try:
-        for i, (group, program) in enumerate(jobs, 1):
-            resuming = runner.checkpoint_path(args.results, group).exists()
-            progress.write(
-                f"[{i}/{len(jobs)}] {group.title} seeds {group.seeds}"
-                + (" (resuming from its checkpoint)" if resuming else "")
-            )
-            update = progress.callback(i - 1, resuming, group.title)
-            folders = runner.run_group(group, args.results, progress=update, program=program)
-            written += len(folders)
-            progress.write(f"[{i}/{len(jobs)}] done; {progress.line()}")
+        written = len(executor.execute(jobs, args.results, progress, log=True))
     finally:
         progress.close()
     print(f"{written} runs written, {done} already finished (in {args.results})")
@@ -394,6 +429,7 @@ COMMANDS = {
 # RuntimeErrors that end a command with a message and exit 1 (named, so that `main` imports
 # nothing heavy): a diverged run, a group locked by another process, data that cannot be had.
 RUN_FAILURES = (
+    "RunFailed",
     "TrainingDiverged",
     "InvalidActions",
     "RunLocked",

@@ -92,6 +92,22 @@ class OverallProgress:
 
         return update
 
+    def complete(self, index: int, label: str = "") -> None:
+        """Program `index` finished elsewhere (a Ray task): its whole budget is done. Rates then
+        come from the wall time since the start over everything done, so the ETA accounts for
+        programs running side by side."""
+        kind, total = self.budgets[index]
+        self.done[kind] += total - self.program_done[index]
+        self.program_done[index] = total
+        self.measured[kind] = self.done[kind]
+        self.seconds[kind] = self.clock() - self.started
+        self.label = f"{label} done" if label else ""
+        self.bar.n = sum(
+            min(d / t, 1.0) if t else 1.0
+            for d, (_, t) in zip(self.program_done, self.budgets, strict=True)
+        )
+        self._show()
+
     def _show(self) -> None:
         self.bar.unit = f"{self.label}: {self.status()}" if self.label else self.status()
         self.bar.refresh()

@@ -457,6 +457,31 @@ def overall_progress(jobs: Sequence[tuple[RunGroup, Any]], show: bool) -> Overal
     return OverallProgress(budgets, show=show, units=units)
 
 
+class LocalExecutor:
+    """Run groups one after another in this process (the default executor; `benchmarks.executors`
+    has the Ray one)."""
+
+    def execute(self, jobs, out: Path, progress, log: bool = False) -> list[Path]:
+        """Run every (group, program) job into `out`; the run folders written, in job order.
+        With `log`, each job's start and end are written above the progress bar."""
+        written: list[Path] = []
+        for i, (group, program) in enumerate(jobs, 1):
+            resuming = checkpoint_path(out, group).exists()
+            if log:
+                progress.write(
+                    f"[{i}/{len(jobs)}] {group.title} seeds {group.seeds}"
+                    + (" (resuming from its checkpoint)" if resuming else "")
+                )
+            update = progress.callback(i - 1, resuming, group.title)
+            written += run_group(group, out, progress=update, program=program)
+            if log:
+                progress.write(f"[{i}/{len(jobs)}] done; {progress.line()}")
+        return written
+
+
+LOCAL = LocalExecutor()
+
+
 def run(
     track: Track,
     tier: str,
@@ -466,20 +491,16 @@ def run(
     agents: Sequence[str] | None = None,
     agent_configs: dict[str, dict[str, Any]] | None = None,
     show_progress: bool = True,
+    executor: Any = None,
 ) -> dict[str, list[str]]:
-    """Run every pending group of a selection; returns {'written': [...], 'skipped': [...]}."""
+    """Run every pending group of a selection (with `executor`, default `LOCAL`); returns
+    {'written': [...], 'skipped': [...]}."""
     check_output_folder(out)
     groups, finished = plan(track, tier, experiments, seeds, out, agents, agent_configs)
-    built = [programs.build(g.experiment, g.agent, g.agent_config) for g in groups]
-    progress = overall_progress(list(zip(groups, built, strict=True)), show_progress)
-    written: list[str] = []
+    jobs = [(g, programs.build(g.experiment, g.agent, g.agent_config)) for g in groups]
+    progress = overall_progress(jobs, show_progress)
     try:
-        for i, (group, program) in enumerate(zip(groups, built, strict=True)):
-            resuming = checkpoint_path(out, group).exists()
-            label = f"{group.experiment.name}/{group.agent} seeds={group.seeds}"
-            update = progress.callback(i, resuming, label)
-            folders = run_group(group, out, progress=update, program=program)
-            written.extend(map(str, folders))
+        written = (executor or LOCAL).execute(jobs, out, progress)
     finally:
         progress.close()
-    return {"written": written, "skipped": finished}
+    return {"written": [str(f) for f in written], "skipped": finished}
