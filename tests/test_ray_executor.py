@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray instance for the module; its workers can import `ray_agents`."""
+    """One local Ray instance for the module; its workers can import `toy_agents`."""
     paths = [str(HERE), os.getcwd(), os.environ.get("PYTHONPATH", "")]
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
@@ -37,6 +37,22 @@ def _bytes(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("results.csv"))}
 
 
+def _run(out, executor=None, agent="vtrace_lstm", seeds=(0,), config=None):
+    """Credit's smoke Chain for one agent into `out` (default executor: local)."""
+    configs = {agent: config} if config is not None else None
+    return runner.run(
+        CREDIT,
+        "smoke",
+        SMOKE,
+        list(seeds),
+        out,
+        agents=[agent],
+        agent_configs=configs,
+        show_progress=False,
+        executor=executor,
+    )
+
+
 @pytest.mark.slow
 def test_ray_writes_the_local_executors_bytes_and_skips_finished_runs(tmp_path, local_ray):
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -47,60 +63,31 @@ def test_ray_writes_the_local_executors_bytes_and_skips_finished_runs(tmp_path, 
     assert _bytes(remote) == _bytes(local) and len(_bytes(local)) == 2
     metas = store.load_metas([remote])
     assert {m["seed"] for m in metas} == {0, 1} and not any(m["resumed"] for m in metas)
-    again = runner.run(
-        CREDIT,
-        "smoke",
-        SMOKE,
-        [0, 1],
-        remote,
-        agents=["vtrace_lstm"],
-        show_progress=False,
-        executor=executors.RayExecutor(),
-    )
-    assert again == {"written": [], "skipped": again["skipped"]} and len(again["skipped"]) == 2
+    again = _run(remote, executors.RayExecutor(), seeds=(0, 1))
+    assert again["written"] == [] and len(again["skipped"]) == 2
+
+
+class _Interrupting:
+    """An executor that stops the first group right after its first chunk's checkpoint."""
+
+    def execute(self, jobs, out, progress, log=False):
+        group, program = jobs[0]
+
+        def update(n):
+            raise KeyboardInterrupt
+
+        runner.run_group(group, out, progress=update, program=program)
 
 
 @pytest.mark.slow
 def test_an_interrupted_group_resumes_from_its_checkpoint_on_a_worker(tmp_path, local_ray):
-    def interrupt_after_first_chunk(self, jobs, out, progress, log=False):
-        group, program = jobs[0]
-        calls = []
-
-        def update(n):
-            calls.append(n)
-            if len(calls) == 1:
-                raise KeyboardInterrupt  # after the first chunk's checkpoint is written
-
-        runner.run_group(group, out, progress=update, program=program)
-
     interrupted = tmp_path / "ray"
     with pytest.raises(KeyboardInterrupt):
-        runner.run(
-            CREDIT,
-            "smoke",
-            SMOKE,
-            [0],
-            interrupted,
-            agents=["vtrace_lstm"],
-            show_progress=False,
-            executor=type("Interrupting", (), {"execute": interrupt_after_first_chunk})(),
-        )
+        _run(interrupted, _Interrupting())
     assert list(interrupted.rglob("checkpoint_*.npz"))
-    runner.run(
-        CREDIT,
-        "smoke",
-        SMOKE,
-        [0],
-        interrupted,
-        agents=["vtrace_lstm"],
-        show_progress=False,
-        executor=executors.RayExecutor(),
-    )
-    uninterrupted = tmp_path / "local"
-    runner.run(
-        CREDIT, "smoke", SMOKE, [0], uninterrupted, agents=["vtrace_lstm"], show_progress=False
-    )
-    assert _bytes(interrupted) == _bytes(uninterrupted)
+    _run(interrupted, executors.RayExecutor())
+    _run(tmp_path / "local")
+    assert _bytes(interrupted) == _bytes(tmp_path / "local")
     (meta,) = store.load_metas([interrupted])
     assert meta["resumed"] is True
     assert not list(interrupted.rglob("checkpoint_*.npz"))
@@ -110,19 +97,9 @@ def test_an_interrupted_group_resumes_from_its_checkpoint_on_a_worker(tmp_path, 
 def test_a_runs_error_on_a_worker_names_the_run(tmp_path, local_ray, monkeypatch):
     from baselines import AGENTS
 
-    monkeypatch.setitem(AGENTS, "diverging", "ray_agents:diverging")
+    monkeypatch.setitem(AGENTS, "diverging", "toy_agents:diverging")
     with pytest.raises(executors.RunFailed) as failure:
-        runner.run(
-            CREDIT,
-            "smoke",
-            SMOKE,
-            [0],
-            tmp_path,
-            agents=["diverging"],
-            agent_configs={"diverging": {}},
-            show_progress=False,
-            executor=executors.RayExecutor(),
-        )
+        _run(tmp_path, executors.RayExecutor(), agent="diverging", config={})
     message = str(failure.value)
     assert "credit/chain_first_step_L5/diverging seeds [0]" in message
     assert "TrainingDiverged" in message and "loss is not finite" in message
@@ -135,27 +112,16 @@ def test_a_worker_killed_mid_run_is_retried_and_resumes_from_its_checkpoint(
 ):
     from baselines import AGENTS
 
-    monkeypatch.setitem(AGENTS, "dying", "ray_agents:dying")
+    monkeypatch.setitem(AGENTS, "dying", "toy_agents:dying")
     marker = tmp_path / "died"
     # 6 acting steps per chunk (one 4 x 6 unroll): the worker dies in the second chunk, after
     # the first chunk's checkpoint.
-    config = {"dying": {"marker": str(marker), "after": 8}}
-    run = lambda out, executor: runner.run(  # noqa: E731
-        CREDIT,
-        "smoke",
-        SMOKE,
-        [0],
-        out,
-        agents=["dying"],
-        agent_configs=config,
-        show_progress=False,
-        executor=executor,
-    )
-    run(tmp_path / "ray", executors.RayExecutor())
+    config = {"marker": str(marker), "after": 8}
+    _run(tmp_path / "ray", executors.RayExecutor(), agent="dying", config=config)
     assert marker.exists()  # a worker did die
     (meta,) = store.load_metas([tmp_path / "ray"])
     assert meta["resumed"] is True  # the retry resumed from the checkpoint
-    run(tmp_path / "local", None)  # the marker exists now: runs through
+    _run(tmp_path / "local", agent="dying", config=config)  # marker there: runs through
     assert _bytes(tmp_path / "ray") == _bytes(tmp_path / "local")
 
 

@@ -106,24 +106,10 @@ def test_sigkill_mid_run_then_rerun_resumes_to_identical_numbers(tmp_path):
     assert all(m["resumed"] for m in metas)
 
 
-def _diverging_agent(specs, **config):
-    def init(key, env_specs, num_envs):
-        return jnp.zeros(())
-
-    def act(state, timestep, key):
-        return jnp.zeros(timestep.step_type.shape, jnp.int32), state, {}
-
-    def update(state, trajectory, key):
-        return state + 1, {"loss": jnp.where(state >= 1, jnp.nan, 1.0)}
-
-    return Agent(init, act, update)
-
-
 def test_nan_in_training_stops_the_run_with_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "diverging_agent", sys.modules[__name__])
     from baselines import AGENTS
 
-    monkeypatch.setitem(AGENTS, "diverging", f"{__name__}:_diverging_agent")
+    monkeypatch.setitem(AGENTS, "diverging", "toy_agents:diverging")
     with pytest.raises(runner.TrainingDiverged, match="loss is not finite at step 48 for seed 0"):
         runner.run(
             CREDIT,

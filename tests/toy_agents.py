@@ -1,5 +1,5 @@
-"""Agents for the Ray executor tests, importable by Ray's worker processes (the tests put this
-folder on their PYTHONPATH): they must not live in a test module that only pytest can import."""
+"""Toy agents for the runner and executor tests, in a plain module (not a test module) so that
+Ray's worker processes can import them too (the Ray tests put this folder on their PYTHONPATH)."""
 
 import os
 
