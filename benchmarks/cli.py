@@ -47,14 +47,25 @@ _steps = _int_option("--max-steps", 1, "a positive integer")
 _every = _int_option("--every", 1, "a positive integer")
 
 
-def _fps(value: str) -> float:
-    try:
-        fps = float(value)
-    except ValueError:
-        fps = 0.0
-    if not 0 < fps <= 1000:  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"--fps must be a number in (0, 1000], got {value!r}")
-    return fps
+def _number_option(option: str, accepted: str, low: float, high: float, open_low: bool):
+    """An argparse type for a real option in [low, high] (or (low, high]); errors name the
+    option and value (nan is never accepted)."""
+
+    def parse(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            x = float("nan")
+        if not (low < x if open_low else low <= x) or not x <= high:
+            raise argparse.ArgumentTypeError(f"{option} must be {accepted}, got {value!r}")
+        return x
+
+    return parse
+
+
+_fps = _number_option("--fps", "a number in (0, 1000]", 0.0, 1000.0, open_low=True)
+_cpus = _number_option("--cpus-per-run", "a number >= 0", 0.0, float("inf"), open_low=False)
+_gpus = _number_option("--gpus-per-run", "a number >= 0", 0.0, float("inf"), open_low=False)
 
 
 def _json_object(option: str, text: str | None) -> dict:
@@ -75,16 +86,6 @@ def _json_object(option: str, text: str | None) -> dict:
 TIER_HELP = "a tier of the track (default quick); `tracks list` shows each track's tiers"
 
 
-def _non_negative_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
 def _executor_options(command: argparse.ArgumentParser) -> None:
     """Where the run groups execute (`benchmarks.executors`)."""
     command.add_argument(
@@ -96,12 +97,8 @@ def _executor_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--address", default=None, help="Ray cluster address (default: start a local Ray)"
     )
-    command.add_argument(
-        "--cpus-per-run", type=_non_negative_number, default=1.0, help="Ray CPUs per run group"
-    )
-    command.add_argument(
-        "--gpus-per-run", type=_non_negative_number, default=0.0, help="Ray GPUs per run group"
-    )
+    command.add_argument("--cpus-per-run", type=_cpus, default=1.0, help="Ray CPUs per run group")
+    command.add_argument("--gpus-per-run", type=_gpus, default=0.0, help="Ray GPUs per run group")
 
 
 def _executor(args):

@@ -84,10 +84,6 @@ class OverallProgress:
                 self.measured[kind] += int(n)
                 self.seconds[kind] += now - last[0]
             last[0] = now
-            self.bar.n = sum(
-                min(d / t, 1.0) if t else 1.0
-                for d, (_, t) in zip(self.program_done, self.budgets, strict=True)
-            )
             self._show()
 
         return update
@@ -102,13 +98,14 @@ class OverallProgress:
         self.measured[kind] = self.done[kind]
         self.seconds[kind] = self.clock() - self.started
         self.label = f"{label} done" if label else ""
+        self._show()
+
+    def _show(self) -> None:
+        """The bar counts programs, each running one by its fraction done."""
         self.bar.n = sum(
             min(d / t, 1.0) if t else 1.0
             for d, (_, t) in zip(self.program_done, self.budgets, strict=True)
         )
-        self._show()
-
-    def _show(self) -> None:
         self.bar.unit = f"{self.label}: {self.status()}" if self.label else self.status()
         self.bar.refresh()
 

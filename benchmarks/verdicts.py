@@ -7,7 +7,7 @@ directly and shows `line`; nothing parses a verdict back out of text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -86,11 +86,6 @@ def fmt(est: stats.Estimate, spec: str = ".3f") -> str:
     return f"{est.value:{spec}} [{est.low:{spec}}, {est.high:{spec}}] (n={est.n})"
 
 
-def statuses(verdicts: Sequence[Verdict]) -> dict[str, str]:
-    """Claim id -> status, e.g. for tests and summaries."""
-    return {v.claim: v.status for v in verdicts}
-
-
 __all__ = [
     "INSUFFICIENT_BUDGET",
     "INSUFFICIENT_DATA",
@@ -102,6 +97,5 @@ __all__ = [
     "Verdict",
     "fmt",
     "judge",
-    "statuses",
     "verdict",
 ]
