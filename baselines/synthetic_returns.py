@@ -87,6 +87,14 @@ class SRConfig(VTraceConfig):
     # slot for every later step), so the gate can open at the steps a delayed reward arrives
     # without first finding time in a torso built for the policy. c never reads it.
     sr_time_input: bool = False
+    # The SR replay (not in the paper; docs/credit.md): the last `sr_replay` finished episodes'
+    # SR inputs x_k (as the actor stored them in its memory) and rewards are kept, and every
+    # update adds the regression on `sr_replay_batch` of them, drawn uniformly, to the online
+    # one. It trains the c, b and G heads only (the stored inputs are frozen), so the regression
+    # sees ~100 episodes per update while the agent learns from a few. 0 turns it off (the
+    # spec's online-only regression).
+    sr_replay: int = 0
+    sr_replay_batch: int = 128
 
     def __post_init__(self):
         super().__post_init__()
@@ -116,6 +124,8 @@ class SRConfig(VTraceConfig):
         if not self.c_l2 >= 0:
             raise ValueError(f"c_l2 must be >= 0, got {self.c_l2!r}")
         check_positive_int("gate_warmup_updates", self.gate_warmup_updates, minimum=0)
+        check_positive_int("sr_replay", self.sr_replay, minimum=0)
+        check_positive_int("sr_replay_batch", self.sr_replay_batch)
 
 
 def resolve_capacity(config: SRConfig, specs: EnvSpecs) -> int:
@@ -137,6 +147,19 @@ def resolve_capacity(config: SRConfig, specs: EnvSpecs) -> int:
     return int(config.capacity)
 
 
+def check_replay(config: SRConfig, specs: EnvSpecs, capacity: int) -> None:
+    """The SR replay stores whole episodes from the memory: they must fit in it."""
+    if not config.sr_replay:
+        return
+    bound = specs.max_episode_steps
+    if bound is None or bound > capacity:
+        raise ValueError(
+            f"sr_replay={config.sr_replay} needs whole episodes in the SR memory: "
+            f"max_episode_steps={bound} against capacity={capacity}. Use sr_replay=0 for "
+            "environments without an episode bound within the capacity (e.g. Skiing)"
+        )
+
+
 # ------------------------------------------------------------------------------- containers
 
 
@@ -148,12 +171,25 @@ class SRMemory(NamedTuple):
     count: jax.Array  # [N] int32 valid entries, min(steps so far in the episode, C)
 
 
+class SRReplay(NamedTuple):
+    """Finished episodes for the replayed regression (`sr_replay`), and each environment's
+    targets of its current episode."""
+
+    inputs: jax.Array  # [R, C, W] x_0 .. x_{n-1} of a finished episode, in step order
+    targets: jax.Array  # [R, C] r_1 .. r_n: the reward that followed each x_k
+    lengths: jax.Array  # [R] int32 n, the episode's acting steps
+    pos: jax.Array  # int32 [] slot written next
+    count: jax.Array  # int32 [] stored episodes, min(finished so far, R)
+    current: jax.Array  # [N, C] targets of each environment's current episode so far
+
+
 class SRState(NamedTuple):
     params: hk.Params
     opt_state: optax.OptState
     core_state: Any  # LSTM state per environment, [N, H] leaves
     memory: SRMemory
     updates: jax.Array  # int32 [] learner updates done (drives the gate warm-up)
+    replay: SRReplay | None = None  # None without `sr_replay`
 
 
 class SROutputs(NamedTuple):
@@ -257,6 +293,7 @@ class SRNetwork(NamedTuple):
 
 def build_network(specs: EnvSpecs, config: SRConfig) -> SRNetwork:
     capacity = resolve_capacity(config, specs)
+    check_replay(config, specs, capacity)
     width = config.torso_width if config.sr_input == "embedding" else config.lstm_size
 
     def forward():
@@ -331,6 +368,81 @@ def write_memory(memory: SRMemory, x: jax.Array, first: jax.Array) -> SRMemory:
     count = jnp.where(first, 0, memory.count)  # [N]
     slots = jax.vmap(lambda s, i, v: s.at[i].set(v))(memory.slots, pos, x.astype(jnp.float32))
     return SRMemory(slots, (pos + 1) % capacity, jnp.minimum(count + 1, capacity))
+
+
+def empty_replay(config: SRConfig, num_envs: int, capacity: int, width: int) -> SRReplay | None:
+    size = config.sr_replay
+    if not size:
+        return None
+    return SRReplay(
+        inputs=jnp.zeros((size, capacity, width), jnp.float32),
+        targets=jnp.zeros((size, capacity), jnp.float32),
+        lengths=jnp.zeros((size,), jnp.int32),
+        pos=jnp.int32(0),
+        count=jnp.int32(0),
+        current=jnp.zeros((num_envs, capacity), jnp.float32),
+    )
+
+
+def record_episodes(replay: SRReplay, memory: SRMemory, timestep: TimeStep) -> SRReplay:
+    """The actor's per-step bookkeeping, before it writes this step's x into the memory.
+
+    The reward arriving with o_t is the target of the previous row (x_{t−1}); at a LAST step
+    the memory holds x_0 .. x_{n−1} of the finished episode in slot order (it started empty at
+    FIRST and the episode fits), which is stored with its targets.
+    """
+    capacity = memory.slots.shape[1]
+    first, last = timestep.first(), timestep.last()  # [N]
+    previous = (memory.pos - 1) % capacity  # [N]
+    reward = timestep.reward.astype(jnp.float32)
+    current = jax.vmap(lambda row, i, r, keep: row.at[i].set(jnp.where(keep, r, row[i])))(
+        replay.current, previous, reward, ~first
+    )
+    size = replay.inputs.shape[0]
+    order = jnp.cumsum(last) - 1  # [N] the finished episodes' order this step
+    slot = jnp.where(last, (replay.pos + order) % size, size)  # `size` is dropped
+    finished = jnp.sum(last, dtype=jnp.int32)
+    return SRReplay(
+        inputs=replay.inputs.at[slot].set(memory.slots, mode="drop"),
+        targets=replay.targets.at[slot].set(current, mode="drop"),
+        lengths=replay.lengths.at[slot].set(memory.count, mode="drop"),
+        pos=(replay.pos + finished) % size,
+        count=jnp.minimum(replay.count + finished, size),
+        current=current,
+    )
+
+
+def replay_forward(
+    network: SRNetwork, params: hk.Params, inputs: jax.Array, gate_open: jax.Array | bool = False
+) -> SROutputs:
+    """The regression over whole stored episodes, inputs [B, C, W] in step order; every step's
+    window is the episode so far (it fits in the capacity)."""
+    batch, capacity = inputs.shape[:2]
+    steps = jnp.broadcast_to(jnp.arange(capacity, dtype=jnp.int32), (batch, capacity))
+    c, _, gate_logit, b = network.heads(params, inputs, inputs[:, :0], steps)  # [B, C] each
+    memory_sum = jnp.cumsum(c, axis=1) - c  # exclusive: Σ_{k<t} c_k
+    g = jax.nn.sigmoid(gate_logit)
+    gate = jnp.where(gate_open, 1.0, g)
+    return SROutputs(c=c, g=g, b=b, memory_sum=memory_sum, prediction=gate * memory_sum + b)
+
+
+def replay_loss(
+    network: SRNetwork,
+    params: hk.Params,
+    replay: SRReplay,
+    key: jax.Array,
+    scale: float,
+    gate_open: jax.Array | bool = False,
+) -> jax.Array:
+    """L_SR over `sr_replay_batch` stored episodes drawn uniformly, scaled by `scale` per
+    episode (0 until an episode has finished)."""
+    config = network.config
+    idx = jax.random.randint(key, (config.sr_replay_batch,), 0, jnp.maximum(replay.count, 1))
+    inputs, targets, lengths = replay.inputs[idx], replay.targets[idx], replay.lengths[idx]
+    sr = replay_forward(network, params, inputs, gate_open)
+    valid = (jnp.arange(inputs.shape[1])[None] < lengths[:, None]).astype(jnp.float32)
+    loss = regression_loss(sr, targets * config.reward_scale, valid, config.c_l2)
+    return jnp.where(replay.count > 0, loss * scale / config.sr_replay_batch, 0.0)
 
 
 def memory_in_age_order(values: jax.Array, memory: SRMemory) -> tuple[jax.Array, jax.Array]:
@@ -438,7 +550,12 @@ def param_group(module: str) -> str:
 
 
 def loss_terms(
-    network: SRNetwork, params: hk.Params, trajectory: Trajectory, updates: jax.Array | int = 0
+    network: SRNetwork,
+    params: hk.Params,
+    trajectory: Trajectory,
+    updates: jax.Array | int = 0,
+    replay: SRReplay | None = None,
+    key: jax.Array | None = None,
 ) -> LossTerms:
     """Every term of the SR agent's loss on one unroll (time-major, T + 1 timesteps).
 
@@ -457,6 +574,12 @@ def loss_terms(
     targets = ts.reward[1:] * config.reward_scale  # [T, N]
     valid = 1.0 - ts.last()[:-1].astype(jnp.float32)  # [T, N]
     sr_loss = regression_loss(sr, targets, valid, config.c_l2)
+    replayed = jnp.float32(0.0)
+    if replay is not None:  # scaled per episode like the online unroll's N environments
+        replayed = replay_loss(
+            network, params, replay, key, targets.shape[1], gate_open(config, updates)
+        )
+        sr_loss = sr_loss + replayed
     rl_rewards = jax.lax.stop_gradient(config.alpha * sr.c + config.beta * targets)  # [T, N]
     rl_loss, metrics = vtrace_loss(logits, values, trajectory, config, rewards=rl_rewards)
     loss = rl_loss + sr_loss if config.sr_loss else rl_loss
@@ -473,6 +596,8 @@ def loss_terms(
         "g_mean": mean(sr.g),
         "b_mean": mean(sr.b),
     }
+    if replay is not None:
+        metrics["sr_replay_loss"] = replayed
     return LossTerms(loss, rl_loss, sr_loss, targets, rl_rewards, valid, sr, metrics)
 
 
@@ -493,6 +618,7 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
             network.initial_core_state(num_envs),
             empty_memory(num_envs, network.capacity, network.width),
             jnp.int32(0),
+            empty_replay(config, num_envs, network.capacity, network.width),
         )
 
     def act(state: SRState, timestep: TimeStep, key: jax.Array):
@@ -502,12 +628,16 @@ def make(specs: EnvSpecs, **overrides: Any) -> Agent:
         )
         logits = outputs[0]
         action = jax.random.categorical(key, logits).astype(jnp.int32)  # [N]
+        replay = state.replay
+        if replay is not None:
+            replay = record_episodes(replay, state.memory, timestep)
         memory = write_memory(state.memory, _select_input(outputs, config), first)
-        return action, state._replace(core_state=core_state, memory=memory), {"logits": logits}
+        state = state._replace(core_state=core_state, memory=memory, replay=replay)
+        return action, state, {"logits": logits}
 
     def update(state: SRState, trajectory: Trajectory, key: jax.Array):
         def loss_fn(params, trajectory: Trajectory):
-            terms = loss_terms(network, params, trajectory, state.updates)
+            terms = loss_terms(network, params, trajectory, state.updates, state.replay, key)
             return terms.loss, terms.metrics
 
         state, metrics = gradient_update(loss_fn, optimiser)(state, trajectory, key)

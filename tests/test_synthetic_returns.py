@@ -373,3 +373,86 @@ def test_trains_on_chain_with_finite_sr_diagnostics():
     assert np.all(logs["sr_loss"] > 0)
     assert np.all((logs["g_mean"] > 0) & (logs["g_mean"] < 1))
     assert np.all(logs["episodes"] > 0)
+
+
+# ------------------------------------------------------------------------------- SR replay
+
+REPLAY = {**CONFIG, "sr_replay": 4, "sr_replay_batch": 3}
+REPLAY_NETWORK = sr.build_network(SPECS, sr.SRConfig(**REPLAY))
+REPLAY_AGENT = sr.make(SPECS, **REPLAY)
+# Two episodes of 5 acting steps (the capacity), then a third begins: F M M M M L F M M M M L F.
+REPLAY_STEPS = np.array([F, M, M, M, M, L, F, M, M, M, M, L, F])
+
+
+def _replay_rollout():
+    step_types = np.repeat(REPLAY_STEPS[:, None], NUM_ENVS, 1)
+    obs = jax.random.uniform(jax.random.PRNGKey(6), (len(REPLAY_STEPS), NUM_ENVS, 5))
+    noise = jax.random.normal(jax.random.PRNGKey(7), step_types.shape)
+    rewards = jnp.where(jnp.asarray(step_types) == F, 0.0, noise)
+    state = REPLAY_AGENT.init(jax.random.PRNGKey(0), SPECS, NUM_ENVS)
+    states, _, _ = _rollout(
+        jax.jit(REPLAY_AGENT.act),
+        state,
+        _timesteps(obs, step_types, rewards),
+        jax.random.PRNGKey(3),
+    )
+    return states, obs, rewards
+
+
+def test_replay_stores_each_finished_episode_with_the_rewards_that_followed():
+    states, obs, rewards = _replay_rollout()
+    assert int(states[5].replay.count) == 0  # nothing stored before the first LAST step is seen
+    replay = states[6].replay  # after acting on the LAST step
+    assert int(replay.count) == NUM_ENVS and int(replay.pos) == NUM_ENVS
+    np.testing.assert_array_equal(np.asarray(replay.lengths[:NUM_ENVS]), 5)
+    params = states[0].params
+    outputs, _ = REPLAY_NETWORK.unroll(
+        params,
+        obs[:5],
+        jnp.asarray(REPLAY_STEPS[:5, None] == F).repeat(NUM_ENVS, 1),
+        REPLAY_NETWORK.initial_core_state(NUM_ENVS),
+    )
+    x = sr._select_input(outputs, REPLAY_NETWORK.config)  # [5, N, W] x_0 .. x_4
+    for env in range(NUM_ENVS):  # env e's episode went to slot e, in step order
+        np.testing.assert_allclose(replay.inputs[env], x[:, env], atol=1e-6)
+        np.testing.assert_allclose(replay.targets[env], rewards[1:6, env], atol=1e-6)
+    # The second episode fills the next slots; the ring holds R = 4 episodes.
+    final = states[12].replay
+    assert int(final.count) == 4 and int(final.pos) == 0
+    for env in range(NUM_ENVS):
+        np.testing.assert_allclose(final.targets[NUM_ENVS + env], rewards[7:12, env], atol=1e-6)
+
+
+def test_replayed_regression_equals_the_online_one_on_the_same_episode():
+    states, obs, _ = _replay_rollout()
+    params, replay = states[0].params, states[12].replay
+    inputs = replay.inputs  # [R, C, W], whole episodes
+    replayed = sr.replay_forward(REPLAY_NETWORK, params, inputs)
+    firsts = jnp.zeros(inputs.shape[:2], bool).at[:, 0].set(True).T  # [C, R]
+    memory = sr.empty_memory(inputs.shape[0], REPLAY_NETWORK.capacity, REPLAY_NETWORK.width)
+    online = sr.sr_forward(REPLAY_NETWORK, params, inputs.transpose(1, 0, 2), firsts, memory)
+    for field in ("c", "g", "b", "memory_sum", "prediction"):
+        np.testing.assert_allclose(
+            getattr(replayed, field), getattr(online, field).T, atol=1e-5, err_msg=field
+        )
+
+
+def test_replay_trains_only_the_sr_heads_and_is_off_until_an_episode_has_finished():
+    states, _, _ = _replay_rollout()
+    params, key = states[0].params, jax.random.PRNGKey(1)
+    grads = jax.grad(lambda p: sr.replay_loss(REPLAY_NETWORK, p, states[12].replay, key, NUM_ENVS))(
+        params
+    )
+    norms = {m: sum(float(jnp.abs(v).sum()) for v in g.values()) for m, g in grads.items()}
+    assert all(v == 0 for m, v in norms.items() if not m.startswith(sr.SR_HEAD_PREFIX))
+    assert all(v > 0 for m, v in norms.items() if m.startswith(sr.SR_HEAD_PREFIX))
+    empty = states[0].replay
+    assert float(sr.replay_loss(REPLAY_NETWORK, params, empty, key, NUM_ENVS)) == 0.0
+
+
+def test_replay_needs_whole_episodes_in_the_memory():
+    with pytest.raises(ValueError, match="sr_replay=4 needs whole episodes"):
+        sr.make(SPECS, capacity=2, allow_short_capacity=True, sr_replay=4)
+    for bad in ({"sr_replay": -1}, {"sr_replay_batch": 0}):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            sr.SRConfig(**bad)
