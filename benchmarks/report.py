@@ -157,9 +157,13 @@ class ClaimVerdict(NamedTuple):
     def line(self) -> str:
         return self.verdict.line
 
+    @property
+    def criteria(self) -> str:
+        return self.verdict.criteria if self.ran else ""
+
 
 def verdicts_frame(claims: Sequence[ClaimVerdict]) -> pd.DataFrame:
-    columns = ["track", "claim", "title", "outcome", "status", "line"]
+    columns = ["track", "claim", "title", "outcome", "status", "criteria", "line"]
     return pd.DataFrame([{c: getattr(v, c) for c in columns} for v in claims], columns=columns)
 
 
@@ -767,6 +771,7 @@ ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white
 .problems li{color:#a00}
 .banner{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:.3em}
 table.claims summary{cursor:pointer}table.claims details[open] summary{font-weight:600}
+table.claims .fails{color:#a00}table.claims .holds{color:#2e7d32}
 @media (max-width:40em){main{padding:0 .5em 2em}table{display:block;overflow-x:auto}
 nav{gap:.2em .8em}}
 """.strip()
@@ -822,12 +827,21 @@ def _claims_table(verdicts: list[ClaimVerdict]) -> str:
     rows = "".join(
         f'<tr><td><a href="#{_e(v.track)}-claims">{_e(v.track)}</a></td><td>{_e(v.claim)}</td>'
         f"<td>{_badge(v.outcome)}</td><td><details><summary>{_e(v.title or v.line)}</summary>"
-        f"{_e(v.line)}</details></td></tr>"
+        f"{_e(v.line)}</details></td><td>{_criteria_html(v.criteria)}</td></tr>"
         for v in verdicts
     )
     return (
         '<table class="claims"><thead><tr><th>track</th><th>claim</th><th>verdict</th>'
-        f"<th>what is claimed (open for the numbers)</th></tr></thead><tbody>{rows}</tbody></table>"
+        "<th>what is claimed (open for the numbers)</th><th>criterion: ✓ holds, ✗ fails</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _criteria_html(criteria: str) -> str:
+    """The judged conditions one per line, the failing ones marked as such."""
+    items = [c for c in criteria.split(" · ") if c]
+    return "<br>".join(
+        f'<span class="{"fails" if c.startswith("✗") else "holds"}">{_e(c)}</span>' for c in items
     )
 
 

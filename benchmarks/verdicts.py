@@ -40,10 +40,16 @@ class Verdict(NamedTuple):
     status: str
     details: tuple[str, ...]  # the numbers behind the status, in reading order
     failed: tuple[str, ...] = ()  # the criterion's conditions that do not hold
+    held: tuple[str, ...] = ()  # ... and those that hold
 
     @property
     def outcome(self) -> str:
         return OUTCOMES[self.status]
+
+    @property
+    def criteria(self) -> str:
+        """The judged conditions, each marked as holding (✓) or not (✗); "" when not judged."""
+        return " · ".join([f"✓ {c}" for c in self.held] + [f"✗ {c}" for c in self.failed])
 
     @property
     def line(self) -> str:
@@ -60,11 +66,12 @@ def verdict(
     status: str,
     details: Iterable[str],
     failed: Iterable[str] = (),
+    held: Iterable[str] = (),
 ) -> Verdict:
     """A verdict for `claim`, titled from the track's `claims` table (claim id -> title)."""
     if status not in OUTCOMES:
         raise ValueError(f"unknown verdict status {status!r}; expected one of {sorted(OUTCOMES)}")
-    return Verdict(claim, claims[claim], status, tuple(details), tuple(failed))
+    return Verdict(claim, claims[claim], status, tuple(details), tuple(failed), tuple(held))
 
 
 def judge(
@@ -75,8 +82,11 @@ def judge(
 ) -> Verdict:
     """REPRODUCED when every (name, holds) condition holds, else NOT REPRODUCED naming the
     failed ones."""
+    conditions = list(conditions)
     failed = [name for name, ok in conditions if not ok]
-    return verdict(claims, claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    held = [name for name, ok in conditions if ok]
+    status = NOT_REPRODUCED if failed else REPRODUCED
+    return verdict(claims, claim, status, details, failed, held)
 
 
 def fmt(est: stats.Estimate, spec: str = ".3f") -> str:

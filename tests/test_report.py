@@ -231,6 +231,7 @@ def test_the_overview_tables_every_claim_and_flags_smoke_runs(built):
     assert '<table class="claims">' in overview
     assert overview.count("<details>") == 3  # T1-T3 of the toy track, none of idle
     assert '<td><span class="badge reproduced">reproduced</span></td>' in overview
+    assert '<span class="holds">✓ base &gt; 0.5</span>' in overview  # the judged criterion
     smoke = "Pipeline check, not results."
     assert smoke in overview  # the toy runs are smoke-tier runs
     for tiers, banner in (("smoke", True), ("quick", False), ("quick, smoke", False)):
@@ -249,13 +250,14 @@ def test_a_verdict_is_a_value_with_its_line_and_outcome():
         ("SR ≥ 0.8",),
     )
     assert v.line == "K2 (the same, on Catch): NOT REPRODUCED — SR 0.4 (n=5); failed: SR ≥ 0.8"
+    assert v.criteria == "✓ n ≥ 3 · ✗ SR ≥ 0.8"
     assert verdicts.judge(claims, "K2", [("n ≥ 3", True)], []).outcome == "reproduced"
     budget = verdicts.verdict(claims, "K2", verdicts.INSUFFICIENT_BUDGET, ["n=1"])
     assert budget.outcome == "not run"
     with pytest.raises(ValueError, match="'MAYBE'.*REPRODUCED"):
         verdicts.verdict(claims, "K2", "MAYBE", [])
     not_run = report.ClaimVerdict("t", verdicts.judge(claims, "K2", [], []), ran=False)
-    assert (not_run.status, not_run.outcome) == ("REPRODUCED", "not run")
+    assert (not_run.status, not_run.outcome, not_run.criteria) == ("REPRODUCED", "not run", "")
 
 
 # ------------------------------------------------------------------------------- bad files

@@ -565,7 +565,7 @@ def verdict_a2(evals: pd.DataFrame, folders: Sequence[Path]) -> Verdict:
     details.append(f"target {target:.2f} episodes/s (the 1000-episode set in ≤ 1 h, 12 potions)")
     full = evals[(evals.experiment == IO_EXPERIMENT) & (evals.agent == IO)] if len(evals) else []
     if i2_violations:
-        return verdict(CLAIMS, "A2", NOT_REPRODUCED, details)
+        return verdict(CLAIMS, "A2", NOT_REPRODUCED, details, ["I2: the released IO trace"])
     if len(full) == 0:
         details.append(
             "the exact IO did not run on the 12-potion evaluation set (I3 needs its score "

@@ -49,8 +49,6 @@ from benchmarks.track_report import (
 )
 from benchmarks.verdicts import (
     INSUFFICIENT_DATA,
-    NOT_REPRODUCED,
-    REPRODUCED,
     Verdict,
     judge,
     verdict,
@@ -383,11 +381,9 @@ def verdict_c3(scores: pd.DataFrame) -> Verdict:
         )
         better.append(ratio <= 1.0)
         parity.append(ratio <= C3_PARITY)
-    if all(better):
-        return verdict(CLAIMS, "C3", REPRODUCED, details)
-    if all(parity):
+    if all(parity) and not all(better):
         details.append(f"parity: MoD within {C3_PARITY}× of dense at every budget")
-    return verdict(CLAIMS, "C3", NOT_REPRODUCED, details, ["best MoD ≤ best dense at every budget"])
+    return judge(CLAIMS, "C3", [("best MoD ≤ best dense at every budget", all(better))], details)
 
 
 def verdict_c4(scores: pd.DataFrame) -> Verdict:

@@ -37,10 +37,9 @@ from benchmarks.tracks.credit.experiments import SR_REGRESSION
 from benchmarks.verdicts import (
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,
-    NOT_REPRODUCED,
-    REPRODUCED,
     Verdict,
     fmt,
+    judge,
     verdict,
 )
 
@@ -156,8 +155,7 @@ def _status(
     if short:
         details = details + [f"need ≥ {MIN_SEEDS} seeds per agent: " + ", ".join(short)]
         return verdict(CLAIMS, claim, INSUFFICIENT_DATA, details)
-    failed = [name for name, ok in conditions if not ok]
-    return verdict(CLAIMS, claim, NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return judge(CLAIMS, claim, conditions, details)
 
 
 def verdict_k1(frame: pd.DataFrame) -> Verdict:
@@ -270,8 +268,7 @@ def verdict_k4(episodes: pd.DataFrame) -> Verdict:
         (f"argmax fraction ≥ {K4_ARGMAX_FRACTION}", fraction >= K4_ARGMAX_FRACTION),
         ("g before the door > episode median", g_door > g_median),
     ]
-    failed = [name for name, ok in conditions if not ok]
-    return verdict(CLAIMS, "K4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return judge(CLAIMS, "K4", conditions, details)
 
 
 def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, float]:

@@ -53,6 +53,7 @@ from benchmarks.verdicts import (
     PARTIAL,
     REPRODUCED,
     Verdict,
+    judge,
     verdict,
 )
 from benchmarks.verdicts import (
@@ -444,6 +445,12 @@ def verdict_p1(data: Data) -> Verdict:
         _budget_text(data, arms),
         *_fallback_ratios(data),
     ]
+    conditions = [
+        (f"EPN ≥ {P1_REPRODUCED}× the best baseline", ratio.value >= P1_REPRODUCED),
+        ("CIs disjoint from every baseline", disjoint),
+    ]
+    failed = [name for name, ok in conditions if not ok]
+    held = [name for name, ok in conditions if ok]
     if ratio.value >= P1_REPRODUCED and disjoint:
         status = REPRODUCED
     elif ratio.value >= P1_PARTIAL:
@@ -452,7 +459,7 @@ def verdict_p1(data: Data) -> Verdict:
     else:
         status = NOT_REPRODUCED
         details.append(f"below {P1_PARTIAL}× at this budget")
-    return verdict(CLAIMS, "P1", status, details)
+    return verdict(CLAIMS, "P1", status, details, failed, held)
 
 
 def _fallback_ratios(data: Data) -> list[str]:
@@ -509,8 +516,7 @@ def verdict_p2(data: Data) -> Verdict:
             f"({_steps_text(budget(data, design.ROLE_MPG, EPN))} steps) was too small for it to "
             "plan"
         )
-    failed = [name for name, ok in conditions if not ok]
-    return verdict(CLAIMS, "P2", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return judge(CLAIMS, "P2", conditions, details)
 
 
 def verdict_p3(data: Data) -> Verdict:
@@ -566,8 +572,7 @@ def verdict_p4(data: Data) -> Verdict:
         ("K=4 > K=1 with disjoint CIs", bool(k["EPN K=4"].low > k["EPN K=1"].high)),
         (f"{P4_SIDE}x{P4_SIDE}: K_test = 2K ≥ K_test = K", bool(at_2k.value >= at_k.value)),
     ]
-    failed = [name for name, ok in conditions if not ok]
-    return verdict(CLAIMS, "P4", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return judge(CLAIMS, "P4", conditions, details)
 
 
 def _normalised(
@@ -665,8 +670,7 @@ def verdict_p6(data: Data) -> Verdict:
             bool(nyc_est.n and nyc_est.value <= P6_NYC_EFFICIENCY),
         )
     )
-    failed = [name for name, ok in conditions if not ok]
-    return verdict(CLAIMS, "P6", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+    return judge(CLAIMS, "P6", conditions, details)
 
 
 def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
@@ -713,13 +717,13 @@ def verdict_p7(data: Data) -> Verdict:
             INSUFFICIENT_DATA,
             details + ["no distance d >= 2 with iterations d − 1 and d"],
         )
-    failed = []
+    conditions = []
     for d, values in gains.items():
         est = stats.iqm_ci(values[np.isfinite(values)])
         details.append(f"d={d}: accuracy(k={d}) − accuracy(k={d - 1}) = {fmt(est, '+.1f')} points")
-        if not (est.n and est.value >= P7_MIN_GAIN):
-            failed.append(f"d={d} gain ≥ {P7_MIN_GAIN:.0f} points")
-    return verdict(CLAIMS, "P7", NOT_REPRODUCED if failed else REPRODUCED, details, failed)
+        holds = bool(est.n and est.value >= P7_MIN_GAIN)
+        conditions.append((f"d={d} gain ≥ {P7_MIN_GAIN:.0f} points", holds))
+    return judge(CLAIMS, "P7", conditions, details)
 
 
 def verdicts(data: Data) -> list[Verdict]:
