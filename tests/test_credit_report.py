@@ -336,9 +336,25 @@ def test_k2_shows_an_alternative_reading_without_judging_it(reproduced):
     verdict = fig.verdict_k2(pd.concat([frame, alt], ignore_index=True))
     assert verdict.status == before.status == "REPRODUCED"
     assert "reading sr α=1 β=0 (UNVERIFIED α, β; shown, not judged): 0.010" in verdict.line
+    assert "meets SR ≥ 0.8 and P ≥ 0.9: no" in verdict.line
     assert "reading" not in before
     drawn = fig.with_alternative_arms(pd.concat([frame, alt]), "delayed_catch_runs20")
     assert set(drawn.agent) == {"sr", "vtrace_lstm", "random", "sr α=1 β=0"}
+
+
+def test_a_reading_is_found_by_its_design_and_keeps_the_arm_it_reads():
+    from benchmarks.tracks.credit import experiments as credit
+
+    assert fig.alternative_arms("delayed_catch_runs20") == [
+        ("delayed_catch_runs20_sr_reward_only", "sr α=1 β=0")
+    ]
+    assert fig.alternative_arms("chain_first_step_L30") == []
+    base = credit.QUICK_CATCH[20]
+    reading = credit.sr_reading(base, "big_alpha", "α=3 β=1", {"alpha": 3.0})
+    assert reading.name == "delayed_catch_runs20_big_alpha" and reading.agents == ("sr",)
+    assert reading.design == {"reading_of": base.name, "reading": "sr α=3 β=1"}
+    assert reading.agent_config("sr") == {**base.agent_config("sr"), "alpha": 3.0}
+    assert reading.train == base.train
 
 
 def test_k3_needs_both_agents_to_eat_apples_and_falls_back_to_the_spec_random(reproduced):

@@ -108,6 +108,20 @@ def sr_check(name: str, experiment: Experiment, options: dict, seeds: int = 3) -
     )
 
 
+def sr_reading(experiment: Experiment, suffix: str, reading: str, options: dict) -> Experiment:
+    """The SR arm of `experiment` under a named reading of the UNVERIFIED α, β (its own
+    experiment, `<name>_<suffix>`): the report draws it beside the spec's SR arm and lists it in
+    the claim's line, labelled "sr <reading>", and never judges it in the spec arm's place."""
+    return dataclasses.replace(
+        experiment,
+        name=f"{experiment.name}_{suffix}",
+        label=f"{experiment.label}: SR {reading.replace(' ', ', ')} (UNVERIFIED reading)",
+        agents=("sr",),
+        agent_configs={"sr": {**experiment.agent_config("sr"), **options}},
+        design={"reading_of": experiment.name, "reading": f"sr {reading}"},
+    )
+
+
 def _with(configs: dict, **extra) -> dict:
     """Per-agent configs with `extra` merged into every learning agent's options."""
     return {agent: {**cfg, **extra} for agent, cfg in configs.items()}
@@ -210,15 +224,7 @@ QUICK = Tier(
         )
     )
     + tuple(QUICK_CATCH.values())
-    + (
-        dataclasses.replace(
-            QUICK_CATCH[20],
-            name="delayed_catch_runs20_sr_reward_only",
-            label="Delayed Catch, 20 games per episode: SR α=1, β=0 (UNVERIFIED reading)",
-            agents=("sr",),
-            agent_configs={"sr": {**QUICK_LEARNERS["sr"], **SR_REWARD_ONLY}},
-        ),
-    )
+    + (sr_reading(QUICK_CATCH[20], "sr_reward_only", "α=1 β=0", SR_REWARD_ONLY),)
     + (
         key_to_door(
             "key_to_door_ktd_tvt",

@@ -101,11 +101,6 @@ CHAIN_PANELS = (
 )
 CHAIN_RANDOM = 0.5  # exact success rate of the random policy
 CATCH_PANELS = (("delayed_catch_runs20", "runs = 20"), ("delayed_catch_runs5", "runs = 5"))
-# Named readings of the UNVERIFIED α, β run beside the spec's SR arm (same budget and learner):
-# experiment -> ((its own experiment, the arm's label), ...). Shown, never judged.
-ALTERNATIVE_ARMS = {
-    "delayed_catch_runs20": (("delayed_catch_runs20_sr_reward_only", "sr α=1 β=0"),),
-}
 CATCH_RANDOM = 2671 / 17496  # exact per-game catch probability of the random policy (≈ 0.1527)
 KTD_RANDOM_SPEC = {"door_opened": 0.05, "episode_return": 47.4}  # spec §1.3 [meas], ktd_tvt
 SKIING_EXPERIMENTS = ("skiing", "skiing_verdict")
@@ -195,13 +190,15 @@ def verdict_k2(frame: pd.DataFrame) -> Verdict:
         p = stats.probability_of_improvement(sr_scores, base_scores)
         details.append(f"P(SR > baseline) = {fmt(p)}")
         conditions.append((f"P(SR > baseline) ≥ {K2_P_MIN}", p.value >= K2_P_MIN))
-    for experiment, label in ALTERNATIVE_ARMS.get(K2_EXPERIMENT, ()):
+    for experiment, label in alternative_arms(K2_EXPERIMENT):
         alt, alt_scores = final_estimate(frame, experiment, SR, "catch_rate")
         if alt.n and len(base_scores):
             p = stats.probability_of_improvement(alt_scores, base_scores)
+            meets = alt.value >= K2_SR_MIN and p.value >= K2_P_MIN
             details.append(
                 f"reading {label} (UNVERIFIED α, β; shown, not judged): {fmt(alt)}, "
-                f"P(> baseline) = {fmt(p)}"
+                f"P(> baseline) = {fmt(p)}; meets SR ≥ {K2_SR_MIN} and "
+                f"P ≥ {K2_P_MIN}: {'yes' if meets else 'no'}"
             )
     estimates = {f"{K2_EXPERIMENT}/{SR}": sr, f"{K2_EXPERIMENT}/{BASELINE}": base}
     return _status("K2", estimates, conditions, details)
@@ -404,10 +401,21 @@ def figure_chain(frame: pd.DataFrame, out: Path) -> Figure | str:
     return Figure("chain", "Chain: success rate, baseline vs SR", [f"figures/{f}" for f in files])
 
 
+def alternative_arms(experiment: str) -> list[tuple[str, str]]:
+    """(experiment, label) of each named reading of the UNVERIFIED α, β run beside
+    `experiment`'s SR arm (same budget and learner; `experiments.sr_reading`), in tier order."""
+    arms: dict[str, str] = {}
+    for tier in track_registry.get("credit").tiers.values():
+        for e in tier.experiments:
+            if e.design.get("reading_of") == experiment:
+                arms.setdefault(e.name, e.design["reading"])
+    return list(arms.items())
+
+
 def with_alternative_arms(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """The experiment's rows plus its alternative SR arms' (agent renamed to the arm's label)."""
     parts = [frame[frame.experiment == experiment]]
-    for other, label in ALTERNATIVE_ARMS.get(experiment, ()):
+    for other, label in alternative_arms(experiment):
         rows = frame[(frame.experiment == other) & (frame.agent == SR)]
         parts.append(rows.assign(agent=label))
     return pd.concat(parts, ignore_index=True)
