@@ -456,3 +456,14 @@ def test_replay_needs_whole_episodes_in_the_memory():
     for bad in ({"sr_replay": -1}, {"sr_replay_batch": 0}):
         with pytest.raises(ValueError, match=list(bad)[0]):
             sr.SRConfig(**bad)
+
+
+@pytest.mark.slow
+def test_trains_on_chain_with_the_replay_and_logs_its_loss():
+    agent = sr.make(SPECS, **SMALL, learning_rate=1e-3, sr_replay=8, sr_replay_batch=4)
+    config = TrainConfig(total_steps=96, num_envs=4, unroll_length=6, log_every=48)
+    program = RLProgram(ENV, agent, config)
+    carry, logs = program.run_chunk(program.init([0]))
+    assert np.all(np.isfinite(logs["sr_replay_loss"])) and np.all(logs["sr_replay_loss"] > 0)
+    # 24 steps in each of 4 environments end ~16 episodes of 5 steps: the ring of 8 is full.
+    np.testing.assert_array_equal(np.asarray(carry.agent_state.replay.count), 8)
