@@ -18,12 +18,15 @@ def run_rows(
     agent: str,
     seed: int,
     steps: Sequence[float],
-    curves: Mapping[str, Sequence[float] | float],
+    curves: Mapping[str, Sequence[float] | float | Mapping[float, float]],
     tier: str = "quick",
 ) -> pd.DataFrame:
-    """Tidy rows of one run: each metric's values (or one value repeated) at `steps`."""
+    """Tidy rows of one run: each metric's values (or one value repeated) at `steps`, or, for a
+    {step: value} mapping, at its own steps (e.g. a final metric logged once)."""
     parts = [
-        pd.DataFrame({"step": np.asarray(steps), "metric": metric, "value": values})
+        pd.DataFrame({"step": list(values), "metric": metric, "value": list(values.values())})
+        if isinstance(values, Mapping)
+        else pd.DataFrame({"step": np.asarray(steps), "metric": metric, "value": values})
         for metric, values in curves.items()
     ]
     return pd.concat(parts, ignore_index=True).assign(
@@ -39,7 +42,7 @@ def write_run(
     agent: str,
     seed: int,
     steps: Sequence[float],
-    curves: Mapping[str, Sequence[float] | float],
+    curves: Mapping[str, Sequence[float] | float | Mapping[float, float]],
     tables: Mapping[str, pd.DataFrame] | None = None,
     meta: Mapping | None = None,
     tier: str = "quick",

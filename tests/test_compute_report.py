@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from result_folders import write_run
 
 from baselines.lm import flops as lm_flops
 from baselines.lm.mod import MoDConfig
@@ -43,20 +44,16 @@ def _constants(agent: str, width: int, routing: dict | None = None) -> dict[str,
 def _write(root, experiment, agent, seed, loss, constants, extra=None, steps=400, **finals):
     """One run: val_loss at two log points, the final metrics and constants at the last one."""
     last = 2e12 if experiment.split("_")[1] == "2e12" else 6e12
-    rows = [(last / 2, "val_loss", loss + 0.2), (last, "val_loss", loss)]
-    rows += [(last / 2, "steps", steps / 2), (last, "steps", steps)]
-    rows += [(last, "val_loss_final", loss)]
-    rows += [(last, name, value) for name, value in {**constants, **finals}.items()]
-    frame = pd.DataFrame(rows, columns=["step", "metric", "value"]).assign(
-        track="compute",
-        experiment=experiment,
-        env="shakespeare",
-        agent=agent,
-        seed=seed,
-        tier="quick",
+    curves = {
+        "val_loss": {last / 2: loss + 0.2, last: loss},
+        "steps": {last / 2: steps / 2, last: steps},
+        "val_loss_final": {last: loss},
+        **{name: {last: value} for name, value in {**constants, **finals}.items()},
+    }
+    meta = {"track": "compute", "experiment": experiment, "agent": agent, "wall_time": 100.0}
+    return write_run(
+        root, "compute", experiment, "shakespeare", agent, seed, (), curves, extra, meta
     )
-    meta = {"track": "compute", "experiment": experiment, "agent": agent, "seed": seed}
-    return store.write_run(root, frame, {**meta, "wall_time": 100.0}, extra_tables=extra)
 
 
 def _mod_finals(loss, accuracy=0.97, routed=0.12, positive=0.02):
