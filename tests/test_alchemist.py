@@ -15,13 +15,12 @@ from baselines import alchemist as al
 from baselines import vtrace
 from baselines.types import Trajectory
 from baselines.vtrace import NetInputs
+from benchmarks.tracks.abstraction.experiments import ALCHEMIST_ENV
 from environments.core import auto_reset_step
 from environments.symbolic_alchemy import SymbolicAlchemy
 from environments.symbolic_alchemy.chemistry import Chemistry
 
-ENV = SymbolicAlchemy(
-    **{**al.ALCHEMIST_ENV, "level": "all_fixed", "num_trials": 2, "trial_steps": 4}
-)
+ENV = SymbolicAlchemy(**{**ALCHEMIST_ENV, "level": "all_fixed", "num_trials": 2, "trial_steps": 4})
 SPECS = ENV.specs()
 TINY = {"lstm_size": 8, "encoder_sizes": (8, 8), "memory_slots": 6, "memory_width": 8}
 KEY = jax.random.PRNGKey(0)

@@ -100,7 +100,12 @@ BASELINE_SMOKE = {**BASELINE_QUICK, "torso_width": 16, "lstm_size": 16}
 
 # Spec §4.3: the environment side of the alchemist (15-step trials, potion counts, colour
 # actions, shaping); the level is the tier's (the quick tier trains on the evaluation level).
-ALCHEMIST_ENV = {k: v for k, v in presets.ALCHEMIST_ENV.items() if k != "level"}
+ALCHEMIST_ENV = {
+    "trial_steps": presets.ALCHEMIST_TRIAL_STEPS,
+    "obs_repr": "potion_counts",
+    "action_space": "colour",
+    "shaping": True,
+}
 # The learner side (γ 0.7, smooth-L1 value loss, AdamW 7.5e-4 with decay, entropy 0.1 annealed,
 # shaped reward, a_{t-1}/r_{t-1} reset per trial) and the network (ELU 32-32, LSTM 256).
 # Quick tier: LSTM 128 like the baseline (spec §4.2's quick widths; LSTM 256 ran 3.4x slower
