@@ -404,6 +404,15 @@ def test_a7_needs_the_best_arm_probed_and_a_large_enough_gain(
     assert verdict.status == expected and text in verdict.line, verdict
 
 
+def test_a7_is_not_judged_on_an_arm_whose_later_trials_do_not_beat_its_first(tmp_path):
+    flat = {**ARMS, "ground_truth": (*ARMS["ground_truth"][:2], 0.0, *ARMS["ground_truth"][3:])}
+    frame, folders = load(world(tmp_path, arms=flat, references=False))
+    verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
+    assert verdict.status == INSUFFICIENT_DATA, verdict
+    assert "trials 2–10 − trial 1: +0.00" in verdict.line
+    assert "later trials do not beat its first" in verdict.line
+
+
 def test_a7_fails_when_the_probe_beats_the_posterior_ceiling(tmp_path):
     frame, folders = load(world(tmp_path, references=False, dim_gain=0.9))
     verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))

@@ -804,6 +804,16 @@ def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
     gains, last = probe_gain(probes, arm)
     if len(gains) < MIN_SEEDS:
         return verdict(CLAIMS, "A7", INSUFFICIENT_DATA, details + [f"{len(gains)} probed seeds"])
+    # Issue 22: a structure is only expected to become decodable in an agent that uses it, so
+    # A7 is judged on an arm whose later trials beat its first (paired over seeds, CI above 0).
+    learning = stats.iqm_ci(trial_delta(evals, arm))
+    details.append(
+        f"its reward, mean of trials 2–10 − trial 1: {learning.value:+.2f} "
+        f"[{learning.low:+.2f}, {learning.high:+.2f}] (IQM, n={learning.n} seeds)"
+    )
+    if not learning.low > 0:
+        reason = "the arm's later trials do not beat its first: no meta-learned structure to decode"
+        return verdict(CLAIMS, "A7", INSUFFICIENT_DATA, details + [reason])
     gain = stats.iqm_ci(gains)
     rows = probes[(probes.arm == arm) & (probes.part == A7_PART) & (probes.trial == last)]
     accuracy = stats.iqm_ci(100.0 * rows.accuracy.to_numpy(np.float64))
