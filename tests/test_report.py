@@ -203,7 +203,8 @@ def test_verdict_lines_carry_outcomes_numbers_and_seed_counts(built):
         "T3": "not run",
     }
     table = pd.read_csv(tmp / "r1" / "verdicts.csv")
-    assert list(table.columns) == ["track", "claim", "title", "outcome", "status", "line"]
+    columns = ["track", "claim", "title", "outcome", "status", "criteria", "line"]
+    assert list(table.columns) == columns
     toy_rows = table[table.track == "toy"]
     assert toy_rows.line.iloc[0].startswith("T1 (base solves easy): REPRODUCED — base 0.850")
     assert "(n=3)" in toy_rows.line.iloc[0]

@@ -268,35 +268,26 @@ def test_run_writes_results_and_a_report_with_a_figure(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, monkeypatch):
+def test_compare_runs_an_outside_agent_beside_the_reference_results(tmp_path, monkeypatch, capsys):
+    """The README's compare example on the whole credit smoke tier (Chain, Delayed Catch,
+    Key-to-Door and Atari Skiing) with the shipped plain-tuple agent; the report is built from
+    the reference results there are (random on Chain) and names the tasks without any."""
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     reference = tmp_path / "reference"
     assert cli.main(random_smoke_run(reference, "--no-report")) == 0
     out = tmp_path / "cmp"
-    code = cli.main(
-        [
-            "compare",
-            "examples.linear_pg:make",
-            "--track",
-            "credit",
-            "--env",
-            "chain",
-            "--tier",
-            "smoke",
-            "--seeds",
-            "2",
-            "--name",
-            "linear_pg",
-            "--results",
-            str(reference),
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    argv = ["compare", "examples.linear_pg:make", "--track", "credit", "--tier", "smoke"]
+    argv += ["--name", "linear_pg", "--results", str(reference), "--out", str(out), "--quiet"]
+    capsys.readouterr()
+    assert cli.main(argv) == 0
     table = pd.read_csv(out / "report" / "credit" / "summary.csv")
     assert set(table.agent) == {"linear_pg", "random"}
+    experiments = set(table[table.agent == "linear_pg"].experiment)
+    assert {"chain_first_step_L5", "delayed_catch_runs2", "key_to_door_smoke"} <= experiments
+    assert any(e.startswith("skiing") for e in experiments), experiments
+    compared = pd.read_csv(out / "report" / "credit" / "compare_linear_pg.csv").set_index("task")
+    assert compared.loc["delayed_catch_runs2", "random"] == "—"  # no reference result there
+    assert compared.loc["chain_first_step_L5", "random"].startswith("0.")
     assert cli.main(["compare", "examples.nosuch:make", "--track", "credit"]) == 2
 
 
