@@ -136,6 +136,8 @@ class ClaimVerdict(NamedTuple):
     track: str
     verdict: verdicts.Verdict
     ran: bool = True
+    seeds: str = "—"  # seeds per run of the runs the claim was judged on, e.g. "5" or "3–5"
+    budget: str = "—"  # their training budget per seed, e.g. "1M env steps"
 
     @property
     def claim(self) -> str:
@@ -162,8 +164,47 @@ class ClaimVerdict(NamedTuple):
         return self.verdict.criteria if self.ran else ""
 
 
+def _span(low: float, high: float, text) -> str:
+    low, high = text(low), text(high)
+    return low if low == high else f"{low}–{high}"
+
+
+def _amount(x: float) -> str:
+    """A budget in a few characters: 1.4M, 250k, 6e12."""
+    if x >= 1e9:
+        return f"{x:.2g}".replace("e+", "e")
+    if x >= 1e6:
+        return f"{x / 1e6:.3g}M"
+    return f"{x / 1e3:.3g}k" if x >= 1e3 else f"{x:.0f}"
+
+
+def claim_evidence(
+    track: str, frame: pd.DataFrame, runs: Sequence[tuple[str, str]]
+) -> tuple[str, str]:
+    """(seeds, budget) of the runs a claim was judged on, as the claims table shows them:
+    seeds per run and the largest step per seed, each a range where the runs differ; "—" when
+    none of the runs has results (evaluation-only claims, claims not run)."""
+    if not runs or frame.empty:
+        return "—", "—"
+    wanted = pd.DataFrame(sorted(set(runs)), columns=["experiment", "agent"])
+    rows = frame[["experiment", "agent", "seed", "step"]].merge(wanted, on=["experiment", "agent"])
+    if rows.empty:
+        return "—", "—"
+    seeds = rows.groupby(["experiment", "agent"]).seed.nunique()
+    seeds_text = _span(int(seeds.min()), int(seeds.max()), str)
+    steps = rows.groupby(["experiment", "agent", "seed"]).step.max()
+    trained = steps[steps > 1]  # one step: a run that only evaluates (e.g. a reference policy)
+    if trained.empty:
+        return seeds_text, "evaluation only"
+    experiments = trained.index.get_level_values("experiment").unique()
+    units = {_experiment_info(track, e)[2] for e in experiments}
+    budget = _span(float(trained.min()), float(trained.max()), _amount)
+    return seeds_text, f"{budget} {units.pop() if len(units) == 1 else 'steps'}"
+
+
 def verdicts_frame(claims: Sequence[ClaimVerdict]) -> pd.DataFrame:
-    columns = ["track", "claim", "title", "outcome", "status", "criteria", "line"]
+    columns = ["track", "claim", "title", "outcome", "status", "seeds", "budget", "criteria"]
+    columns.append("line")
     return pd.DataFrame([{c: getattr(v, c) for c in columns} for v in claims], columns=columns)
 
 
@@ -526,7 +567,10 @@ def _build_section(
         (track_out / "summary.md").write_text(_markdown_table(table))
         files += [f"{track}/summary.csv", f"{track}/summary.md"]
     extra = _track_hook(track, frame, folders, track_out)
-    claims = [ClaimVerdict(track, v, ran) for v in (extra.verdicts if extra else [])]
+    claims = [
+        ClaimVerdict(track, v, ran, *claim_evidence(track, frame, v.runs))
+        for v in (extra.verdicts if extra else [])
+    ]
     if claims:
         (track_out / "verdicts.md").write_text(
             _verdict_markdown(f"{track}: claim verdicts", claims)
@@ -771,7 +815,7 @@ ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white
 .problems li{color:#a00}
 .banner{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:.3em}
 table.claims summary{cursor:pointer}table.claims details[open] summary{font-weight:600}
-table.claims .fails{color:#a00}table.claims .holds{color:#2e7d32}
+table.claims .fails{color:#a00}table.claims .holds{color:#2e7d32}table.claims td.num{white-space:nowrap}
 @media (max-width:40em){main{padding:0 .5em 2em}table{display:block;overflow-x:auto}
 nav{gap:.2em .8em}}
 """.strip()
@@ -827,12 +871,14 @@ def _claims_table(verdicts: list[ClaimVerdict]) -> str:
     rows = "".join(
         f'<tr><td><a href="#{_e(v.track)}-claims">{_e(v.track)}</a></td><td>{_e(v.claim)}</td>'
         f"<td>{_badge(v.outcome)}</td><td><details><summary>{_e(v.title or v.line)}</summary>"
-        f"{_e(v.line)}</details></td><td>{_criteria_html(v.criteria)}</td></tr>"
+        f"{_e(v.line)}</details></td><td>{_criteria_html(v.criteria)}</td>"
+        f'<td class="num">{_e(v.seeds)}</td><td class="num">{_e(v.budget)}</td></tr>'
         for v in verdicts
     )
     return (
         '<table class="claims"><thead><tr><th>track</th><th>claim</th><th>verdict</th>'
         "<th>what is claimed (open for the numbers)</th><th>criterion: ✓ holds, ✗ fails</th>"
+        "<th>seeds per run</th><th>budget per seed</th>"
         f"</tr></thead><tbody>{rows}</tbody></table>"
     )
 

@@ -41,6 +41,9 @@ class Verdict(NamedTuple):
     details: tuple[str, ...]  # the numbers behind the status, in reading order
     failed: tuple[str, ...] = ()  # the criterion's conditions that do not hold
     held: tuple[str, ...] = ()  # ... and those that hold
+    # The (experiment, agent) runs the claim is judged on: the report states their seeds and
+    # training budget beside the verdict.
+    runs: tuple[tuple[str, str], ...] = ()
 
     @property
     def outcome(self) -> str:
@@ -89,6 +92,11 @@ def judge(
     return verdict(claims, claim, status, details, failed, held)
 
 
+def on_runs(v: Verdict, runs: Iterable[tuple[str, str]]) -> Verdict:
+    """`v` stating the (experiment, agent) runs it was judged on."""
+    return v._replace(runs=tuple((str(e), str(a)) for e, a in runs))
+
+
 def fmt(est: stats.Estimate, spec: str = ".3f") -> str:
     """An estimate as "value [low, high] (n=seeds)", or "n/a (n=...)" when there is none."""
     if est.n == 0 or not np.isfinite(est.value):
@@ -107,5 +115,6 @@ __all__ = [
     "Verdict",
     "fmt",
     "judge",
+    "on_runs",
     "verdict",
 ]

@@ -269,6 +269,13 @@ def test_every_claim_is_reproduced_on_results_that_meet_the_criteria(reproduced)
     assert "50 evaluation episodes over 5 seeds, 40 with a pickup" in verdicts[3].line
     assert ": 0.875" in verdicts[3].line
     assert "skiing_verdict" in verdicts[4].line and "stretch (SR > -6000): no" in verdicts[4].line
+    # Each verdict names the runs it was judged on (the overview states their seeds and budget).
+    assert verdicts[1].runs == (
+        ("delayed_catch_runs20", "vtrace_lstm"),
+        ("delayed_catch_runs20", "sr"),
+    )
+    assert verdicts[3].runs == (("key_to_door_ktd_tvt", "sr"),)
+    assert {e for e, _ in verdicts[0].runs} == {e for e, _ in fig.CHAIN_PANELS}
 
 
 def test_k1_fails_when_the_baseline_solves_the_delay_or_the_sanity_check_fails(reproduced):

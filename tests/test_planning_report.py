@@ -251,6 +251,9 @@ def test_every_claim_reproduced_on_designed_results(tmp_path):
     assert "evaluation (500 episodes per seed)" in v["P1"].line
     assert "oracle 31.60 (measured, n=2)" in v["P3"].line
     assert "NYC J=5: EPN later-task efficiency 1.30" in v["P6"].line
+    # Each verdict names its runs: the EPN's first, every arm it was compared with after it.
+    assert [a for _, a in v["P1"].runs][:2] == [fig.EPN, fig.LSTM] and len(v["P1"].runs) >= 3
+    assert v["P3"].runs == v["P7"].runs == v["P1"].runs[:1]
 
 
 def test_p1_partial_between_1_3x_and_2x_or_with_overlapping_cis(tmp_path):

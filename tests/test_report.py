@@ -70,6 +70,10 @@ def toy_hook(frame: pd.DataFrame, folders, out) -> TrackReport:
             continue
         details = [f"base {est.value:.3f} (n={est.n})"]
         found.append(verdicts.judge(claims, claim, [("base > 0.5", est.value > 0.5)], details))
+    found = [
+        verdicts.on_runs(v, [(task, "base")])
+        for v, (_, task) in zip(found, TOY_CLAIMS, strict=True)
+    ]
     table = pd.DataFrame({"claim": ["T1", "T2", "T3"], "folders": [len(folders)] * 3})
     return TrackReport([], found, [Table("Toy table", table)], ["a toy note"])
 
@@ -203,9 +207,12 @@ def test_verdict_lines_carry_outcomes_numbers_and_seed_counts(built):
         "T3": "not run",
     }
     table = pd.read_csv(tmp / "r1" / "verdicts.csv")
-    columns = ["track", "claim", "title", "outcome", "status", "criteria", "line"]
-    assert list(table.columns) == columns
+    columns = ["track", "claim", "title", "outcome", "status", "seeds", "budget", "criteria"]
+    assert list(table.columns) == columns + ["line"]
     toy_rows = table[table.track == "toy"]
+    # Seeds and budget of the runs each claim was judged on; T3's run does not exist.
+    assert toy_rows.seeds.tolist() == ["3", "3", "—"]
+    assert toy_rows.budget.tolist() == ["1k environment steps"] * 2 + ["—"]
     assert toy_rows.line.iloc[0].startswith("T1 (base solves easy): REPRODUCED — base 0.850")
     assert "(n=3)" in toy_rows.line.iloc[0]
     page = (tmp / "r1" / "index.html").read_text()
@@ -259,6 +266,22 @@ def test_a_verdict_is_a_value_with_its_line_and_outcome():
         verdicts.verdict(claims, "K2", "MAYBE", [])
     not_run = report.ClaimVerdict("t", verdicts.judge(claims, "K2", [], []), ran=False)
     assert (not_run.status, not_run.outcome, not_run.criteria) == ("REPRODUCED", "not run", "")
+
+
+def test_claim_evidence_spans_the_judged_runs_and_skips_evaluation_only_ones(toy):
+    frame = pd.concat(
+        [
+            rows("easy", "base", 0, 0.9),
+            rows("easy", "base", 1, 0.9),
+            rows("hard", "base", 0, 0.5).assign(step=lambda f: f.step * 2500),
+            run_rows("toy", "hard", "chain", "random", 0, [1], {"score": [0.5]}, tier="smoke"),
+        ]
+    )
+    evidence = lambda runs: report.claim_evidence("toy", frame, runs)
+    assert evidence([("easy", "base")]) == ("2", "1k environment steps")
+    assert evidence([("easy", "base"), ("hard", "base")]) == ("1–2", "1k–2.5M environment steps")
+    assert evidence([("hard", "random")]) == ("1", "evaluation only")  # one step: no training
+    assert evidence([("never", "base")]) == evidence([]) == ("—", "—")
 
 
 # ------------------------------------------------------------------------------- bad files

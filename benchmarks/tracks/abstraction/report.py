@@ -63,6 +63,7 @@ from benchmarks.verdicts import (
     NOT_RUN,
     Verdict,
     judge,
+    on_runs,
     verdict,
 )
 
@@ -837,7 +838,18 @@ def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
 def verdicts(
     frame: pd.DataFrame, evals: pd.DataFrame, folders: Sequence[Path], probes: pd.DataFrame
 ) -> list[Verdict]:
-    return [
+    io, oracle, _ = exact_io_arms(evals)
+    best, _ = best_arm(evals)
+    arms = {
+        "A1": [*SPEC_REFERENCES, io, oracle],
+        "A2": [arm_name(e, a) for e, a, _ in _io_runs(evals)],
+        "A3": [BASELINE],
+        "A4": [best],
+        "A5": [ALCHEMIST, BASELINE, NO_SHAPING],
+        "A6": [GROUND_TRUTH, BASELINE, BELIEF],
+        "A7": [best],
+    }
+    judged = [
         verdict_a1(evals),
         verdict_a2(evals, folders),
         verdict_a3(evals, frame),
@@ -846,6 +858,15 @@ def verdicts(
         verdict_a6(evals, frame),
         verdict_a7(evals, probes),
     ]
+    return [on_runs(v, arm_runs(evals, arms[v.claim])) for v in judged]
+
+
+def arm_runs(evals: pd.DataFrame, arms: Iterable[str | None]) -> list[tuple[str, str]]:
+    """The (experiment, agent) runs behind `arms` (None and arms without evaluations skipped)."""
+    if evals.empty:
+        return []
+    rows = evals[evals.arm.isin([a for a in arms if a is not None])]
+    return sorted(set(zip(rows.experiment, rows.agent, strict=True)))
 
 
 # ---------------------------------------------------------------------------------- tables

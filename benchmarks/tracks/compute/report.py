@@ -51,6 +51,7 @@ from benchmarks.verdicts import (
     INSUFFICIENT_DATA,
     Verdict,
     judge,
+    on_runs,
     verdict,
 )
 
@@ -423,6 +424,13 @@ def _ablation_pair(scores: pd.DataFrame, variant: str):
     if ablations.empty:
         return f"no `{variant}` ablation (of ≥ {MIN_STEPS} optimiser steps)"
     return f"no learned MoD grid point of the `{variant}` ablation's budget and width"
+
+
+def _pair_runs(scores: pd.DataFrame, variant: str) -> list[tuple[str, str]]:
+    """The (experiment, agent) runs of a `variant` ablation and the grid point it is judged
+    against (none when the pair is missing)."""
+    pair = _ablation_pair(scores, variant)
+    return [] if isinstance(pair, str) else [(row.experiment, row.agent) for row in pair]
 
 
 def verdict_c5(scores: pd.DataFrame) -> Verdict:
@@ -841,15 +849,18 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
             f"{len(scores) - len(judged)} grid points or ablations with fewer than {MIN_STEPS} "
             "optimiser steps are left out of claims C3-C8 (smoke scale)"
         )
+    isoflop = judged[judged.kind == "isoflop"]
+    grid = list(zip(isoflop.experiment, isoflop.agent, strict=True))
+    optima = [(m.row.experiment, m.row.agent) for _, _, m in _optima(judged) if m is not None]
     verdicts = [
-        verdict_c1(flops_table),
+        verdict_c1(flops_table),  # shapes only and speed benchmarks: no training runs
         verdict_c2(records),
-        verdict_c3(judged),
-        verdict_c4(judged),
-        verdict_c5(judged),
-        verdict_c6(judged),
-        verdict_c7(judged, decode),
-        verdict_c8(judged),
+        on_runs(verdict_c3(judged), grid),
+        on_runs(verdict_c4(judged), grid),
+        on_runs(verdict_c5(judged), _pair_runs(judged, "random")),
+        on_runs(verdict_c6(judged), _pair_runs(judged, "every1")),
+        on_runs(verdict_c7(judged, decode), optima),
+        on_runs(verdict_c8(judged), _pair_runs(judged, "aux")),
         verdict_c9(records),
     ]
     table = grid_table(scores)

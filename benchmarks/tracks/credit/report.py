@@ -17,6 +17,7 @@ more fail; the line names them), INSUFFICIENT DATA (a needed experiment or agent
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from benchmarks.verdicts import (
     Verdict,
     fmt,
     judge,
+    on_runs,
     verdict,
 )
 
@@ -641,12 +643,16 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def verdicts(frame: pd.DataFrame, folders: list[Path], notes: list[str]) -> list[Verdict]:
     episodes = read_tables(folders, K4_EXPERIMENT, SR, "sr_trace_episodes", notes)
+
+    def runs(experiments, agents=(BASELINE, SR)):
+        return itertools.product(experiments, agents)
+
     return [
-        verdict_k1(frame),
-        verdict_k2(frame),
-        verdict_k3(frame),
-        verdict_k4(episodes),
-        verdict_k5(frame),
+        on_runs(verdict_k1(frame), runs(e for e, _ in CHAIN_PANELS)),
+        on_runs(verdict_k2(frame), runs([K2_EXPERIMENT])),
+        on_runs(verdict_k3(frame), runs([K3_EXPERIMENT])),
+        on_runs(verdict_k4(episodes), runs([K4_EXPERIMENT], [SR])),
+        on_runs(verdict_k5(frame), runs(K5_EXPERIMENTS)),
     ]
 
 

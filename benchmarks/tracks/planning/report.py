@@ -54,6 +54,7 @@ from benchmarks.verdicts import (
     REPRODUCED,
     Verdict,
     judge,
+    on_runs,
     verdict,
 )
 from benchmarks.verdicts import (
@@ -416,15 +417,27 @@ def transformer_role(data: Data) -> str | None:
     return None
 
 
+def claim_arms(data: Data, claim: str) -> list[tuple[str, str, str]]:
+    """The (role, agent, label) arms claim `claim` is judged on, the claim's own arm first."""
+    epn, lstm = (design.ROLE_MPG, EPN, "EPN"), (design.ROLE_MPG, LSTM, "LSTM")
+    if claim == "P1":
+        t_role = transformer_role(data)
+        arms = [epn, lstm] + ([(t_role, TRANSFORMER, "transformer")] if t_role else [])
+        # The LSTM with the baselines' entropy schedule, where it ran at the EPN's budget.
+        tuned = budget(data, design.ROLE_LSTM_ENTROPY, LSTM)
+        if tuned and same_budget(tuned, budget(data, design.ROLE_MPG, EPN)):
+            arms.append((design.ROLE_LSTM_ENTROPY, LSTM, LSTM_ENTROPY_LABEL))
+        return arms
+    if claim == "P4":
+        return [(design.ROLE_MPG, EPN, "EPN K=4"), (design.ROLE_EPN_K1, EPN, "EPN K=1")]
+    if claim == "P6":
+        return [(design.ROLE_OSL, EPN, "EPN"), (design.ROLE_OSL, LSTM, "LSTM")]
+    return {"P2": [epn, lstm], "P3": [epn], "P5": [epn, lstm], "P7": [epn]}[claim]
+
+
 def verdict_p1(data: Data) -> Verdict:
-    epn_arm = (design.ROLE_MPG, EPN, "EPN")
-    lstm_arm = (design.ROLE_MPG, LSTM, "LSTM")
-    t_role = transformer_role(data)
-    arms = [epn_arm, lstm_arm] + ([(t_role, TRANSFORMER, "transformer")] if t_role else [])
-    # The LSTM with the baselines' entropy schedule, where it ran at the EPN's budget.
-    tuned = budget(data, design.ROLE_LSTM_ENTROPY, LSTM)
-    if tuned and same_budget(tuned, budget(data, design.ROLE_MPG, EPN)):
-        arms.append((design.ROLE_LSTM_ENTROPY, LSTM, LSTM_ENTROPY_LABEL))
+    arms = claim_arms(data, "P1")
+    epn_arm = arms[0]
     gate = _gate("P1", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
@@ -436,7 +449,7 @@ def verdict_p1(data: Data) -> Verdict:
     ratio = ratio_ci(epn.values, final_scores(data, *best_arm[:2]).values)
     disjoint = all(est["EPN"].low > est[name].high for name in baselines)
     details = [", ".join(f"{name} {fmt(est[name])}" for _, _, name in arms)]
-    if t_role is None:
+    if all(agent != TRANSFORMER for _, agent, _ in arms):
         details.append("transformer not run at the EPN's budget (compared with the LSTM only)")
     details += [
         f"EPN / best baseline ({best}) = {fmt(ratio)}",
@@ -477,7 +490,7 @@ def _fallback_ratios(data: Data) -> list[str]:
 
 
 def verdict_p2(data: Data) -> Verdict:
-    arms = [(design.ROLE_MPG, EPN, "EPN"), (design.ROLE_MPG, LSTM, "LSTM")]
+    arms = claim_arms(data, "P2")
     gate = _gate("P2", data, arms, [], MIN_SEEDS)
     if gate:
         return gate
@@ -520,7 +533,7 @@ def verdict_p2(data: Data) -> Verdict:
 
 
 def verdict_p3(data: Data) -> Verdict:
-    arms = [(design.ROLE_MPG, EPN, "EPN")]
+    arms = claim_arms(data, "P3")
     gate = _gate("P3", data, arms, [], MIN_SEEDS)
     if gate:
         return gate
@@ -553,7 +566,7 @@ def _size_at_k_and_2k(data: Data, side: int, steps: int) -> tuple[stats.Estimate
 
 
 def verdict_p4(data: Data) -> Verdict:
-    arms = [(design.ROLE_MPG, EPN, "EPN K=4"), (design.ROLE_EPN_K1, EPN, "EPN K=1")]
+    arms = claim_arms(data, "P4")
     gate = _gate("P4", data, arms, [], MIN_SEEDS_CI, equal_budgets=True)
     if gate:
         return gate
@@ -591,7 +604,7 @@ def _normalised(
 
 
 def verdict_p5(data: Data) -> Verdict:
-    arms = [(design.ROLE_MPG, EPN, "EPN"), (design.ROLE_MPG, LSTM, "LSTM")]
+    arms = claim_arms(data, "P5")
     gate = _gate("P5", data, arms, [], MIN_SEEDS)
     if gate:
         return gate
@@ -637,7 +650,7 @@ def _osl_values(
 
 
 def verdict_p6(data: Data) -> Verdict:
-    arms = [(design.ROLE_OSL, EPN, "EPN"), (design.ROLE_OSL, LSTM, "LSTM")]
+    arms = claim_arms(data, "P6")
     gate = _gate("P6", data, arms, [], MIN_SEEDS)
     if gate:
         return gate
@@ -699,7 +712,7 @@ def wavefront_gains(rows: pd.DataFrame) -> dict[int, np.ndarray]:
 
 
 def verdict_p7(data: Data) -> Verdict:
-    arm = (design.ROLE_MPG, EPN, "EPN")
+    (arm,) = claim_arms(data, "P7")
     details = [_budget_text(data, [arm])]
     gated = _gate("P7", data, [arm], details, MIN_SEEDS)
     if gated:
@@ -727,15 +740,13 @@ def verdict_p7(data: Data) -> Verdict:
 
 
 def verdicts(data: Data) -> list[Verdict]:
-    return [
-        verdict_p1(data),
-        verdict_p2(data),
-        verdict_p3(data),
-        verdict_p4(data),
-        verdict_p5(data),
-        verdict_p6(data),
-        verdict_p7(data),
-    ]
+    judged = [verdict_p1, verdict_p2, verdict_p3, verdict_p4, verdict_p5, verdict_p6, verdict_p7]
+    out = []
+    for judge_claim in judged:
+        v = judge_claim(data)
+        arms = claim_arms(data, v.claim)
+        out.append(on_runs(v, [(data.roles[r], a) for r, a, _ in arms if r in data.roles]))
+    return out
 
 
 # -------------------------------------------------------------------------------- figures
