@@ -815,7 +815,8 @@ ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white
 .problems li{color:#a00}
 .banner{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:.3em}
 table.claims summary{cursor:pointer}table.claims details[open] summary{font-weight:600}
-table.claims .fails{color:#a00}table.claims .holds{color:#2e7d32}table.claims td.num{white-space:nowrap}
+table.claims .fails{color:#a00}table.claims .holds{color:#2e7d32}
+table.claims td.num{white-space:nowrap}
 @media (max-width:40em){main{padding:0 .5em 2em}table{display:block;overflow-x:auto}
 nav{gap:.2em .8em}}
 """.strip()

@@ -137,18 +137,29 @@ FLOPS_TABLE = pd.DataFrame(
 )
 
 
-def _speed(measure, config, ratio, flop_ratio=0.57):
+def _speed(measure, config, ratio, flop_ratio=0.57, cpus=1, **changes):
+    """A paired speed record (benchmarks.perf.paired.summary's fields) on an idle machine."""
+    idle = {"loadavg_1m": 0.3, "cpu_count": 2.0, "affinity_cpus": float(cpus)}
     return {
         "kind": "lm_speed",
         "measure": measure,
         "config": config,
+        "method": "paired",
         "ratio": ratio,
         "ratio_low": ratio - 0.02,
         "ratio_high": ratio + 0.02,
+        "cpu_ratio": ratio,
+        "cpu_ratio_low": ratio - 0.01,
+        "cpu_ratio_high": ratio + 0.01,
         "dense_median": 0.1,
         "mod_median": 0.1 * ratio,
-        "repeats": 5,
+        "repeats": 40,
+        "wall_per_cpu": {"dense": 1.0, "mod": 1.0},
+        "oversubscribed": "",
+        "load_before": idle,
+        "load_after": idle,
         "flop_ratio": flop_ratio,
+        **changes,
     }
 
 
@@ -260,7 +271,7 @@ def test_failures_are_named_and_missing_data_is_insufficient(tmp_path):
         ("C2", "no speed benchmark"),
         ("C6", "no `every1` ablation"),
         ("C8", "no `aux` ablation"),
-        ("C9", "no decode speed benchmark"),
+        ("C9", "no speed benchmark for decode_B1"),
     ):
         status, line = _status(verdicts, claim)
         assert status == "INSUFFICIENT DATA" and reason in line, line
@@ -296,6 +307,41 @@ def test_runs_of_a_few_steps_are_not_judged(tmp_path):
     for claim in ("C3", "C4", "C5", "C6", "C7", "C8"):
         assert _status(verdicts, claim)[0] == "INSUFFICIENT DATA", claim
     assert _status(verdicts, "C1")[0] == "REPRODUCED"  # shapes only: no training needed
+
+
+def test_speed_claims_are_judged_only_on_paired_unstarved_measurements():
+    c2 = lambda *records: compute.verdict_c2(list(records))
+    c9 = lambda *records: compute.verdict_c9(list(records))
+    d128, d256 = compute.C2_CONFIGS
+    good = [_speed("train_step", d128, 0.55, cpus=2), _speed("train_step", d256, 0.58, cpus=2)]
+    assert c2(*good).status == "REPRODUCED"
+    assert "0.550 [0.530, 0.570] wall; CPU time 0.550" in c2(*good).line
+    assert "40 pairs" in c2(*good).line and "load 0.3 → 0.3 on 2 CPUs (2 usable)" in c2(*good).line
+    # The committed example of issue 23: one step at 9.71 s wall vs 2.80 s CPU.
+    starved = _speed(
+        "train_step",
+        d256,
+        0.58,
+        oversubscribed="wall / CPU 3.47 > 1.25",
+        wall_per_cpu={"mod": 3.47},
+    )
+    v = c2(good[0], starved)
+    assert (
+        v.status == "INSUFFICIENT DATA" and "not judged: oversubscribed (wall / CPU 3.47" in v.line
+    )
+    unpaired = {k: x for k, x in good[1].items() if k != "method"}
+    assert "arms resampled independently" in c2(good[0], unpaired).line
+    assert c2(good[0], unpaired).status == "INSUFFICIENT DATA"
+    assert "5 pairs (need ≥ 40)" in c2(good[0], _speed("train_step", d256, 0.5, repeats=5)).line
+    # Batch-1 decode is judged on one core only; the realised routed fraction is stated.
+    decode = _speed("decode", "decode_B1", 0.6, routed_fraction=0.124, flop_ratio_realised=0.56)
+    assert (
+        c9(decode).status == "REPRODUCED"
+        and "routed fraction while decoding 0.124" in c9(decode).line
+    )
+    two = c9(_speed("decode", "decode_B1", 0.6, cpus=2))
+    assert two.status == "INSUFFICIENT DATA" and "measured on 2.0 CPUs" in two.line
+    assert c9(_speed("decode", "decode_B1", 0.7)).status == "NOT REPRODUCED"
 
 
 def test_names_parabola_and_grid_edge():

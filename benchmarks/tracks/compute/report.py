@@ -39,6 +39,7 @@ from baselines.lm import flops as lm_flops
 from baselines.lm.mod import MoDConfig
 from baselines.lm.transformer import TransformerConfig
 from benchmarks import store, tracks
+from benchmarks.perf import paired
 from benchmarks.plotting import agent_colour, plt, save_figure
 from benchmarks.track_report import (
     Figure,
@@ -317,37 +318,70 @@ def _speed(records: list[dict], measure: str, config: str) -> dict | None:
 
 
 def _ratio_text(r: dict) -> str:
+    cpu = (
+        f"; CPU time {r['cpu_ratio']:.3f} [{r['cpu_ratio_low']:.3f}, {r['cpu_ratio_high']:.3f}]"
+        if r.get("cpu_ratio") is not None
+        else ""
+    )
     return (
-        f"{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] "
+        f"{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] wall{cpu} "
         f"(medians {r['mod_median'] * 1e3:.1f} / {r['dense_median'] * 1e3:.1f} ms, "
-        f"{r['repeats']} repeats each, FLOP ratio {r['flop_ratio']:.3f})"
+        f"{r['repeats']} {'pairs' if r.get('method') == 'paired' else 'repeats each'}, "
+        f"FLOP ratio {r['flop_ratio']:.3f}; {paired.load_text(r)})"
     )
 
 
+def _judged_speed(
+    records: list[dict], measure: str, config: str, what: str, one_core: bool = False
+) -> tuple[dict | None, list[str]]:
+    """(the record a speed claim is judged on, or None; its detail lines): judged only on a
+    paired, interleaved measurement the machine did not starve (benchmarks.perf.paired),
+    `one_core` also on one usable CPU."""
+    r = _speed(records, measure, config)
+    if r is None:
+        return None, [f"no speed benchmark for {config}"]
+    lines = [f"{what} {config}: {_ratio_text(r)}"]
+    ok, why = paired.usable(r)
+    cpus = (r.get("load_before") or {}).get("affinity_cpus")
+    if ok and one_core and cpus != 1:
+        ok, why = False, f"measured on {cpus or 'unrecorded'} CPUs (run it under taskset -c 0)"
+    if not ok:
+        lines.append(f"{config} not judged: {why}")
+    return (r if ok else None), lines
+
+
 def verdict_c2(records: list[dict]) -> Verdict:
-    details, conditions, missing = [], [], []
+    details, conditions, unjudged = [], [], False
     for config in C2_CONFIGS:
-        r = _speed(records, "train_step", config)
+        r, lines = _judged_speed(records, "train_step", config, "train step MoD/dense")
+        details += lines
         if r is None:
-            missing.append(config)
+            unjudged = True
             continue
-        details.append(f"train step MoD/dense {config}: {_ratio_text(r)}")
         conditions.append((f"{config} ratio ≤ {C2_MAX}", r["ratio"] <= C2_MAX))
-    if missing:
-        details.append("no speed benchmark for " + ", ".join(missing))
+    if unjudged:
         return verdict(CLAIMS, "C2", INSUFFICIENT_DATA, details)
     return judge(CLAIMS, "C2", conditions, details)
 
 
 def verdict_c9(records: list[dict]) -> Verdict:
-    r = _speed(records, "decode", C9_CONFIG)
-    if r is None:
-        return verdict(
-            CLAIMS, "C9", INSUFFICIENT_DATA, [f"no decode speed benchmark ({C9_CONFIG})"]
-        )
-    details = [f"decode per token MoD/dense batch 1: {_ratio_text(r)}"]
+    what = "decode per token MoD/dense batch 1 (one core)"
+    r, details = _judged_speed(records, "decode", C9_CONFIG, what, one_core=True)
     batched = [x for x in records if x.get("measure") == "decode" and x.get("config") != C9_CONFIG]
     details += [f"{x['config']}: {x['ratio']:.3f} (informative)" for x in batched]
+    if r is None:
+        return verdict(CLAIMS, "C9", INSUFFICIENT_DATA, details)
+    if r.get("routed_fraction") is not None:
+        details.append(
+            f"routed fraction while decoding {r['routed_fraction']:.3f} (target "
+            f"{r.get('target_fraction', 0.125):.3f}; block-FLOP bound at it "
+            f"{r.get('flop_ratio_realised', r['flop_ratio']):.3f}"
+            + (
+                f"; ratio normalised to the target by it {r['ratio_at_target']:.3f}, not judged)"
+                if r.get("ratio_at_target") is not None
+                else ")"
+            )
+        )
     return judge(CLAIMS, "C9", [(f"ratio ≤ {C9_MAX}", r["ratio"] <= C9_MAX)], details)
 
 
