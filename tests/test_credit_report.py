@@ -275,7 +275,8 @@ def test_every_claim_is_reproduced_on_results_that_meet_the_criteria(reproduced)
         ("delayed_catch_runs20", "sr"),
     )
     assert verdicts[3].runs == (("key_to_door_ktd_tvt", "sr"),)
-    assert {e for e, _ in verdicts[0].runs} == {e for e, _ in fig.CHAIN_PANELS}
+    chains = {"chain_first_step_L10", "chain_first_step_L30", "chain_first_step_L100"}
+    assert {e for e, _ in verdicts[0].runs} == chains | {"chain_always_L100"}
 
 
 def test_k1_fails_when_the_baseline_solves_the_delay_or_the_sanity_check_fails(reproduced):
@@ -347,6 +348,22 @@ def test_k2_shows_an_alternative_reading_without_judging_it(reproduced):
     assert "reading" not in before
     drawn = fig.with_alternative_arms(pd.concat([frame, alt]), "delayed_catch_runs20")
     assert set(drawn.agent) == {"sr", "vtrace_lstm", "random", "sr α=1 β=0"}
+
+
+def test_claims_read_the_spec_configuration_by_design_never_a_check_reading_or_smoke_run():
+    # The SR check on Chain L=30 and the reading on runs=20 share the environment, the smoke
+    # tier's Key-to-Door the preset: none is the claim's experiment.
+    assert fig.defined(fig.chain_design(30)) == ["chain_first_step_L30"]
+    assert fig.defined(fig.K2_DESIGN) == ["delayed_catch_runs20"]
+    assert fig.defined(fig.K3_DESIGN) == ["key_to_door_ktd_tvt"]
+    assert fig.defined(fig.SKIING_DESIGN) == ["skiing", "skiing_verdict"]
+    # With results, the largest budget comes first; without, the first defined is named.
+    frame = pd.DataFrame({"experiment": ["skiing", "skiing_verdict"], "step": [3e5, 2e7]})
+    assert fig.ranked(frame, fig.SKIING_DESIGN) == ["skiing_verdict", "skiing"]
+    assert fig.ranked(frame.iloc[:1], fig.SKIING_DESIGN) == ["skiing", "skiing_verdict"]
+    assert fig.chosen(frame.iloc[:0], fig.K2_DESIGN) == "delayed_catch_runs20"
+    with pytest.raises(ValueError, match="no credit experiment has design"):
+        fig.chosen(frame, {"task": "chain", "length": 7})
 
 
 def test_a_reading_is_found_by_its_design_and_keeps_the_arm_it_reads():

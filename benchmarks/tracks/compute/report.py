@@ -325,7 +325,7 @@ def _ratio_text(r: dict) -> str:
     )
     return (
         f"{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] wall{cpu} "
-        f"(medians {r['mod_median'] * 1e3:.1f} / {r['dense_median'] * 1e3:.1f} ms, "
+        f"(medians {r['mod_median'] * 1e3:.3g} / {r['dense_median'] * 1e3:.3g} ms, "
         f"{r['repeats']} {'pairs' if r.get('method') == 'paired' else 'repeats each'}, "
         f"FLOP ratio {r['flop_ratio']:.3f}; {paired.load_text(r)})"
     )

@@ -42,6 +42,13 @@ SR_TRACE = "benchmarks.tracks.credit.evaluations:sr_trace"
 SR_REGRESSION = "benchmarks.tracks.credit.evaluations:sr_regression"
 
 
+# Each experiment's `design` is its task and environment configuration: the report finds the
+# spec's configuration of a claim or figure panel by it (an exact match, so a check or a reading
+# built on the same environment, or a reduced smoke configuration, is never taken for it).
+def chain_design(length: int, reveal: str = "first_step") -> dict:
+    return {"task": "chain", "reveal": reveal, "length": length}
+
+
 def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=None) -> Experiment:
     return Experiment(
         name=f"chain_{reveal}_L{length}",
@@ -52,6 +59,7 @@ def chain(length: int, reveal: str, train: TrainConfig, agents, agent_configs=No
         agent_configs=agent_configs or {},
         primary_metric="chose_correctly",
         label=f"Chain L={length} ({reveal})",
+        design=chain_design(length, reveal),
     )
 
 
@@ -71,6 +79,7 @@ def delayed_catch(runs: int, train: TrainConfig, agents, agent_configs=None) -> 
         agent_configs=agent_configs or {},
         primary_metric="catch_rate",
         label=f"Delayed Catch, {runs} games per episode",
+        design={"task": "delayed_catch", "runs": runs},
     )
 
 
@@ -86,6 +95,7 @@ def key_to_door(name: str, env_config, train: TrainConfig, agents, agent_configs
         primary_metric="door_opened",
         label=f"Key-to-Door ({name.removeprefix('key_to_door_')})",
         evaluations=(SR_TRACE,),
+        design={"task": "key_to_door", **env_config},
     )
 
 
@@ -105,6 +115,7 @@ def sr_check(name: str, experiment: Experiment, options: dict, seeds: int = 3) -
         seeds=seeds,
         evaluations=(SR_REGRESSION,),
         evaluation_options={SR_REGRESSION: options},
+        design={**experiment.design, "check": "sr_regression"},
     )
 
 

@@ -34,7 +34,7 @@ from benchmarks.track_report import (
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.tracks.credit.experiments import SR_REGRESSION
+from benchmarks.tracks.credit.experiments import SR_REGRESSION, chain_design
 from benchmarks.verdicts import (
     INSUFFICIENT_BUDGET,
     INSUFFICIENT_DATA,
@@ -63,13 +63,13 @@ K1_DISJOINT_AT = 100
 K1_SANITY_LENGTH = 10
 K1_SANITY_MIN = 0.90
 # K2: "runs = 20: SR catch rate ≥ 0.80, baseline ≤ 0.50, P(SR > baseline) ≥ 0.9"
-K2_EXPERIMENT = "delayed_catch_runs20"
+K2_DESIGN = {"task": "delayed_catch", "runs": 20}
 K2_SR_MIN = 0.80
 K2_BASELINE_MAX = 0.50
 K2_P_MIN = 0.9
 # K3: "`ktd_tvt`: SR door success ≥ 0.80 and baseline ≤ 0.30; both agents' apple return ≥ 1.5×
 # the random policy's (≈ 46.9 on `ktd_tvt`)"
-K3_EXPERIMENT = "key_to_door_ktd_tvt"
+K3_DESIGN = {"task": "key_to_door", "preset": "ktd_tvt"}
 K3_SR_MIN = 0.80
 K3_BASELINE_MAX = 0.30
 K3_APPLE_FACTOR = 1.5
@@ -77,11 +77,11 @@ K3_RANDOM_APPLE_SPEC = 46.9  # used only when no measured random run exists
 # K4: "in ≥ 80% of evaluation episodes with a pickup, argmax_t c(e_t) falls on the pickup
 # observation or the step after it; mean g at the step before entering the door exceeds the
 # episode median"
-K4_EXPERIMENT = K3_EXPERIMENT
+K4_DESIGN = K3_DESIGN
 K4_ARGMAX_FRACTION = 0.80
 # K5: "(stretch; assessed only at ≥ 2e7 frames per seed and ≥ 3 seeds) SR has fewer missed gates
 # than the baseline (disjoint CIs), and SR's score is > −8,500. Stretch: > −6,000."
-K5_EXPERIMENTS = ("skiing_verdict", "skiing")
+SKIING_DESIGN = {"task": "skiing"}  # the full game (the smoke tier cuts episodes short)
 K5_MIN_FRAMES = 2e7
 K5_MIN_SEEDS = 3
 K5_SR_SCORE_MIN = -8500.0
@@ -95,17 +95,21 @@ CLAIMS = {
     "K5": "Skiing, stretch",
 }
 
-CHAIN_PANELS = (
-    ("chain_first_step_L10", "first_step, L = 10"),
-    ("chain_first_step_L30", "first_step, L = 30"),
-    ("chain_first_step_L100", "first_step, L = 100"),
-    ("chain_always_L100", "always, L = 100"),
+CHAIN_PANELS = tuple(
+    (chain_design(length, reveal), f"{reveal}, L = {length}")
+    for reveal, length in (
+        ("first_step", 10),
+        ("first_step", 30),
+        ("first_step", 100),
+        ("always", 100),
+    )
 )
 CHAIN_RANDOM = 0.5  # exact success rate of the random policy
-CATCH_PANELS = (("delayed_catch_runs20", "runs = 20"), ("delayed_catch_runs5", "runs = 5"))
+CATCH_PANELS = tuple(
+    ({"task": "delayed_catch", "runs": runs}, f"runs = {runs}") for runs in (20, 5)
+)
 CATCH_RANDOM = 2671 / 17496  # exact per-game catch probability of the random policy (≈ 0.1527)
 KTD_RANDOM_SPEC = {"door_opened": 0.05, "episode_return": 47.4}  # spec §1.3 [meas], ktd_tvt
-SKIING_EXPERIMENTS = ("skiing", "skiing_verdict")
 SKIING_LINES = (  # spec §2.3 published / measured scores
     (-17098.0, "random (published) −17,098"),
     (-8984.0, "always-NOOP (measured) −8,984"),
@@ -114,9 +118,10 @@ SKIING_LINES = (  # spec §2.3 published / measured scores
 )
 SKIING_NOOP_GATES = 11.0
 TASK_ORDER = (
-    tuple(name for name, _ in CHAIN_PANELS)
-    + tuple(name for name, _ in CATCH_PANELS)
-    + (K3_EXPERIMENT, "skiing", "skiing_verdict")
+    *(d for d, _ in CHAIN_PANELS),
+    *(d for d, _ in CATCH_PANELS),
+    K3_DESIGN,
+    SKIING_DESIGN,
 )
 SR_TRACE_TABLES = ("sr_trace_steps", "sr_trace_episodes")
 SR_CHECK = "sr_regression"  # the table of the experiments that check the SR regression
@@ -130,6 +135,27 @@ def _ordered(agents: Iterable[str]) -> list[str]:
     agents = set(agents)
     known = [a for a in AGENT_ORDER if a in agents]
     return known + sorted(agents - set(known))
+
+
+def defined(design: dict) -> list[str]:
+    """The experiments of the track's tiers whose `design` is exactly `design` (tier order)."""
+    return list(dict.fromkeys(e.name for e in _experiments() if dict(e.design) == design))
+
+
+def ranked(frame: pd.DataFrame, design: dict) -> list[str]:
+    """`defined(design)`, those with results first, the largest training budget first."""
+    names = defined(design)
+    budget = frame[frame.experiment.isin(names)].groupby("experiment").step.max()
+    return sorted(names, key=lambda e: -float(budget.get(e, -1)))
+
+
+def chosen(frame: pd.DataFrame, design: dict) -> str:
+    """The experiment a claim or panel with the spec's configuration `design` reads: the one with
+    results and the largest budget, else the first defined (named in "no results" lines)."""
+    names = ranked(frame, design)
+    if not names:
+        raise ValueError(f"no credit experiment has design {design}")
+    return names[0]
 
 
 def final_estimate(
@@ -159,7 +185,7 @@ def verdict_k1(frame: pd.DataFrame) -> Verdict:
     metric = "chose_correctly"
     est, details, conditions = {}, [], []
     for length in (*K1_LENGTHS, K1_SANITY_LENGTH):
-        experiment = f"chain_first_step_L{length}"
+        experiment = chosen(frame, chain_design(length))
         sr = final_estimate(frame, experiment, SR, metric)[0]
         base = final_estimate(frame, experiment, BASELINE, metric)[0]
         est[f"{experiment}/{SR}"], est[f"{experiment}/{BASELINE}"] = sr, base
@@ -183,8 +209,9 @@ def verdict_k1(frame: pd.DataFrame) -> Verdict:
 
 
 def verdict_k2(frame: pd.DataFrame) -> Verdict:
-    sr, sr_scores = final_estimate(frame, K2_EXPERIMENT, SR, "catch_rate")
-    base, base_scores = final_estimate(frame, K2_EXPERIMENT, BASELINE, "catch_rate")
+    e = chosen(frame, K2_DESIGN)
+    sr, sr_scores = final_estimate(frame, e, SR, "catch_rate")
+    base, base_scores = final_estimate(frame, e, BASELINE, "catch_rate")
     details = [f"runs=20 catch rate: SR {fmt(sr)} vs baseline {fmt(base)}"]
     conditions = [(f"SR ≥ {K2_SR_MIN}", sr.value >= K2_SR_MIN)]
     conditions.append((f"baseline ≤ {K2_BASELINE_MAX}", base.value <= K2_BASELINE_MAX))
@@ -192,7 +219,7 @@ def verdict_k2(frame: pd.DataFrame) -> Verdict:
         p = stats.probability_of_improvement(sr_scores, base_scores)
         details.append(f"P(SR > baseline) = {fmt(p)}")
         conditions.append((f"P(SR > baseline) ≥ {K2_P_MIN}", p.value >= K2_P_MIN))
-    for experiment, label in alternative_arms(K2_EXPERIMENT):
+    for experiment, label in alternative_arms(e):
         alt, alt_scores = final_estimate(frame, experiment, SR, "catch_rate")
         if alt.n and len(base_scores):
             p = stats.probability_of_improvement(alt_scores, base_scores)
@@ -202,12 +229,12 @@ def verdict_k2(frame: pd.DataFrame) -> Verdict:
                 f"P(> baseline) = {fmt(p)}; meets SR ≥ {K2_SR_MIN} and "
                 f"P ≥ {K2_P_MIN}: {'yes' if meets else 'no'}"
             )
-    estimates = {f"{K2_EXPERIMENT}/{SR}": sr, f"{K2_EXPERIMENT}/{BASELINE}": base}
+    estimates = {f"{e}/{SR}": sr, f"{e}/{BASELINE}": base}
     return _status("K2", estimates, conditions, details)
 
 
 def verdict_k3(frame: pd.DataFrame) -> Verdict:
-    e = K3_EXPERIMENT
+    e = chosen(frame, K3_DESIGN)
     sr = final_estimate(frame, e, SR, "door_opened")[0]
     base = final_estimate(frame, e, BASELINE, "door_opened")[0]
     sr_apple = final_estimate(frame, e, SR, "apple_return")[0]
@@ -238,12 +265,12 @@ def verdict_k3(frame: pd.DataFrame) -> Verdict:
     return _status("K3", estimates, conditions, details)
 
 
-def verdict_k4(episodes: pd.DataFrame) -> Verdict:
-    """From the pooled `sr_trace_episodes` of every SR seed on ktd_tvt (a `seed` column added)."""
+def verdict_k4(episodes: pd.DataFrame, experiment: str | None = None) -> Verdict:
+    """From the pooled `sr_trace_episodes` of every SR seed of `experiment` (ktd_tvt; a `seed`
+    column added)."""
     if episodes.empty:
-        return verdict(
-            CLAIMS, "K4", INSUFFICIENT_DATA, [f"no sr_trace_episodes for {K4_EXPERIMENT}/{SR}"]
-        )
+        name = experiment or defined(K4_DESIGN)[0]
+        return verdict(CLAIMS, "K4", INSUFFICIENT_DATA, [f"no sr_trace_episodes for {name}/{SR}"])
     seeds = sorted(episodes.seed.unique())
     pickups = episodes[episodes.had_pickup > 0]
     doors = episodes[episodes.door_step > 0]
@@ -281,7 +308,7 @@ def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, floa
 
 def verdict_k5(frame: pd.DataFrame) -> Verdict:
     budgets = []
-    for experiment in K5_EXPERIMENTS:
+    for experiment in ranked(frame, SKIING_DESIGN):
         seen = {a: _budget(frame, experiment, a) for a in (SR, BASELINE)}
         if all(n >= K5_MIN_SEEDS for n, _ in seen.values()):
             return _k5_assessed(frame, experiment)
@@ -384,11 +411,11 @@ def _random_refs(frame, experiment, metric, fallback=None, fallback_label=""):
 
 
 def figure_chain(frame: pd.DataFrame, out: Path) -> Figure | str:
-    present = [(e, t) for e, t in CHAIN_PANELS if (frame.experiment == e).any()]
-    if not present:
-        return "figure `chain` skipped: no results for " + ", ".join(e for e, _ in CHAIN_PANELS)
+    panels = [(chosen(frame, d), t) for d, t in CHAIN_PANELS]
+    if not any((frame.experiment == e).any() for e, _ in panels):
+        return "figure `chain` skipped: no results for " + ", ".join(e for e, _ in panels)
     fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.4), sharey=True)
-    for ax, (experiment, title) in zip(axes.flat, CHAIN_PANELS, strict=True):
+    for ax, (experiment, title) in zip(axes.flat, panels, strict=True):
         sub = frame[frame.experiment == experiment]
         refs = _random_refs(
             frame, experiment, "chose_correctly", CHAIN_RANDOM, f"random (exact {CHAIN_RANDOM})"
@@ -424,13 +451,12 @@ def with_alternative_arms(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
 
 
 def figure_delayed_catch(frame: pd.DataFrame, out: Path) -> Figure | str:
-    if not any((frame.experiment == e).any() for e, _ in CATCH_PANELS):
-        return "figure `delayed_catch` skipped: no results for " + ", ".join(
-            e for e, _ in CATCH_PANELS
-        )
+    panels = [(chosen(frame, d), t) for d, t in CATCH_PANELS]
+    if not any((frame.experiment == e).any() for e, _ in panels):
+        return "figure `delayed_catch` skipped: no results for " + ", ".join(e for e, _ in panels)
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
     refs = [(CATCH_RANDOM, f"random (exact {CATCH_RANDOM:.4f})", agent_colour("random"))]
-    for ax, (experiment, title) in zip(axes, CATCH_PANELS, strict=True):
+    for ax, (experiment, title) in zip(axes, panels, strict=True):
         sub = with_alternative_arms(frame, experiment)
         _learning_panel(ax, sub, "catch_rate", f"Delayed Catch, {title}", refs if len(sub) else ())
         ax.set_xlabel("environment steps (per seed)")
@@ -442,14 +468,15 @@ def figure_delayed_catch(frame: pd.DataFrame, out: Path) -> Figure | str:
 
 
 def figure_key_to_door(frame: pd.DataFrame, out: Path) -> Figure | str:
-    sub = frame[frame.experiment == K3_EXPERIMENT]
+    experiment = chosen(frame, K3_DESIGN)
+    sub = frame[frame.experiment == experiment]
     if sub.empty:
-        return f"figure `key_to_door` skipped: no results for {K3_EXPERIMENT}"
+        return f"figure `key_to_door` skipped: no results for {experiment}"
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     panels = (("door_opened", "door success"), ("episode_return", "total return"))
     for ax, (metric, title) in zip(axes, panels, strict=True):
         refs = _random_refs(
-            frame, K3_EXPERIMENT, metric, KTD_RANDOM_SPEC[metric], "random (spec §1.3)"
+            frame, experiment, metric, KTD_RANDOM_SPEC[metric], "random (spec §1.3)"
         )
         _learning_panel(ax, sub, metric, f"Key-to-Door (ktd_tvt): {title}", refs)
         ax.set_xlabel("environment steps (per seed)")
@@ -464,9 +491,10 @@ def figure_key_to_door(frame: pd.DataFrame, out: Path) -> Figure | str:
 
 
 def figure_skiing(frame: pd.DataFrame, out: Path) -> list[Figure | str]:
-    present = [e for e in SKIING_EXPERIMENTS if (frame.experiment == e).any()]
+    skiing = defined(SKIING_DESIGN)
+    present = [e for e in skiing if (frame.experiment == e).any()]
     if not present:
-        return ["figure `skiing` skipped: no Skiing results (experiments skiing, skiing_verdict)"]
+        return [f"figure `skiing` skipped: no Skiing results (experiments {', '.join(skiing)})"]
     figures = []
     for experiment in present:
         sub = frame[frame.experiment == experiment]
@@ -498,7 +526,8 @@ def figure_skiing(frame: pd.DataFrame, out: Path) -> list[Figure | str]:
 
 def figure_sr_trace(folders: list[Path], out: Path, notes: list[str]) -> Figure | str:
     experiments = sorted({f.parent.parent.name for f in map(Path, folders)})
-    order = [K4_EXPERIMENT] + [e for e in experiments if e != K4_EXPERIMENT]
+    spec = defined(K4_DESIGN)
+    order = spec + [e for e in experiments if e not in spec]
     for experiment in order:
         steps = read_tables(folders, experiment, SR, "sr_trace_steps", notes)
         if not steps.empty:
@@ -615,9 +644,8 @@ def sr_check_table(folders: list[Path], notes: list[str]) -> pd.DataFrame:
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: final score IQM [CI] (n) of each agent and P(SR > baseline) [CI]."""
     experiments = sorted(set(frame.experiment) - set(sr_check_experiments()))
-    tasks = [t for t in TASK_ORDER if t in experiments] + [
-        t for t in experiments if t not in TASK_ORDER
-    ]
+    order = [name for design in TASK_ORDER for name in defined(design)]
+    tasks = [t for t in order if t in experiments] + [t for t in experiments if t not in order]
     agents = _ordered(set(frame.agent))
     rows = []
     for task in tasks:
@@ -642,17 +670,18 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdicts(frame: pd.DataFrame, folders: list[Path], notes: list[str]) -> list[Verdict]:
-    episodes = read_tables(folders, K4_EXPERIMENT, SR, "sr_trace_episodes", notes)
+    k4 = chosen(frame, K4_DESIGN)
+    episodes = read_tables(folders, k4, SR, "sr_trace_episodes", notes)
 
     def runs(experiments, agents=(BASELINE, SR)):
         return itertools.product(experiments, agents)
 
     return [
-        on_runs(verdict_k1(frame), runs(e for e, _ in CHAIN_PANELS)),
-        on_runs(verdict_k2(frame), runs([K2_EXPERIMENT])),
-        on_runs(verdict_k3(frame), runs([K3_EXPERIMENT])),
-        on_runs(verdict_k4(episodes), runs([K4_EXPERIMENT], [SR])),
-        on_runs(verdict_k5(frame), runs(K5_EXPERIMENTS)),
+        on_runs(verdict_k1(frame), runs(chosen(frame, d) for d, _ in CHAIN_PANELS)),
+        on_runs(verdict_k2(frame), runs([chosen(frame, K2_DESIGN)])),
+        on_runs(verdict_k3(frame), runs([chosen(frame, K3_DESIGN)])),
+        on_runs(verdict_k4(episodes, k4), runs([k4], [SR])),
+        on_runs(verdict_k5(frame), runs(ranked(frame, SKIING_DESIGN))),
     ]
 
 

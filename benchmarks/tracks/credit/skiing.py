@@ -85,6 +85,7 @@ def skiing(name: str, train: HostTrainConfig, agent_configs, env_config=None, se
         kind="envpool",
         label=LABEL,
         seeds=seeds,
+        design={"task": "skiing", **(env_config or {})},
     )
 
 
