@@ -13,10 +13,12 @@ Experiment names carry the design, and the report (benchmarks.tracks.compute.rep
                                      other block), every1 (12.5 % every block), random (random
                                      selection) or aux (causal="aux")
 
-Noise reruns (spec §4.1: "rerun the dense and MoD optima at 2e12 with two more seeds"): a track
-is data, fixed before any result exists, so the reruns sit at a pre-chosen grid point,
-`NOISE_WIDTH` (d = 64 at 2e12, the grid's middle and the ablations' width), which runs the
-tier's 3 seeds; every other quick experiment runs one seed (docs/compute.md).
+Seeds (issue 23): every quick grid point runs the tier's 5 seeds (both arms see the same
+batches per seed and step: `batch_key(seed, step)`), so C3 is a paired CI over seeds and C4 a
+bootstrap over seeds of where each optimum lies; the ablations run 3 (C5, C6, C8). The grid
+has four widths per budget, one below the first grid's smallest, so that each budget can
+bracket both arms' optima (the first grid's best width was its smallest at both budgets).
+`FLOPS_POINT` (2e12, d = 64) also runs the XLA-vs-analytic FLOPs check (C1) (docs/compute.md).
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ SMOKE_ROUTING = {"windows": 4, "decode_tokens": 8, "prompt_tokens": 32}
 
 # Quick (spec §4.1): S = 256, B = 8 on the real corpus; dense L = 4, MoD L = 8.
 QUICK_BUDGETS = (2e12, 6e12)
-QUICK_WIDTHS = {2e12: (48, 64, 96), 6e12: (64, 96, 128)}
+QUICK_WIDTHS = {2e12: (32, 48, 64, 96), 6e12: (48, 64, 96, 128)}
 QUICK_DENSE_LAYERS, QUICK_MOD_LAYERS = 4, 8
-NOISE_BUDGET, NOISE_WIDTH = 2e12, 64
+QUICK_SEEDS, QUICK_ABLATION_SEEDS = 5, 3
+FLOPS_POINT = (2e12, 64)  # the grid point whose dense run also checks XLA vs analytic FLOPs
 ABLATION_BUDGET, ABLATION_WIDTH = 2e12, 64
 QUICK_ABLATIONS = {
     "cap50": {"capacity": 0.5},
@@ -208,10 +211,10 @@ def _quick_grid() -> tuple[Experiment, ...]:
     experiments = []
     for budget in QUICK_BUDGETS:
         for width in QUICK_WIDTHS[budget]:
-            noise = budget == NOISE_BUDGET and width == NOISE_WIDTH
-            evaluations = (ROUTING_EVALUATION,) + ((FLOPS_EVALUATION,) if noise else ())
+            flops = (budget, width) == FLOPS_POINT
+            evaluations = (ROUTING_EVALUATION,) + ((FLOPS_EVALUATION,) if flops else ())
             options = {ROUTING_EVALUATION: QUICK_ROUTING}
-            if noise:
+            if flops:
                 options[FLOPS_EVALUATION] = {"shapes": QUICK_FLOPS_SHAPES}
             experiments.append(
                 isoflop(
@@ -221,7 +224,6 @@ def _quick_grid() -> tuple[Experiment, ...]:
                     QUICK_MOD_LAYERS,
                     "shakespeare",
                     _quick_train(budget),
-                    seeds=None if noise else 1,
                     evaluations=evaluations,
                     evaluation_options=options,
                 )
@@ -230,10 +232,10 @@ def _quick_grid() -> tuple[Experiment, ...]:
 
 
 QUICK = Tier(
-    seeds=3,
-    description="shakespeare, S=256 B=8: isoFLOP grid at 2e12 and 6e12 (dense L=4, MoD L=8, "
-    "d 48-128), 4 MoD ablations at 2e12 d=64, 3 seeds at 2e12 d=64 (noise), 1 seed elsewhere: "
-    "6.4e13 training FLOPs",
+    seeds=QUICK_SEEDS,
+    description="shakespeare, S=256 B=8: isoFLOP grid at 2e12 (d 32-96) and 6e12 (d 48-128), "
+    "dense L=4, MoD L=8, 5 seeds per point; 4 MoD ablations at 2e12 d=64, 3 seeds: "
+    "3.4e14 training FLOPs",
     experiments=_quick_grid()
     + tuple(
         ablation(
@@ -244,7 +246,7 @@ QUICK = Tier(
             routing,
             "shakespeare",
             _quick_train(ABLATION_BUDGET),
-            seeds=1,
+            seeds=QUICK_ABLATION_SEEDS,
             evaluation_options={ROUTING_EVALUATION: QUICK_ROUTING},
         )
         for variant, routing in QUICK_ABLATIONS.items()
