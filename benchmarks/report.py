@@ -10,7 +10,7 @@ and skipped; the rest of the report still builds.
 Every track found in the results gets:
 
 - claim verdicts from its report hook (`Track.report`, see benchmarks.track_report), one line per
-  claim with its outcome: reproduced, partial, not reproduced, or not run (the hook's
+  claim with its outcome: reproduced, partial, not reproduced, inconclusive or not run (the hook's
   INSUFFICIENT DATA and INSUFFICIENT BUDGET: too few seeds or too little budget to judge);
 - run metadata (runs, seeds, tiers, commits, package versions, platform, wall time);
 - a summary table (final score per experiment and agent: IQM over seeds with a 95% CI);
@@ -810,7 +810,7 @@ figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color
 .badge{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em;
 white-space:nowrap;color:#fff}
 .reproduced{background:#2e7d32}.not-reproduced{background:#c62828}.partial{background:#ef6c00}
-.not-run{background:#757575}.unknown{background:#6d4c41}
+.not-run{background:#757575}.unknown{background:#6d4c41}.inconclusive{background:#8d6e63}
 ul.claims li{margin:.3em 0}.files a{margin-right:.8em}.meta td:first-child{white-space:nowrap}
 .problems li{color:#a00}
 .banner{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:.3em}

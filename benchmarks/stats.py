@@ -64,6 +64,29 @@ def iqm_ci(scores, reps: int | None = None, seed: int = BOOTSTRAP_SEED) -> Estim
     return Estimate(value, float(ci.low), float(ci.high), int(x.size))
 
 
+def mean_ci(values, reps: int | None = None, seed: int = BOOTSTRAP_SEED) -> Estimate:
+    """Mean of per-seed values (e.g. paired per-seed ratios) with a 95% percentile-bootstrap CI
+    over seeds."""
+    x = np.asarray(values, np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return Estimate(np.nan, np.nan, np.nan, 0)
+    value = float(np.mean(x))
+    if x.size < 2 or np.all(x == x[0]):
+        return Estimate(value, value, value, int(x.size))
+    result = scipy.stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=reps or BOOTSTRAP_REPS,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        random_state=np.random.default_rng(seed),
+    )
+    ci = result.confidence_interval
+    return Estimate(value, float(ci.low), float(ci.high), int(x.size))
+
+
 def final_scores(frame: pd.DataFrame, metric: str, fraction: float = FINAL_FRACTION) -> pd.Series:
     """Per (experiment, agent, seed): the metric over the last `fraction` of the budget.
 

@@ -17,6 +17,7 @@ from benchmarks import stats
 REPRODUCED = "REPRODUCED"  # every condition of the claim's criterion holds
 NOT_REPRODUCED = "NOT REPRODUCED"  # one or more fail; `failed` names them
 PARTIAL = "PARTIAL"  # part of a criterion holds (e.g. planning P1's 1.3x band)
+INCONCLUSIVE = "INCONCLUSIVE"  # the data cannot settle it (e.g. an optimum at a grid edge)
 INSUFFICIENT_DATA = "INSUFFICIENT DATA"  # a needed arm, table or seed count is missing
 INSUFFICIENT_BUDGET = "INSUFFICIENT BUDGET"  # runs too short to judge (e.g. the smoke tier)
 NOT_RUN = "NOT RUN"  # the claim's experiment or evaluation has not run
@@ -26,6 +27,7 @@ OUTCOMES = {
     REPRODUCED: "reproduced",
     NOT_REPRODUCED: "not reproduced",
     PARTIAL: "partial",
+    INCONCLUSIVE: "inconclusive",
     INSUFFICIENT_DATA: "not run",
     INSUFFICIENT_BUDGET: "not run",
     NOT_RUN: "not run",
@@ -105,6 +107,7 @@ def fmt(est: stats.Estimate, spec: str = ".3f") -> str:
 
 
 __all__ = [
+    "INCONCLUSIVE",
     "INSUFFICIENT_BUDGET",
     "INSUFFICIENT_DATA",
     "NOT_REPRODUCED",

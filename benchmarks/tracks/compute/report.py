@@ -38,7 +38,7 @@ import pandas as pd
 from baselines.lm import flops as lm_flops
 from baselines.lm.mod import MoDConfig
 from baselines.lm.transformer import TransformerConfig
-from benchmarks import store, tracks
+from benchmarks import stats, store, tracks
 from benchmarks.perf import paired
 from benchmarks.plotting import agent_colour, plt, save_figure
 from benchmarks.track_report import (
@@ -49,6 +49,7 @@ from benchmarks.track_report import (
     read_extra_tables,
 )
 from benchmarks.verdicts import (
+    INCONCLUSIVE,
     INSUFFICIENT_DATA,
     Verdict,
     judge,
@@ -80,10 +81,12 @@ C2_MAX, C9_MAX = 0.62, 0.67
 C9_CONFIG = "decode_B1"
 C3_PARITY = 1.01
 C4_FLOPS_RANGE = (0.5, 1.5)
+C4_P_MIN = 0.9  # bootstrap share of draws in which C4's conditions hold at a bracketed budget
 C5_MIN_GAP = 1.02
 C7_MIN_ACCURACY, C7_MAX_CAUSAL_RATIO, C7_FRACTION, C7_TOLERANCE = 0.95, 1.02, 0.125, 0.03
 C8_MAX_RATIO = 1.01
 MIN_WIDTHS = 3  # grid points per arm and budget for an isoFLOP optimum to mean something
+MIN_SEEDS = 3  # seeds per compared point for C3's paired CI, C4's bootstrap and C5, C6, C8
 # Runs shorter than this many optimiser steps (smoke scale) are left out of C3-C8: a loss after
 # a handful of steps says nothing about the claims. The quick tier's shortest run has 220.
 MIN_STEPS = 100
@@ -401,46 +404,127 @@ def _too_few(optima) -> list[str]:
     return short
 
 
-def verdict_c3(scores: pd.DataFrame) -> Verdict:
+def seed_losses(points: pd.DataFrame, row: pd.Series) -> pd.Series:
+    """Final validation loss per seed of one grid point or ablation (a row of grid_scores)."""
+    sub = points[(points.experiment == row.experiment) & (points.agent == row.agent)]
+    return sub.set_index("seed").val_loss.dropna().sort_index()
+
+
+def paired_ratio(points: pd.DataFrame, a: pd.Series, b: pd.Series) -> stats.Estimate:
+    """Mean over the seeds both ran of loss(a) / loss(b), with a 95% bootstrap CI over seeds:
+    a seed gives both arms the same batches (batch_key(seed, step)), so the ratio is paired."""
+    la, lb = seed_losses(points, a), seed_losses(points, b)
+    common = la.index.intersection(lb.index)
+    return stats.mean_ci((la[common] / lb[common]).to_numpy(np.float64))
+
+
+def _ratio(est: stats.Estimate) -> str:
+    return f"{est.value:.4f} [{est.low:.4f}, {est.high:.4f}] (paired over n={est.n} seeds)"
+
+
+def verdict_c3(scores: pd.DataFrame, points: pd.DataFrame) -> Verdict:
     optima = _optima(scores)
     short = _too_few(optima)
     if len(optima) < 2 or short:
         details = [f"isoFLOP budgets: {len(optima)} (need ≥ 2 with ≥ {MIN_WIDTHS} widths per arm)"]
         return verdict(CLAIMS, "C3", INSUFFICIENT_DATA, details + short)
-    details, better, parity = [], [], []
+    details, better, parity, few = [], [], [], []
     for budget, dense, mod in optima:
-        ratio = mod.row.val_loss / dense.row.val_loss
+        ratio = paired_ratio(points, mod.row, dense.row)
         details.append(
             f"{budget:.0e}: best MoD d{mod.row.width} {_seeds(mod.row)} vs best dense "
-            f"d{dense.row.width} {_seeds(dense.row)}, ratio {ratio:.4f}"
+            f"d{dense.row.width} {_seeds(dense.row)}, MoD / dense {_ratio(ratio)}"
         )
-        better.append(ratio <= 1.0)
-        parity.append(ratio <= C3_PARITY)
+        if ratio.n < MIN_SEEDS:
+            few.append(f"{budget:.0e}: {ratio.n} paired seeds")
+        better.append(ratio.high <= 1.0)
+        parity.append(ratio.high <= C3_PARITY)
+    if few:
+        details.append(f"need ≥ {MIN_SEEDS} seeds per optimum for the paired CI: " + ", ".join(few))
+        return verdict(CLAIMS, "C3", INSUFFICIENT_DATA, details)
     if all(parity) and not all(better):
-        details.append(f"parity: MoD within {C3_PARITY}× of dense at every budget")
-    return judge(CLAIMS, "C3", [("best MoD ≤ best dense at every budget", all(better))], details)
+        details.append(f"parity: the CI of MoD / dense ends below {C3_PARITY} at every budget")
+    name = "MoD / dense ≤ 1 at every budget (upper end of the paired 95% CI)"
+    return judge(CLAIMS, "C3", [(name, all(better))], details)
 
 
-def verdict_c4(scores: pd.DataFrame) -> Verdict:
+def optimum_draws(
+    points: pd.DataFrame, scores: pd.DataFrame, budget: float, reps: int | None = None
+) -> pd.DataFrame | None:
+    """Where each arm's optimum lies under a bootstrap over seeds: per draw, the seeds (the same
+    ones for every width and both arms: they share the data order) are resampled and each arm's
+    optimum is the width with the lowest mean loss. Columns dense/mod (optimal width) and
+    dense_params, mod_params, dense_flops, mod_flops; None with fewer than MIN_SEEDS seeds
+    common to every point of the budget."""
+    grid = scores[(scores.kind == "isoflop") & (scores.budget == budget)]
+    losses = {
+        (r.agent, r.width): seed_losses(points, pd.Series(r._asdict())) for r in grid.itertuples()
+    }
+    if not losses:
+        return None
+    seeds = sorted(set.intersection(*(set(v.index) for v in losses.values())))
+    if len(seeds) < MIN_SEEDS:
+        return None
+    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)
+    picks = rng.integers(0, len(seeds), (reps or stats.BOOTSTRAP_REPS, len(seeds)))
+    draws = {}
+    for agent in (DENSE, MOD):
+        rows = grid[grid.agent == agent].sort_values("width")
+        matrix = np.stack(  # [W, seeds]
+            [losses[(agent, w)][seeds].to_numpy(np.float64) for w in rows.width]
+        )
+        best = np.argmin(matrix[:, picks].mean(axis=2), axis=0)  # [reps]
+        draws[agent] = rows.width.to_numpy()[best]
+        draws[f"{agent}_params"] = rows.params.to_numpy(np.float64)[best]
+        draws[f"{agent}_flops"] = rows.forward_flops.to_numpy(np.float64)[best]
+    return pd.DataFrame(draws)
+
+
+def verdict_c4(scores: pd.DataFrame, points: pd.DataFrame) -> Verdict:
     optima = _optima(scores)
     usable = [(b, d, m) for b, d, m in optima if d and m and min(d.widths, m.widths) >= MIN_WIDTHS]
     if not usable:
         return verdict(CLAIMS, "C4", INSUFFICIENT_DATA, ["no budget with ≥ 3 grid points per arm"])
-    details, ok = [], []
+    details, judged, edged = [], [], []
     low, high = C4_FLOPS_RANGE
     for budget, dense, mod in usable:
         flops = mod.row.forward_flops / dense.row.forward_flops
-        larger = mod.row.params > dense.row.params
         edges = [a for a, o in ((DENSE, dense), (MOD, mod)) if o.edge]
-        details.append(
+        line = (
             f"{budget:.0e}: MoD opt d{mod.row.width} {mod.row.params:,.0f} params vs dense opt "
             f"d{dense.row.width} {dense.row.params:,.0f}; FLOPs/fwd ratio {flops:.3f}; parabola "
             f"minima {mod.parabola_params:,.0f} / {dense.parabola_params:,.0f} params"
-            + (f"; optimum at grid edge: {', '.join(edges)}" if edges else "")
         )
-        ok.append(larger and low <= flops <= high)
-    name = f"at ≥ 1 budget: MoD opt larger and FLOPs/fwd within {low}–{high}×"
-    return judge(CLAIMS, "C4", [(name, any(ok))], details)
+        draws = optimum_draws(points, scores, budget)
+        if draws is not None:
+            share = lambda col, draws=draws: ", ".join(
+                f"d{w} {p:.2f}"
+                for w, p in draws[col].value_counts(normalize=True).sort_index().items()
+            )
+            ok = (draws.mod_params > draws.dense_params) & draws.eval(
+                "@low * dense_flops <= mod_flops <= @high * dense_flops"
+            )
+            line += (
+                f"; bootstrap over seeds: optimum dense {share(DENSE)}, MoD {share(MOD)}; "
+                f"P(MoD opt larger, FLOPs/fwd within {low}–{high}×) {ok.mean():.2f}"
+            )
+        if edges:
+            edged.append(f"{budget:.0e} {', '.join(edges)}")
+            line += f"; optimum at grid edge: {', '.join(edges)} (not judged)"
+        elif draws is None:
+            line += f"; fewer than {MIN_SEEDS} seeds at every point (not judged)"
+        else:
+            judged.append(float(ok.mean()))
+        details.append(line)
+    if not judged:
+        reason = "every budget has an optimum at a grid edge" if edged else "too few seeds"
+        details.append(f"{reason}: where the optima lie is not settled by this grid")
+        status = INCONCLUSIVE if edged else INSUFFICIENT_DATA
+        return verdict(CLAIMS, "C4", status, details)
+    name = (
+        f"at ≥ 1 bracketed budget: P(MoD opt larger, FLOPs/fwd within {low}–{high}×) ≥ {C4_P_MIN}"
+    )
+    return judge(CLAIMS, "C4", [(name, max(judged) >= C4_P_MIN)], details)
 
 
 def _ablation_pair(scores: pd.DataFrame, variant: str):
@@ -467,6 +551,12 @@ def _pair_runs(scores: pd.DataFrame, variant: str) -> list[tuple[str, str]]:
     return [] if isinstance(pair, str) else [(row.experiment, row.agent) for row in pair]
 
 
+def _few_seeds(pair: tuple[pd.Series, pd.Series]) -> str | None:
+    """Why an ablation pair has too few seeds to judge (None when both have MIN_SEEDS)."""
+    short = [f"{r.experiment}/{r.agent} n={int(r.n)}" for r in pair if int(r.n) < MIN_SEEDS]
+    return f"need ≥ {MIN_SEEDS} seeds per arm: " + ", ".join(short) if short else None
+
+
 def verdict_c5(scores: pd.DataFrame) -> Verdict:
     pair = _ablation_pair(scores, "random")
     if isinstance(pair, str):
@@ -477,6 +567,8 @@ def verdict_c5(scores: pd.DataFrame) -> Verdict:
         f"{random.budget:.0e} d{random.width}: random {_seeds(random)} vs learned "
         f"{_seeds(learned)}, ratio {ratio:.4f}"
     ]
+    if _few_seeds(pair):
+        return verdict(CLAIMS, "C5", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
     return judge(CLAIMS, "C5", [(f"random ≥ {C5_MIN_GAP}× learned", ratio >= C5_MIN_GAP)], details)
 
 
@@ -489,6 +581,8 @@ def verdict_c6(scores: pd.DataFrame) -> Verdict:
         f"{every1.budget:.0e} d{every1.width}: 12.5% every block {_seeds(every1)} vs every "
         f"other block {_seeds(every2)}, ratio {every1.val_loss / every2.val_loss:.4f}"
     ]
+    if _few_seeds(pair):
+        return verdict(CLAIMS, "C6", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
     conditions = [("every block worse than every other", every1.val_loss > every2.val_loss)]
     return judge(CLAIMS, "C6", conditions, details)
 
@@ -537,6 +631,8 @@ def verdict_c8(scores: pd.DataFrame) -> Verdict:
         f"{aux.budget:.0e} d{aux.width}: aux {_seeds(aux)} vs predictor {_seeds(predictor)}, "
         f"ratio {ratio:.4f}; fraction of sigma(r) > 0.5: {aux.router_positive:.4f}"
     ]
+    if _few_seeds(pair):
+        return verdict(CLAIMS, "C8", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
     conditions = [
         (f"aux ≤ {C8_MAX_RATIO}× predictor", ratio <= C8_MAX_RATIO),
         (f"sigma(r) > 0.5 fraction in {lo:.3f}–{hi:.3f}", lo <= aux.router_positive <= hi),
@@ -855,7 +951,8 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     fig5_routing, fig6_causal, speed; the grid table; verdicts C1–C9."""
     out = Path(out)
     notes: list[str] = []
-    scores = grid_scores(run_points(frame))
+    points = run_points(frame)
+    scores = grid_scores(points)
     maps = read_tables(folders, "routing_map", notes)
     hists = read_tables(folders, "routing_hist", notes)
     tokens = read_tables(folders, "routing_tokens", notes)
@@ -889,8 +986,8 @@ def report(frame: pd.DataFrame, folders: list[Path], out: Path) -> TrackReport:
     verdicts = [
         verdict_c1(flops_table),  # shapes only and speed benchmarks: no training runs
         verdict_c2(records),
-        on_runs(verdict_c3(judged), grid),
-        on_runs(verdict_c4(judged), grid),
+        on_runs(verdict_c3(judged, points), grid),
+        on_runs(verdict_c4(judged, points), grid),
         on_runs(verdict_c5(judged), _pair_runs(judged, "random")),
         on_runs(verdict_c6(judged), _pair_runs(judged, "every1")),
         on_runs(verdict_c7(judged, decode), optima),
