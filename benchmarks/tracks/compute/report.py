@@ -567,8 +567,8 @@ def verdict_c5(scores: pd.DataFrame) -> Verdict:
         f"{random.budget:.0e} d{random.width}: random {_seeds(random)} vs learned "
         f"{_seeds(learned)}, ratio {ratio:.4f}"
     ]
-    if _few_seeds(pair):
-        return verdict(CLAIMS, "C5", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
+    if few := _few_seeds(pair):
+        return verdict(CLAIMS, "C5", INSUFFICIENT_DATA, details + [few])
     return judge(CLAIMS, "C5", [(f"random ≥ {C5_MIN_GAP}× learned", ratio >= C5_MIN_GAP)], details)
 
 
@@ -581,8 +581,8 @@ def verdict_c6(scores: pd.DataFrame) -> Verdict:
         f"{every1.budget:.0e} d{every1.width}: 12.5% every block {_seeds(every1)} vs every "
         f"other block {_seeds(every2)}, ratio {every1.val_loss / every2.val_loss:.4f}"
     ]
-    if _few_seeds(pair):
-        return verdict(CLAIMS, "C6", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
+    if few := _few_seeds(pair):
+        return verdict(CLAIMS, "C6", INSUFFICIENT_DATA, details + [few])
     conditions = [("every block worse than every other", every1.val_loss > every2.val_loss)]
     return judge(CLAIMS, "C6", conditions, details)
 
@@ -631,8 +631,8 @@ def verdict_c8(scores: pd.DataFrame) -> Verdict:
         f"{aux.budget:.0e} d{aux.width}: aux {_seeds(aux)} vs predictor {_seeds(predictor)}, "
         f"ratio {ratio:.4f}; fraction of sigma(r) > 0.5: {aux.router_positive:.4f}"
     ]
-    if _few_seeds(pair):
-        return verdict(CLAIMS, "C8", INSUFFICIENT_DATA, details + [_few_seeds(pair)])
+    if few := _few_seeds(pair):
+        return verdict(CLAIMS, "C8", INSUFFICIENT_DATA, details + [few])
     conditions = [
         (f"aux ≤ {C8_MAX_RATIO}× predictor", ratio <= C8_MAX_RATIO),
         (f"sigma(r) > 0.5 fraction in {lo:.3f}–{hi:.3f}", lo <= aux.router_positive <= hi),
