@@ -132,9 +132,10 @@ VTRACE_BASELINE: dict[str, Any] = {
     "torso_width": 128,
 }
 # The same baseline exactly as §4.2 writes it (MLP 2 × width ReLU) on this module's network:
-# every learner option back at its `VTraceConfig` default (make() starts from ALCHEMIST).
+# every learner option ALCHEMIST sets back at its `VTraceConfig` default (make() starts from
+# ALCHEMIST), so a new learner option with a default leaves this configuration as it is.
 ALCHEMIST_AS_BASELINE: dict[str, Any] = {
-    **{f.name: f.default for f in dataclasses.fields(VTraceConfig)},
+    **{name: getattr(VTraceConfig, name) for name in ALCHEMIST_LEARNER},
     **VTRACE_BASELINE,
     "encoder": "mlp",
     "memory": "none",

@@ -44,6 +44,10 @@ class VTraceConfig:
     baseline_cost: float = 0.5
     entropy_cost: float = 0.01
     lambda_: float = 1.0
+    # The policy gradient's λ when it differs from the value target's (None: `lambda_`). 0 gives
+    # the one-step advantage r + γV(s') − V(s) while V still regresses on `lambda_`-returns, so a
+    # value that knows the outcome early carries it to the choice without the later steps' noise.
+    pg_lambda: float | None = None
     clip_rho_threshold: float = 1.0
     reward_scale: float = 1.0
     # The network also sees one-hot(a_{t-1}) and r_{t-1}·reward_scale (zeros at FIRST): without
@@ -78,8 +82,10 @@ class VTraceConfig:
         for name in ("learning_rate", "max_grad_norm", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0 <= self.discount <= 1:
-            raise ValueError(f"discount must be in [0, 1], got {self.discount!r}")
+        for name in ("discount", "lambda_", "pg_lambda"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("entropy_cost_final", "learning_rate_final"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
@@ -230,19 +236,25 @@ def vtrace_loss(
     # targets (this matters for truncations, where the discount into LAST is not 0).
     rhos = jnp.exp(learner_log_pi - behaviour_log_pi) * valid  # [T, N]
 
-    vtrace = jax.vmap(
-        lambda v_tm1, v_t, r_t, d_t, rho: rlax.vtrace_td_error_and_advantage(
-            v_tm1, v_t, r_t, d_t, rho, config.lambda_, config.clip_rho_threshold
-        ),
-        in_axes=1,
-        out_axes=1,
-    )(values[:-1], values[1:], rewards, discounts, rhos)
+    def vtrace_with(lambda_):
+        return jax.vmap(
+            lambda v_tm1, v_t, r_t, d_t, rho: rlax.vtrace_td_error_and_advantage(
+                v_tm1, v_t, r_t, d_t, rho, lambda_, config.clip_rho_threshold
+            ),
+            in_axes=1,
+            out_axes=1,
+        )(values[:-1], values[1:], rewards, discounts, rhos)
+
+    vtrace = vtrace_with(config.lambda_)
+    pg_advantage = vtrace.pg_advantage  # [T, N]
+    if config.pg_lambda is not None and config.pg_lambda != config.lambda_:
+        pg_advantage = vtrace_with(config.pg_lambda).pg_advantage
 
     num_steps = actions.shape[0]
     # rlax's losses average over time; the spec's reduction is a sum over T and N.
     pg_loss = num_steps * jnp.sum(
         jax.vmap(rlax.policy_gradient_loss, in_axes=1)(
-            logits[:-1], actions, vtrace.pg_advantage, valid
+            logits[:-1], actions, pg_advantage, valid
         )
     )
     if config.value_loss == "smooth_l1":

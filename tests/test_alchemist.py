@@ -108,7 +108,8 @@ def test_presets_build_agents_and_learner_settings_match_the_spec():
         None,
     )
     assert base_cfg.encoder == "mlp" and base.reward_scale == pytest.approx(1 / 15)
-    vtrace.VTraceConfig(**al.VTRACE_BASELINE)  # a valid vtrace_lstm config
+    # Every learner option at its default but the §4.2 baseline's own.
+    assert base == vtrace.VTraceConfig(**al.VTRACE_BASELINE)
     agent = al.make(SPECS, **{**al.ALCHEMIST_AS_BASELINE, "lstm_size": 8, "torso_width": 8})
     state = jax.jit(lambda k: agent.init(k, SPECS, N))(KEY)
     _, ts = jax.vmap(ENV.reset)(jax.random.split(KEY, N))

@@ -66,6 +66,30 @@ def test_rewards_are_never_clipped():
     np.testing.assert_allclose(metrics["value_loss"], 5000.0**2, rtol=1e-6)
 
 
+def test_pg_lambda_zero_gives_the_one_step_advantage_and_keeps_the_value_target():
+    M, L = StepType.MID, StepType.LAST
+    traj = _trajectory([M, M, M, L], [1, 1, 1, 0], [0.0, 1.0, -1.0, 2.0])
+    logits = jnp.zeros((4, 1, 2))
+    values = jnp.array([[0.5], [0.2], [-0.3], [0.0]])
+    gamma = 0.9
+    one_step = VTraceConfig(discount=gamma, pg_lambda=0.0, entropy_cost=0.0)
+    monte_carlo = dataclasses.replace(one_step, pg_lambda=None)
+    loss = lambda logits, c: vtrace_loss(logits, values, traj, c)
+
+    # Value loss: the same lambda_ = 1 targets whatever pg_lambda says.
+    np.testing.assert_allclose(
+        loss(logits, one_step)[1]["value_loss"], loss(logits, monte_carlo)[1]["value_loss"]
+    )
+    # d pg_loss / d logit[t, a=0] = -A_t * (1 - pi) with pi = 1/2 for the taken action 0.
+    r, v = np.array([1.0, -1.0, 2.0]), np.asarray(values[:, 0])
+    advantage = r + gamma * np.array([v[1], v[2], 0.0]) - v[:3]
+    grad = jax.grad(lambda lg: vtrace_loss(lg, values, traj, one_step)[1]["pg_loss"])(logits)
+    np.testing.assert_allclose(grad[:3, 0, 0], -advantage * 0.5, rtol=1e-5)
+    returns = np.array([1.0 + gamma * (-1.0 + gamma * 2.0), -1.0 + gamma * 2.0, 2.0])
+    grad = jax.grad(lambda lg: vtrace_loss(lg, values, traj, monte_carlo)[1]["pg_loss"])(logits)
+    np.testing.assert_allclose(grad[:3, 0, 0], -(returns - v[:3]) * 0.5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -77,6 +101,8 @@ def test_rewards_are_never_clipped():
         {"entropy_cost_final": -0.1},
         {"anneal_updates": 0},
         {"learning_rate_anneal_updates": 0},
+        {"lambda_": 1.1},
+        {"pg_lambda": -0.5},
     ],
 )
 def test_bad_config_is_rejected(bad):
