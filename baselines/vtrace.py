@@ -253,9 +253,7 @@ def vtrace_loss(
     num_steps = actions.shape[0]
     # rlax's losses average over time; the spec's reduction is a sum over T and N.
     pg_loss = num_steps * jnp.sum(
-        jax.vmap(rlax.policy_gradient_loss, in_axes=1)(
-            logits[:-1], actions, pg_advantage, valid
-        )
+        jax.vmap(rlax.policy_gradient_loss, in_axes=1)(logits[:-1], actions, pg_advantage, valid)
     )
     if config.value_loss == "smooth_l1":
         value_terms = rlax.huber_loss(vtrace.errors, 1.0)
