@@ -34,7 +34,9 @@ def test_one_device_leaves_the_carry_as_it_is():
 
 def _run(tmp_path: Path, count: int) -> Path:
     out = tmp_path / f"devices{count}"
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+    # The suite's own XLA flags (tests/conftest.py) plus the device count.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
+    env = {**os.environ, "XLA_FLAGS": flags.strip()}
     command = [sys.executable, "-m", "benchmarks.cli", "run", "credit/chain_first_step_L5"]
     command += ["--agent", "vtrace_lstm", "--seeds", "2", "--tier", "smoke", "--quiet"]
     command += ["--no-report", "--out", str(out)]

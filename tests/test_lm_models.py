@@ -45,7 +45,7 @@ def _block_scores(routing: MoDConfig, x):
 
 def _make_block(routing: MoDConfig):
     t = hk.transform(functools.partial(_block, routing))
-    params = t.init(jax.random.PRNGKey(1), X, POS, "topk")
+    params = jax.jit(t.init, static_argnums=3)(jax.random.PRNGKey(1), X, POS, "topk")
     apply = jax.jit(t.apply, static_argnames="mode")
     deltas = jax.jit(hk.transform(functools.partial(_block_deltas, routing)).apply)
     scores = jax.jit(hk.transform(functools.partial(_block_scores, routing)).apply)
@@ -243,7 +243,7 @@ def test_random_selection_uses_fresh_noise_but_keeps_the_learned_scale():
 
 
 MOD = build_model(CFG, ROUTING)
-MOD_PARAMS = MOD.init(jax.random.PRNGKey(5), jnp.zeros((1, S), jnp.int32))
+MOD_PARAMS = jax.jit(MOD.init)(jax.random.PRNGKey(5), jnp.zeros((1, S), jnp.int32))
 MOD_APPLY = jax.jit(MOD.apply, static_argnames="mode")
 TOKENS = jax.random.randint(jax.random.PRNGKey(6), (B, S), 0, 256)
 

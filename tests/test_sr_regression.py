@@ -19,15 +19,24 @@ from benchmarks.tracks.credit import experiments as credit
 from benchmarks.tracks.credit import sr_regression as check
 
 CHAIN = {"length": 10, "reveal": "first_step"}
-MEASURED = {"learning_rate": 1e-3, **credit.SR_MEASURES}
+# The quick tier's SR settings for the regression: the check's measures and the time input to g
+# and b (credit.SR_REPLAY's; its replay does not enter the offline check). Without the time input
+# this case sat at the criterion's edge (g elsewhere 0.13 > 0.1 at 1,000 updates with one XLA
+# thread, passing with two); with it the check passes from 750 updates with one thread or two
+# (corr 0.95-0.96, g at the reward 0.997, g elsewhere 0.009).
+MEASURED = {
+    "learning_rate": 1e-3,
+    **credit.SR_MEASURES,
+    "sr_time_input": credit.SR_REPLAY["sr_time_input"],
+}
 
 
 @pytest.mark.slow
 def test_measured_sr_passes_the_check_with_distractor_rewards():
     table = check.run_check(
-        "chain", CHAIN, check.CheckConfig(updates=1000, batch=64, log_points=2), **MEASURED
+        "chain", CHAIN, check.CheckConfig(updates=800, batch=64, log_points=2), **MEASURED
     )
-    assert list(table.updates) == [0, 500, 1000]
+    assert list(table.updates) == [0, 400, 800]
     last = table.iloc[-1]
     assert check.passes(last), table.to_string()
     assert last["final_error"] < 0.95  # the delayed reward is (partly) predicted

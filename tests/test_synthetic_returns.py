@@ -176,7 +176,7 @@ REWARDS = jnp.where(
     0.0,
     jax.random.normal(jax.random.PRNGKey(5), (len(STEP_TYPES), NUM_ENVS)),
 )
-STATE = AGENT.init(jax.random.PRNGKey(0), SPECS, NUM_ENVS)
+STATE = jax.jit(lambda key: AGENT.init(key, SPECS, NUM_ENVS))(jax.random.PRNGKey(0))
 TRAJ = _trajectory(STATE, OBS, REWARDS)
 LOSS_TERMS = jax.jit(lambda p, tr: sr.loss_terms(NETWORK, p, tr))
 
