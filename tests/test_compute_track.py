@@ -50,17 +50,17 @@ def test_smoke_tier_follows_the_spec():
 def test_quick_tier_is_the_spec_grid_ablations_and_seeds():
     runs = list(_runs("quick"))
     assert {e.env for e, *_ in runs} == {"shakespeare"}
-    assert sum(seeds for *_, seeds, _ in runs) == 102  # 9 widths x 2 arms x 5 + 4 ablations x 3
+    assert sum(seeds for *_, seeds, _ in runs) == 122  # 11 widths x 2 arms x 5 + 4 ablations x 3
     total = sum(seeds * plan.training_flops for *_, seeds, plan in runs)
-    assert total == pytest.approx(3.64e14, rel=0.005)
+    assert total == pytest.approx(4.44e14, rel=0.005)
     widths = {
         (b, w)
         for e, *_ in runs
         if (g := compute_report.grid_point(e.name))[0] == "isoflop"
         for _, b, w, _ in [g]
     }
-    assert widths == {(2e12, w) for w in (24, 32, 48, 64, 96)} | {
-        (6e12, w) for w in (48, 64, 96, 128)
+    assert widths == {(2e12, w) for w in (16, 24, 32, 48, 64, 96)} | {
+        (6e12, w) for w in (32, 48, 64, 96, 128)
     }
     steps = {(e.name, agent): plan.total_steps for e, agent, _, plan in runs}
     assert steps[("isoflop_2e12_d48", "dense")] == 730
