@@ -276,7 +276,9 @@ def test_every_claim_is_reproduced_on_results_that_meet_the_criteria(reproduced)
     )
     assert verdicts[3].runs == (("key_to_door_ktd_tvt", "sr"),)
     chains = {"chain_first_step_L10", "chain_first_step_L30", "chain_first_step_L100"}
-    assert {e for e, _ in verdicts[0].runs} == chains | {"chain_always_L100"}
+    # K1 judges the first_step lengths only: the `always` L=100 panel is drawn, not judged.
+    assert {e for e, _ in verdicts[0].runs} == chains
+    assert {e for e, _ in verdicts[4].runs} == {"skiing_verdict"}
 
 
 def test_k1_fails_when_the_baseline_solves_the_delay_or_the_sanity_check_fails(reproduced):

@@ -170,22 +170,33 @@ def final_estimate(
     return stats.iqm_ci(scores), scores
 
 
+def _arms(experiments, agents=(BASELINE, SR)) -> list[tuple[str, str]]:
+    """The (experiment, agent) runs a claim is judged on."""
+    return list(itertools.product(experiments, agents))
+
+
 def _status(
-    claim: str, estimates: dict[str, stats.Estimate], conditions, details: list[str]
+    claim: str,
+    estimates: dict[str, stats.Estimate],
+    conditions,
+    details: list[str],
+    experiments: list[str],
 ) -> Verdict:
-    """The verdict line from the named estimates (checked for seeds) and the conditions."""
+    """The verdict from the named estimates (checked for seeds) and the conditions, judged on
+    both arms of `experiments`."""
     short = [f"{name} has {est.n} seeds" for name, est in estimates.items() if est.n < MIN_SEEDS]
     if short:
         details = details + [f"need ≥ {MIN_SEEDS} seeds per agent: " + ", ".join(short)]
-        return verdict(CLAIMS, claim, INSUFFICIENT_DATA, details)
-    return judge(CLAIMS, claim, conditions, details)
+        return on_runs(verdict(CLAIMS, claim, INSUFFICIENT_DATA, details), _arms(experiments))
+    return on_runs(judge(CLAIMS, claim, conditions, details), _arms(experiments))
 
 
 def verdict_k1(frame: pd.DataFrame) -> Verdict:
     metric = "chose_correctly"
-    est, details, conditions = {}, [], []
+    est, details, conditions, experiments = {}, [], [], []
     for length in (*K1_LENGTHS, K1_SANITY_LENGTH):
         experiment = chosen(frame, chain_design(length))
+        experiments.append(experiment)
         sr = final_estimate(frame, experiment, SR, metric)[0]
         base = final_estimate(frame, experiment, BASELINE, metric)[0]
         est[f"{experiment}/{SR}"], est[f"{experiment}/{BASELINE}"] = sr, base
@@ -205,7 +216,7 @@ def verdict_k1(frame: pd.DataFrame) -> Verdict:
             disjoint = bool(sr.low > base.high)
             details.append(f"CIs disjoint at L={length}: {'yes' if disjoint else 'no'}")
             conditions.append((f"disjoint CIs at L={length}", disjoint))
-    return _status("K1", est, conditions, details)
+    return _status("K1", est, conditions, details, experiments)
 
 
 def verdict_k2(frame: pd.DataFrame) -> Verdict:
@@ -230,7 +241,7 @@ def verdict_k2(frame: pd.DataFrame) -> Verdict:
                 f"P ≥ {K2_P_MIN}: {'yes' if meets else 'no'}"
             )
     estimates = {f"{e}/{SR}": sr, f"{e}/{BASELINE}": base}
-    return _status("K2", estimates, conditions, details)
+    return _status("K2", estimates, conditions, details, [e])
 
 
 def verdict_k3(frame: pd.DataFrame) -> Verdict:
@@ -262,15 +273,17 @@ def verdict_k3(frame: pd.DataFrame) -> Verdict:
         f"{e}/{SR} apple_return": sr_apple,
         f"{e}/{BASELINE} apple_return": base_apple,
     }
-    return _status("K3", estimates, conditions, details)
+    return _status("K3", estimates, conditions, details, [e])
 
 
 def verdict_k4(episodes: pd.DataFrame, experiment: str | None = None) -> Verdict:
     """From the pooled `sr_trace_episodes` of every SR seed of `experiment` (ktd_tvt; a `seed`
-    column added)."""
+    column added), judged on that experiment's SR runs."""
+    name = experiment or defined(K4_DESIGN)[0]
+    runs = _arms([name], [SR])
     if episodes.empty:
-        name = experiment or defined(K4_DESIGN)[0]
-        return verdict(CLAIMS, "K4", INSUFFICIENT_DATA, [f"no sr_trace_episodes for {name}/{SR}"])
+        lines = [f"no sr_trace_episodes for {name}/{SR}"]
+        return on_runs(verdict(CLAIMS, "K4", INSUFFICIENT_DATA, lines), runs)
     seeds = sorted(episodes.seed.unique())
     pickups = episodes[episodes.had_pickup > 0]
     doors = episodes[episodes.door_step > 0]
@@ -280,7 +293,8 @@ def verdict_k4(episodes: pd.DataFrame, experiment: str | None = None) -> Verdict
     ]
     if pickups.empty or doors.empty:
         missing = "pickup" if pickups.empty else "door entry"
-        return verdict(CLAIMS, "K4", INSUFFICIENT_DATA, details + [f"no episode with a {missing}"])
+        lines = details + [f"no episode with a {missing}"]
+        return on_runs(verdict(CLAIMS, "K4", INSUFFICIENT_DATA, lines), runs)
     fraction = float(pickups.argmax_at_pickup.mean())
     per_seed = pickups.groupby("seed").argmax_at_pickup.mean()
     g_door = float(doors.g_before_door.mean())
@@ -294,7 +308,7 @@ def verdict_k4(episodes: pd.DataFrame, experiment: str | None = None) -> Verdict
         (f"argmax fraction ≥ {K4_ARGMAX_FRACTION}", fraction >= K4_ARGMAX_FRACTION),
         ("g before the door > episode median", g_door > g_median),
     ]
-    return judge(CLAIMS, "K4", conditions, details)
+    return on_runs(judge(CLAIMS, "K4", conditions, details), runs)
 
 
 def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, float]:
@@ -307,8 +321,8 @@ def _budget(frame: pd.DataFrame, experiment: str, agent: str) -> tuple[int, floa
 
 
 def verdict_k5(frame: pd.DataFrame) -> Verdict:
-    budgets = []
-    for experiment in ranked(frame, SKIING_DESIGN):
+    budgets, experiments = [], ranked(frame, SKIING_DESIGN)
+    for experiment in experiments:
         seen = {a: _budget(frame, experiment, a) for a in (SR, BASELINE)}
         if all(n >= K5_MIN_SEEDS for n, _ in seen.values()):
             return _k5_assessed(frame, experiment)
@@ -317,7 +331,7 @@ def verdict_k5(frame: pd.DataFrame) -> Verdict:
             budgets.append(f"{experiment}: " + ", ".join(parts))
     details = budgets or ["no Skiing results"]
     details.append(f"needs ≥ {K5_MIN_SEEDS} seeds × ≥ {K5_MIN_FRAMES:.0e} frames per agent")
-    return verdict(CLAIMS, "K5", INSUFFICIENT_BUDGET, details)
+    return on_runs(verdict(CLAIMS, "K5", INSUFFICIENT_BUDGET, details), _arms(experiments))
 
 
 def _k5_assessed(frame: pd.DataFrame, experiment: str) -> Verdict:
@@ -342,7 +356,7 @@ def _k5_assessed(frame: pd.DataFrame, experiment: str) -> Verdict:
         f"{experiment}/{SR} missed_gates": sr_gates,
         f"{experiment}/{BASELINE} missed_gates": base_gates,
     }
-    return _status("K5", estimates, conditions, details)
+    return _status("K5", estimates, conditions, details, [experiment])
 
 
 # --------------------------------------------------------------------------- extra tables
@@ -672,16 +686,12 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 def verdicts(frame: pd.DataFrame, folders: list[Path], notes: list[str]) -> list[Verdict]:
     k4 = chosen(frame, K4_DESIGN)
     episodes = read_tables(folders, k4, SR, "sr_trace_episodes", notes)
-
-    def runs(experiments, agents=(BASELINE, SR)):
-        return itertools.product(experiments, agents)
-
     return [
-        on_runs(verdict_k1(frame), runs(chosen(frame, d) for d, _ in CHAIN_PANELS)),
-        on_runs(verdict_k2(frame), runs([chosen(frame, K2_DESIGN)])),
-        on_runs(verdict_k3(frame), runs([chosen(frame, K3_DESIGN)])),
-        on_runs(verdict_k4(episodes, k4), runs([k4], [SR])),
-        on_runs(verdict_k5(frame), runs(ranked(frame, SKIING_DESIGN))),
+        verdict_k1(frame),
+        verdict_k2(frame),
+        verdict_k3(frame),
+        verdict_k4(episodes, k4),
+        verdict_k5(frame),
     ]
 
 
