@@ -18,7 +18,7 @@ batches per seed and step: `batch_key(seed, step)`), so C3 is a paired CI over s
 bootstrap over seeds of where each optimum lies; the ablations run 3 (C5, C6, C8). The grid
 reaches below the first grid's smallest width (d48 at 2e12, d64 at 6e12) until both arms'
 optima are bracketed: the best width was the smallest again after d32, then d24 at 2e12 and d48
-at 6e12 were added, so the grid now starts at d16 and d32 (docs/compute.md).
+at 6e12 were added, and at 6e12 after d32, so the grid now starts at d16 and d24 (docs/compute.md).
 `FLOPS_POINT` (2e12, d = 64) also runs the XLA-vs-analytic FLOPs check (C1) (docs/compute.md).
 """
 
@@ -52,7 +52,7 @@ SMOKE_ROUTING = {"windows": 4, "decode_tokens": 8, "prompt_tokens": 32}
 
 # Quick (spec §4.1): S = 256, B = 8 on the real corpus; dense L = 4, MoD L = 8.
 QUICK_BUDGETS = (2e12, 6e12)
-QUICK_WIDTHS = {2e12: (16, 24, 32, 48, 64, 96), 6e12: (32, 48, 64, 96, 128)}
+QUICK_WIDTHS = {2e12: (16, 24, 32, 48, 64, 96), 6e12: (24, 32, 48, 64, 96, 128)}
 QUICK_DENSE_LAYERS, QUICK_MOD_LAYERS = 4, 8
 QUICK_SEEDS, QUICK_ABLATION_SEEDS = 5, 3
 FLOPS_POINT = (2e12, 64)  # the grid point whose dense run also checks XLA vs analytic FLOPs
