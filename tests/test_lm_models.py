@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import haiku as hk
 import jax
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from baselines.lm.mod import (
+    LanguageModel,
     MoDConfig,
     RoutedBlock,
     bce_with_logits,
@@ -27,8 +30,24 @@ CFG = TransformerConfig(d_model=32, num_layers=4)  # h = 1, head width 32
 ROUTING = MoDConfig(capacity=0.25)  # k = 4 of S = 16
 B, S, D = 3, 16, 32
 K = 4
-POS = jnp.broadcast_to(jnp.arange(S), (B, S))
-X = jax.random.normal(jax.random.PRNGKey(0), (B, S, D))
+# Module-level inputs are numpy-made (nothing compiles at import: both xdist workers import
+# every test module); the jitted block and model are module fixtures.
+POS = jnp.asarray(np.broadcast_to(np.arange(S, dtype=np.int32), (B, S)))
+X = jnp.asarray(np.random.default_rng(0).standard_normal((B, S, D)), jnp.float32)
+TOKENS = jnp.asarray(np.random.default_rng(6).integers(0, 256, (B, S)), jnp.int32)
+
+
+class Block(NamedTuple):
+    params: dict
+    apply: Callable
+    deltas: Callable
+    scores: Callable
+
+
+class Model(NamedTuple):
+    model: LanguageModel
+    params: dict
+    apply: Callable
 
 
 def _block(routing: MoDConfig, x, positions, mode):
@@ -52,7 +71,16 @@ def _make_block(routing: MoDConfig):
     return params, apply, deltas, scores
 
 
-PARAMS, APPLY, DELTAS, SCORES = _make_block(ROUTING)
+@pytest.fixture(scope="module")
+def block() -> Block:
+    return Block(*_make_block(ROUTING))
+
+
+@pytest.fixture(scope="module")
+def lm() -> Model:
+    model = build_model(CFG, ROUTING)
+    params = jax.jit(model.init)(jax.random.PRNGKey(5), jnp.zeros((1, S), jnp.int32))
+    return Model(model, params, jax.jit(model.apply, static_argnames="mode"))
 
 
 def _zero(params, module_suffix):
@@ -82,7 +110,7 @@ def _selected(info):
 # --- gathering: the block sees k rows ------------------------------------------------------------
 
 
-def test_block_function_receives_k_rows_per_sequence():
+def test_block_function_receives_k_rows_per_sequence(block):
     seen = []
 
     def block_fn(x_sel, u_sel, pos_sel):
@@ -95,7 +123,7 @@ def test_block_function_receives_k_rows_per_sequence():
     assert seen == [((B, K, D), (B, K, D), (B, K))]
     assert f.shape == (B, K, D)
     # and the real block: its attention logits are k x k, never S x S (jaxpr shapes).
-    jaxpr = jax.make_jaxpr(lambda x: APPLY(PARAMS, None, x, POS, mode="topk"))(X)
+    jaxpr = jax.make_jaxpr(lambda x: block.apply(block.params, None, x, POS, mode="topk"))(X)
     shapes = _shapes(jaxpr.jaxpr)
     assert (B, 1, K, K) in shapes and (B, 1, S, S) not in shapes
 
@@ -104,19 +132,21 @@ def test_block_function_receives_k_rows_per_sequence():
 
 
 @pytest.mark.parametrize("mode", ["topk", "causal"])
-def test_zeroed_output_projections_make_the_routed_layer_the_identity(mode):
-    params = _zero(_zero(PARAMS, "attn_out"), "mlp_out")
-    out, _ = APPLY(params, None, X, POS, mode=mode)
+def test_zeroed_output_projections_make_the_routed_layer_the_identity(mode, block):
+    params = _zero(_zero(block.params, "attn_out"), "mlp_out")
+    out, _ = block.apply(params, None, X, POS, mode=mode)
     np.testing.assert_array_equal(out, X)
 
 
-def test_update_is_x_plus_r_f_on_selected_and_exactly_x_elsewhere():
-    out, info = APPLY(PARAMS, None, X, POS, mode="topk")
+def test_update_is_x_plus_r_f_on_selected_and_exactly_x_elsewhere(block):
+    out, info = block.apply(block.params, None, X, POS, mode="topk")
     sel = _selected(info)
     assert sel.sum(axis=1).tolist() == [K] * B
     np.testing.assert_array_equal(np.asarray(out)[~sel], np.asarray(X)[~sel])  # bit-identical
     idx = jnp.asarray(np.nonzero(sel)[1].reshape(B, K))
-    a, m = DELTAS(PARAMS, None, gather_rows(X, idx), idx)  # dense block math on X[I] at ids I
+    a, m = block.deltas(
+        block.params, None, gather_rows(X, idx), idx
+    )  # dense block math on X[I] at ids I
     r = gather_rows(info.router_logits, idx)
     np.testing.assert_allclose(
         gather_rows(out, idx), gather_rows(X, idx) + r[..., None] * (a + m), atol=1e-6
@@ -129,39 +159,41 @@ def test_update_is_x_plus_r_f_on_selected_and_exactly_x_elsewhere():
     )
 
 
-def test_both_attention_and_mlp_are_scaled_by_r():
-    _, info = APPLY(PARAMS, None, X, POS, mode="topk")
+def test_both_attention_and_mlp_are_scaled_by_r(block):
+    _, info = block.apply(block.params, None, X, POS, mode="topk")
     idx = topk_indices(info.router_logits, K)
     r = gather_rows(info.router_logits, idx)[..., None]
     x_sel = gather_rows(X, idx)
     for zeroed, keep in (("mlp_out", 0), ("attn_out", 1)):
-        params = _zero(PARAMS, zeroed)
-        out, _ = APPLY(params, None, X, POS, mode="topk")
-        parts = DELTAS(params, None, x_sel, idx)  # (A, M); the zeroed one is 0
+        params = _zero(block.params, zeroed)
+        out, _ = block.apply(params, None, X, POS, mode="topk")
+        parts = block.deltas(params, None, x_sel, idx)  # (A, M); the zeroed one is 0
         np.testing.assert_allclose(gather_rows(out, idx) - x_sel, r * parts[keep], atol=1e-6)
         assert float(jnp.abs(parts[1 - keep]).max()) == 0.0
 
 
-def test_gathered_tokens_keep_their_original_positions():
+def test_gathered_tokens_keep_their_original_positions(block):
     # Sharpen attention (q, k weights x 20) so that position errors show up clearly.
-    params = {m: ({"w": v["w"] * 20.0} if m[-1] in "qk" else v) for m, v in PARAMS.items()}
-    out, info = APPLY(params, None, X, POS, mode="topk")
+    params = {m: ({"w": v["w"] * 20.0} if m[-1] in "qk" else v) for m, v in block.params.items()}
+    out, info = block.apply(params, None, X, POS, mode="topk")
     idx = topk_indices(info.router_logits, K)
     assert not np.all(np.diff(np.asarray(idx), axis=1) == 1)  # non-contiguous: the test has power
     r = gather_rows(info.router_logits, idx)[..., None]
     f = (gather_rows(out, idx) - gather_rows(X, idx)) / r
-    a, m = DELTAS(params, None, gather_rows(X, idx), idx)
+    a, m = block.deltas(params, None, gather_rows(X, idx), idx)
     np.testing.assert_allclose(f, a + m, atol=2e-4, rtol=1e-3)
-    a0, m0 = DELTAS(params, None, gather_rows(X, idx), jnp.broadcast_to(jnp.arange(K), (B, K)))
+    a0, m0 = block.deltas(
+        params, None, gather_rows(X, idx), jnp.broadcast_to(jnp.arange(K), (B, K))
+    )
     assert float(jnp.abs((a0 + m0) - (a + m)).max()) > 1e-2  # ids 0..k-1 would be wrong
 
 
-def test_scale_is_the_raw_router_logit():
-    u, r, _ = SCORES(PARAMS, None, X)
-    w = PARAMS["blk/~/router"]["w"][:, 0]
+def test_scale_is_the_raw_router_logit(block):
+    u, r, _ = block.scores(block.params, None, X)
+    w = block.params["blk/~/router"]["w"][:, 0]
     normed = X / jnp.sqrt(jnp.mean(X**2, axis=-1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(r, normed @ w, atol=1e-5)
-    _, info = APPLY(PARAMS, None, X, POS, mode="topk")
+    _, info = block.apply(block.params, None, X, POS, mode="topk")
     np.testing.assert_array_equal(info.router_logits, r)
     assert float(jnp.abs(r).max()) < 1.0 and float(r.min()) < 0  # raw: signed, not a softmax
 
@@ -190,11 +222,11 @@ def test_k_is_floor_c_s_and_k_below_one_is_an_error():
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))
 
 
-def test_batch_rows_are_routed_independently():
-    out, info = APPLY(PARAMS, None, X, POS, mode="topk")
+def test_batch_rows_are_routed_independently(block):
+    out, info = block.apply(block.params, None, X, POS, mode="topk")
     sel = _selected(info)
     for b in range(B):
-        one, info_b = APPLY(PARAMS, None, X[b : b + 1], POS[b : b + 1], mode="topk")
+        one, info_b = block.apply(block.params, None, X[b : b + 1], POS[b : b + 1], mode="topk")
         np.testing.assert_allclose(one[0], out[b], atol=1e-6)
         np.testing.assert_array_equal(_selected(info_b)[0], sel[b])
         top = set(np.argsort(-np.asarray(info.router_logits[b]), kind="stable")[:K])
@@ -202,12 +234,12 @@ def test_batch_rows_are_routed_independently():
     assert len({tuple(np.nonzero(s)[0]) for s in sel}) > 1  # rows really differ
 
 
-def test_causal_mask_after_gather_ignores_later_selected_tokens():
+def test_causal_mask_after_gather_ignores_later_selected_tokens(block):
     idx = topk_indices(jax.random.normal(jax.random.PRNGKey(4), (B, S)), K)
     x_sel = gather_rows(X, idx)
-    a, m = DELTAS(PARAMS, None, x_sel, idx)
+    a, m = block.deltas(block.params, None, x_sel, idx)
     changed = x_sel.at[:, -1].add(5.0)  # the selected token with the largest position
-    a2, m2 = DELTAS(PARAMS, None, changed, idx)
+    a2, m2 = block.deltas(block.params, None, changed, idx)
     np.testing.assert_array_equal((a + m)[:, :-1], (a2 + m2)[:, :-1])
     assert not np.allclose((a + m)[:, -1], (a2 + m2)[:, -1])
 
@@ -242,17 +274,11 @@ def test_random_selection_uses_fresh_noise_but_keeps_the_learned_scale():
 # --- causal routing ---------------------------------------------------------------------------
 
 
-MOD = build_model(CFG, ROUTING)
-MOD_PARAMS = jax.jit(MOD.init)(jax.random.PRNGKey(5), jnp.zeros((1, S), jnp.int32))
-MOD_APPLY = jax.jit(MOD.apply, static_argnames="mode")
-TOKENS = jax.random.randint(jax.random.PRNGKey(6), (B, S), 0, 256)
-
-
-def test_causal_mode_output_at_i_ignores_later_tokens():
-    logits, infos = MOD_APPLY(MOD_PARAMS, None, TOKENS, mode="causal")
+def test_causal_mode_output_at_i_ignores_later_tokens(lm):
+    logits, infos = lm.apply(lm.params, None, TOKENS, mode="causal")
     for i in (3, 9):
         changed = TOKENS.at[:, i + 1 :].set((TOKENS[:, i + 1 :] + 17) % 256)
-        logits2, infos2 = MOD_APPLY(MOD_PARAMS, None, changed, mode="causal")
+        logits2, infos2 = lm.apply(lm.params, None, changed, mode="causal")
         np.testing.assert_allclose(logits2[:, : i + 1], logits[:, : i + 1], atol=1e-5)
         for a, b in zip(infos, infos2, strict=True):
             np.testing.assert_array_equal(a.routed[:, : i + 1], b.routed[:, : i + 1])
@@ -261,15 +287,15 @@ def test_causal_mode_output_at_i_ignores_later_tokens():
         np.testing.assert_array_equal(info.routed, info.predictor_logits > 0)
 
 
-def test_one_router_and_one_predictor_per_routed_block():
-    modules = set(MOD_PARAMS)
+def test_one_router_and_one_predictor_per_routed_block(lm):
+    modules = set(lm.params)
     routers = sorted(m for m in modules if m.endswith("router"))
     assert routers == ["lm/~/block_1/~/router", "lm/~/block_3/~/router"]
     assert sorted(m for m in modules if m.endswith("predictor_out")) == [
         "lm/~/block_1/~/predictor_out",
         "lm/~/block_3/~/predictor_out",
     ]
-    assert MOD_PARAMS["lm/~/block_1/~/predictor_hidden"]["w"].shape == (D, 32)
+    assert lm.params["lm/~/block_1/~/predictor_hidden"]["w"].shape == (D, 32)
     every = build_model(CFG, MoDConfig(capacity=0.25, route_every=1, causal="aux"))
     p = every.init(jax.random.PRNGKey(0), jnp.zeros((1, S), jnp.int32))
     assert len([m for m in p if m.endswith("router")]) == 4
@@ -284,8 +310,8 @@ def test_bce_is_the_stable_logits_formula():
     assert np.all(np.isfinite(bce_with_logits(z, t)))
 
 
-def test_routing_targets_mark_each_rows_own_topk():
-    _, infos = MOD_APPLY(MOD_PARAMS, None, TOKENS, mode="topk")
+def test_routing_targets_mark_each_rows_own_topk(lm):
+    _, infos = lm.apply(lm.params, None, TOKENS, mode="topk")
     for info in infos:
         assert info.in_topk.sum(axis=1).tolist() == [K] * B
         for b in range(B):
@@ -298,12 +324,12 @@ def test_routing_targets_mark_each_rows_own_topk():
 
 
 @pytest.mark.slow
-def test_predictor_loss_reaches_only_predictor_parameters():
+def test_predictor_loss_reaches_only_predictor_parameters(lm):
     def predictor_loss(params):
-        _, infos = MOD.apply(params, None, TOKENS, "topk")
+        _, infos = lm.model.apply(params, None, TOKENS, "topk")
         return routing_losses(infos, ROUTING)[0]
 
-    grads = jax.grad(predictor_loss)(MOD_PARAMS)
+    grads = jax.grad(predictor_loss)(lm.params)
     pred, rest = split_predictor(grads)
     assert len(pred) == 4 and all(
         float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(rest)
@@ -312,11 +338,11 @@ def test_predictor_loss_reaches_only_predictor_parameters():
 
 
 @pytest.mark.slow
-def test_losses_combine_per_causal_rule():
+def test_losses_combine_per_causal_rule(lm):
     batch = jax.random.randint(jax.random.PRNGKey(7), (B, S + 1), 0, 256)
-    loss = jax.jit(MOD.loss)
-    total, m = loss(MOD_PARAMS, None, batch)
-    loss(MOD_PARAMS, None, batch[::-1])
+    loss = jax.jit(lm.model.loss)
+    total, m = loss(lm.params, None, batch)
+    loss(lm.params, None, batch[::-1])
     assert loss._cache_size() == 1
     np.testing.assert_allclose(total, m.lm + m.predictor_bce, rtol=1e-6)
     assert abs(float(m.lm) - np.log(256)) < 0.05  # near-uniform at init
@@ -357,7 +383,7 @@ def test_dense_model_is_causal_and_has_the_spec_layout():
     assert mask["lm/~/block_0/~/q"]["w"] and not mask["lm/~/final_norm"]["scale"]
 
 
-def test_config_validation_errors():
+def test_config_validation_errors(lm):
     assert TransformerConfig(d_model=48).heads == 1
     assert TransformerConfig(d_model=96).heads == 3
     assert TransformerConfig(d_model=128, head_rule="paper").heads == 2
@@ -381,7 +407,7 @@ def test_config_validation_errors():
     with pytest.raises(ValueError, match="unknown causal 'none'"):
         MoDConfig(causal="none")
     with pytest.raises(ValueError, match="unknown mode 'decode'"):
-        MOD.apply(MOD_PARAMS, None, TOKENS, "decode")
+        lm.model.apply(lm.params, None, TOKENS, "decode")
     with pytest.raises(TypeError, match="routing must be a MoDConfig"):
         build_model(CFG, {"capacity": 0.5})
     assert MoDConfig().routed_layers(8) == (1, 3, 5, 7)

@@ -5,6 +5,7 @@ functions under test are jitted once each.
 """
 
 from collections import deque
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,14 +171,32 @@ def _trajectory(agent_state, observations, rewards, act=None):
     return Trajectory(unroll, actions[PRE:-1], {"logits": logits[PRE:-1]}, states[PRE])
 
 
-OBS = jax.random.uniform(jax.random.PRNGKey(4), (len(STEP_TYPES), NUM_ENVS, 5))
-REWARDS = jnp.where(
-    jnp.asarray(STEP_TYPES)[:, None] == F,
-    0.0,
-    jax.random.normal(jax.random.PRNGKey(5), (len(STEP_TYPES), NUM_ENVS)),
+# numpy-made, so nothing compiles at import (both xdist workers import every test module); the
+# agent's state and its unroll are a module fixture.
+OBS = jnp.asarray(
+    np.random.default_rng(4).uniform(size=(len(STEP_TYPES), NUM_ENVS, 5)), jnp.float32
 )
-STATE = jax.jit(lambda key: AGENT.init(key, SPECS, NUM_ENVS))(jax.random.PRNGKey(0))
-TRAJ = _trajectory(STATE, OBS, REWARDS)
+REWARDS = jnp.asarray(
+    np.where(
+        STEP_TYPES[:, None] == F,
+        0.0,
+        np.random.default_rng(5).standard_normal((len(STEP_TYPES), NUM_ENVS)),
+    ),
+    jnp.float32,
+)
+
+
+class Unrolled(NamedTuple):
+    state: Any  # the SR agent's state before the unroll's first acting step
+    traj: Trajectory
+
+
+@pytest.fixture(scope="module")
+def unrolled() -> Unrolled:
+    state = jax.jit(lambda key: AGENT.init(key, SPECS, NUM_ENVS))(jax.random.PRNGKey(0))
+    return Unrolled(state, _trajectory(state, OBS, REWARDS))
+
+
 LOSS_TERMS = jax.jit(lambda p, tr: sr.loss_terms(NETWORK, p, tr))
 
 
@@ -186,9 +205,9 @@ def _split(tree, prefix):
 
 
 @pytest.mark.slow
-def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso():
-    rl_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).rl_loss)(STATE.params)
-    sr_grads = jax.grad(lambda p: LOSS_TERMS(p, TRAJ).sr_loss)(STATE.params)
+def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso(unrolled):
+    rl_grads = jax.grad(lambda p: LOSS_TERMS(p, unrolled.traj).rl_loss)(unrolled.state.params)
+    sr_grads = jax.grad(lambda p: LOSS_TERMS(p, unrolled.traj).sr_loss)(unrolled.state.params)
     for name, grads in _split(rl_grads, "synthetic_returns").items():
         for leaf in jax.tree.leaves(grads):  # c (and the SR-only g, b) are exactly untouched
             assert np.all(np.asarray(leaf) == 0.0), name
@@ -197,24 +216,25 @@ def test_rl_losses_give_no_gradient_to_c_and_sr_loss_reaches_the_torso():
         assert leaves and any(np.abs(leaf).max() > 0 for leaf in leaves), head
     torso = jax.tree.leaves(_split(sr_grads, "actor_critic/~embed"))
     assert torso and max(np.abs(leaf).max() for leaf in torso) > 0
-    assert np.isfinite(float(LOSS_TERMS(STATE.params, TRAJ).sr_loss))
+    assert np.isfinite(float(LOSS_TERMS(unrolled.state.params, unrolled.traj).sr_loss))
 
 
 @pytest.mark.slow
-def test_sr_gradient_reaches_the_input_only_through_the_current_step():
-    terms = LOSS_TERMS(STATE.params, TRAJ)
+def test_sr_gradient_reaches_the_input_only_through_the_current_step(unrolled):
+    terms = LOSS_TERMS(unrolled.state.params, unrolled.traj)
     outputs, _ = NETWORK.unroll(
-        STATE.params,
-        TRAJ.timesteps.observation,
-        TRAJ.timesteps.first(),
-        TRAJ.start_state.core_state,
+        unrolled.state.params,
+        unrolled.traj.timesteps.observation,
+        unrolled.traj.timesteps.first(),
+        unrolled.traj.start_state.core_state,
     )
     x = outputs[2][:-1]  # [T, N, W] embeddings
-    firsts = TRAJ.timesteps.first()[:-1]
-    memory = TRAJ.start_state.memory
+    firsts = unrolled.traj.timesteps.first()[:-1]
+    memory = unrolled.traj.start_state.memory
     assert np.all(np.asarray(memory.count) == PRE)
+    params = unrolled.state.params
     predict = lambda x, slots: (
-        sr.sr_forward(NETWORK, STATE.params, x, firsts, memory._replace(slots=slots)).prediction
+        sr.sr_forward(NETWORK, params, x, firsts, memory._replace(slots=slots)).prediction
     )
     np.testing.assert_allclose(predict(x, memory.slots), terms.sr.prediction, atol=1e-6)
     jac_x, jac_memory = jax.jacrev(predict, argnums=(0, 1))(x, memory.slots)
@@ -230,17 +250,17 @@ def test_sr_gradient_reaches_the_input_only_through_the_current_step():
     assert np.all(np.asarray(jac_memory) == 0.0)
     # The carried memory does count in the value of ŷ (steps before the boundary at t = 3).
     emptied = memory._replace(count=jnp.zeros_like(memory.count))
-    other = sr.sr_forward(NETWORK, STATE.params, x, firsts, emptied).prediction
+    other = sr.sr_forward(NETWORK, unrolled.state.params, x, firsts, emptied).prediction
     assert np.all(np.abs(np.asarray(other - terms.sr.prediction)[:3]) > 0)
     np.testing.assert_allclose(other[3:], terms.sr.prediction[3:], atol=1e-6)
 
 
-def test_regression_target_at_o_t_is_r_t_plus_1():
+def test_regression_target_at_o_t_is_r_t_plus_1(unrolled):
     # A synthetic trajectory with r_{t+1} = f(o_t) = 10 + 3·o_t[0] (+0 into FIRST steps).
     f = 10.0 + 3.0 * OBS[..., 0]
     rewards = jnp.concatenate([jnp.zeros((1, NUM_ENVS)), f[:-1]])
-    traj = _trajectory(STATE, OBS, rewards)
-    terms = LOSS_TERMS(STATE.params, traj)
+    traj = _trajectory(unrolled.state, OBS, rewards)
+    terms = LOSS_TERMS(unrolled.state.params, traj)
     obs = traj.timesteps.observation[:-1]
     valid = np.asarray(terms.valid) > 0
     np.testing.assert_allclose(terms.targets, 10.0 + 3.0 * obs[..., 0], rtol=1e-6)
@@ -251,20 +271,21 @@ def test_regression_target_at_o_t_is_r_t_plus_1():
 
 
 @pytest.mark.slow
-def test_augmented_reward_feeds_both_pg_and_value_losses():
-    terms = LOSS_TERMS(STATE.params, TRAJ)
+def test_augmented_reward_feeds_both_pg_and_value_losses(unrolled):
+    terms = LOSS_TERMS(unrolled.state.params, unrolled.traj)
     np.testing.assert_allclose(
         terms.rl_rewards, 0.3 * terms.sr.c + 1.0 * terms.targets, rtol=1e-6, atol=1e-6
     )
     outputs, _ = NETWORK.unroll(
-        STATE.params,
-        TRAJ.timesteps.observation,
-        TRAJ.timesteps.first(),
-        TRAJ.start_state.core_state,
+        unrolled.state.params,
+        unrolled.traj.timesteps.observation,
+        unrolled.traj.timesteps.first(),
+        unrolled.traj.start_state.core_state,
     )
     config = NETWORK.config
-    _, on_aug = vtrace.vtrace_loss(outputs[0], outputs[1], TRAJ, config, rewards=terms.rl_rewards)
-    _, on_env = vtrace.vtrace_loss(outputs[0], outputs[1], TRAJ, config)
+    traj = unrolled.traj
+    _, on_aug = vtrace.vtrace_loss(outputs[0], outputs[1], traj, config, rewards=terms.rl_rewards)
+    _, on_env = vtrace.vtrace_loss(outputs[0], outputs[1], traj, config)
     for part in ("pg_loss", "value_loss"):
         np.testing.assert_allclose(terms.metrics[part], on_aug[part], rtol=1e-6)
         assert abs(float(on_aug[part]) - float(on_env[part])) > 1e-4, part
@@ -273,11 +294,11 @@ def test_augmented_reward_feeds_both_pg_and_value_losses():
         assert np.isfinite(float(terms.metrics[name])), name
 
 
-def test_episode_two_is_the_same_whether_or_not_episode_one_preceded_it():
+def test_episode_two_is_the_same_whether_or_not_episode_one_preceded_it(unrolled):
     observations = OBS
     firsts = jnp.asarray(STEP_TYPES == F)[:, None].repeat(NUM_ENVS, 1)  # second FIRST at 7
-    both = TRACE(STATE.params, observations, firsts, STATE)
-    alone = TRACE(STATE.params, observations[7:], firsts[7:], STATE)
+    both = TRACE(unrolled.state.params, observations, firsts, unrolled.state)
+    alone = TRACE(unrolled.state.params, observations[7:], firsts[7:], unrolled.state)
     for a, b in zip(both, alone, strict=True):
         np.testing.assert_allclose(np.asarray(a)[7:], b, atol=1e-6)
     # Episode start: ŷ = b (nothing earlier counts), and later in the episode memory counts.
