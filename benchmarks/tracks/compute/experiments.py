@@ -16,9 +16,9 @@ Experiment names carry the design, and the report (benchmarks.tracks.compute.rep
 Seeds (issue 23): every quick grid point runs the tier's 5 seeds (both arms see the same
 batches per seed and step: `batch_key(seed, step)`), so C3 is a paired CI over seeds and C4 a
 bootstrap over seeds of where each optimum lies; the ablations run 3 (C5, C6, C8). The grid
-reaches below the first grid's smallest width (d48 at 2e12, d64 at 6e12) until both arms'
-optima are bracketed: the best width was the smallest again after d32, then d24 at 2e12 and d48
-at 6e12 were added, and at 6e12 after d32, so the grid now starts at d16 and d24 (docs/compute.md).
+reaches below the first grid's smallest widths (d48 at 2e12, d64 at 6e12), one width at a time
+while either arm's best width was still the grid's smallest, until both arms' optima are
+bracketed; it now starts at d16 (2e12) and d24 (6e12) (docs/compute.md).
 `FLOPS_POINT` (2e12, d = 64) also runs the XLA-vs-analytic FLOPs check (C1) (docs/compute.md).
 """
 
