@@ -144,9 +144,8 @@ def test_update_is_x_plus_r_f_on_selected_and_exactly_x_elsewhere(block):
     assert sel.sum(axis=1).tolist() == [K] * B
     np.testing.assert_array_equal(np.asarray(out)[~sel], np.asarray(X)[~sel])  # bit-identical
     idx = jnp.asarray(np.nonzero(sel)[1].reshape(B, K))
-    a, m = block.deltas(
-        block.params, None, gather_rows(X, idx), idx
-    )  # dense block math on X[I] at ids I
+    # dense block math on X[I] at ids I
+    a, m = block.deltas(block.params, None, gather_rows(X, idx), idx)
     r = gather_rows(info.router_logits, idx)
     np.testing.assert_allclose(
         gather_rows(out, idx), gather_rows(X, idx) + r[..., None] * (a + m), atol=1e-6
