@@ -79,6 +79,7 @@ class EPNConfig:
     # Design options beyond spec §2.1 (each off by default = the spec's EPN; docs/planning.md):
     planner_query: str = "goal"  # goal | goal_position: what each slot is embedded with
     head_skip: bool = False  # the heads also read [o_t; g_t] beside the pooled z
+    goal_match: bool = False  # the heads also read <o_t, g_t> (1 on the goal with one-hot codes)
     final_norm: bool = False  # LayerNorm on the pooled z before the heads
 
     def __post_init__(self):
@@ -89,6 +90,7 @@ class EPNConfig:
         validate_choice("post_lstm", self.post_lstm, (False, True))
         validate_choice("planner_query", self.planner_query, PLANNER_QUERIES)
         validate_choice("head_skip", self.head_skip, (False, True))
+        validate_choice("goal_match", self.goal_match, (False, True))
         validate_choice("final_norm", self.final_norm, (False, True))
         if self.memory_slots is not None:
             check_positive_int("memory_slots", self.memory_slots)
@@ -404,8 +406,7 @@ def init_params(
     if config.post_lstm:
         params["lstm"] = lstm_init(keys[5], d, config.post_lstm_size)
         head_in = config.post_lstm_size
-    if config.head_skip:
-        head_in += position_dim + goal_dim
+    head_in += head_extra(config, position_dim, goal_dim)
     params["heads"] = heads_init(keys[6], head_in, d, num_actions)
     return params
 
@@ -422,12 +423,25 @@ def planner_query(config: EPNConfig, position: jax.Array, goal: jax.Array) -> ja
     return goal
 
 
+def goal_match(position: jax.Array, goal: jax.Array) -> jax.Array:
+    """[..., 1] <o_t, g_t>: 1 on the goal and 0 elsewhere with one-hot codes.
+
+    Whether the agent stands on its goal is the one fact that Collect needs; an additive ReLU
+    network needs many units to compute the equality of two 64-way one-hots, and the EPN sat at
+    the random policy's score for 0.5M steps before it found it (docs/planning.md)."""
+    return jnp.sum(position * goal, -1, keepdims=True)
+
+
+def head_extra(config: EPNConfig, position_dim: int, goal_dim: int) -> int:
+    """Width the heads read beside z: [o_t; g_t] with `head_skip`, <o_t, g_t> with `goal_match`."""
+    return (position_dim + goal_dim) * config.head_skip + config.goal_match
+
+
 def head_inputs(z: jax.Array, position: jax.Array, goal: jax.Array, config: EPNConfig):
     """What the heads read after the pool (and the post-pool LSTM): z, joined by [o_t; g_t]
-    with `head_skip`."""
-    if config.head_skip:
-        z = jnp.concatenate([z, position, goal], -1)
-    return z
+    with `head_skip` and by <o_t, g_t> with `goal_match`."""
+    extra = [position, goal] * config.head_skip + [goal_match(position, goal)] * config.goal_match
+    return jnp.concatenate([z, *extra], -1) if extra else z
 
 
 def pool_output(params, z: jax.Array, config: EPNConfig) -> jax.Array:
@@ -699,7 +713,7 @@ def forward_flops(
     embed = 2 * n * m * d + 2 * n * d * d + 2 * goal_dim * d
     plan = k * (16 * n * d * d + 4 * n * n * d)
     readout = 4 * n * d * d + 2 * position_dim * d
-    skip = position_dim + obs_goal_dim if config.head_skip else 0
+    skip = head_extra(config, position_dim, obs_goal_dim)
     head = 2 * ((d + skip) * d + d * num_actions + d)
     lstm = 0
     if config.post_lstm:

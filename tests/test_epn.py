@@ -107,12 +107,13 @@ def _step_scan(net):
         {"memory": "all", "memory_slots": 9, "query_chunk": 7, "post_lstm": True},
         {"memory": "dedup_moves", "query_chunk": 0},
         # the design options: position in the planner's query (fresh reads follow it), the
-        # heads' skip input and the final LayerNorm
+        # heads' skip input, the goal match and the final LayerNorm
         {
             "memory": "dedup_moves",
             "query_chunk": 5,
             "planner_query": "goal_position",
             "head_skip": True,
+            "goal_match": True,
             "final_norm": True,
         },
     ],
@@ -209,6 +210,24 @@ def test_custom_backward_matches_autodiff():
     np.testing.assert_allclose(got_value, want_value, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_goal_match_marks_the_goal_and_reaches_the_heads():
+    inputs = play()
+    position, goal = epn.planning_observation(inputs.observation)  # [T, B, P], [T, B, G]
+    on_goal = np.all(np.asarray(position) == np.asarray(goal), -1)  # one-hot codes
+    assert on_goal.any() and not on_goal.all()
+    np.testing.assert_array_equal(np.asarray(epn.goal_match(position, goal))[..., 0], on_goal)
+    net, params = _network(_env(), goal_match=True)
+    assert params["heads"]["hidden"]["w"].shape[0] == TINY["d_model"] + 1
+    # the match's own weights move the logits: zeroing them changes the output on the goal only
+    cut = jax.tree.map(lambda x: x, params)
+    cut["heads"]["hidden"]["w"] = params["heads"]["hidden"]["w"].at[-1].set(0.0)
+    state = net.initial_state(2)
+    logits, _, _, _ = _steps(net, params, inputs, state)
+    cut_logits, _, _, _ = _steps(net, cut, inputs, state)
+    changed = np.any(np.abs(np.asarray(logits) - np.asarray(cut_logits)) > 1e-6, -1)
+    np.testing.assert_array_equal(changed, on_goal)
 
 
 def test_memory_slots_hold_transitions_and_dedup_drops_repeats_and_collects():
@@ -349,6 +368,7 @@ def test_same_seed_same_params_and_outputs_other_seed_differs():
         ({"num_iterations": 0}, "num_iterations must be an integer >= 1"),
         ({"memory_slots": 0}, "memory_slots must be an integer >= 1"),
         ({"post_lstm": "yes"}, "post_lstm 'yes'"),
+        ({"goal_match": "yes"}, "goal_match 'yes'"),
         ({"d_modle": 8}, r"unknown config key\(s\) \['d_modle'\]; accepted: .*d_model"),
         ({"torso": "mlp"}, r"unknown config key\(s\) \['torso'\]"),
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
