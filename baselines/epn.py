@@ -80,6 +80,13 @@ class EPNConfig:
     planner_query: str = "goal"  # goal | goal_position: what each slot is embedded with
     head_skip: bool = False  # the heads also read [o_t; g_t] beside the pooled z
     goal_match: bool = False  # the heads also read <o_t, g_t> (1 on the goal with one-hot codes)
+    # Each slot's embedding also reads the codes' matches of its two ends with the goal (and the
+    # current position with `planner_query="goal_position"`).
+    slot_match: bool = False
+    # Attention logits + beta_h <o'_i, o_j>: slot i attends to the slots that start where it
+    # ends (beta_h learnt per head, from `transition_bias_init`).
+    transition_bias: bool = False
+    transition_bias_init: float = 2.0
     final_norm: bool = False  # LayerNorm on the pooled z before the heads
 
     def __post_init__(self):
@@ -91,6 +98,8 @@ class EPNConfig:
         validate_choice("planner_query", self.planner_query, PLANNER_QUERIES)
         validate_choice("head_skip", self.head_skip, (False, True))
         validate_choice("goal_match", self.goal_match, (False, True))
+        validate_choice("slot_match", self.slot_match, (False, True))
+        validate_choice("transition_bias", self.transition_bias, (False, True))
         validate_choice("final_norm", self.final_norm, (False, True))
         if self.memory_slots is not None:
             check_positive_int("memory_slots", self.memory_slots)
@@ -180,17 +189,24 @@ def block_init(key: jax.Array, d: int, mlp_hidden: int) -> dict[str, Any]:
 
 
 def block_reference(
-    p: dict[str, Any], x: jax.Array, key_bias: jax.Array, num_heads: int
+    p: dict[str, Any],
+    x: jax.Array,
+    key_bias: jax.Array,
+    score_bias: jax.Array | None,
+    num_heads: int,
 ) -> jax.Array:
     """One pre-LN block, plainly written (differentiated by JAX): the definition `block` meets.
 
-    x [R, S, D]; key_bias [R, S] (0 for a valid key, -1e9 otherwise).
+    x [R, S, D]; key_bias [R, S] (0 for a valid key, -1e9 otherwise); score_bias [R, H, S, S]
+    added to every head's attention logits, or None.
     """
     r, s, d = x.shape
     dh = d // num_heads
     qkv = linear(p["qkv"], layer_norm(p["ln_attn"], x)).reshape(r, s, 3, num_heads, dh)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [R, S, H, dh]
     logits = jnp.einsum("rshd,rthd->rhst", q / math.sqrt(dh), k) + key_bias[:, None, None, :]
+    if score_bias is not None:
+        logits = logits + score_bias
     out = jnp.einsum("rhst,rthd->rshd", jax.nn.softmax(logits, -1), v).reshape(r, s, d)
     x = x + linear(p["attn_out"], out)
     return x + linear(p["mlp_out"], jax.nn.relu(linear(p["mlp_in"], layer_norm(p["ln_mlp"], x))))
@@ -251,7 +267,7 @@ def _masked_scores(q, k, key_bias):
     return jnp.einsum("rsd,rtd->rst", q1, kb)
 
 
-def _block_forward(p, x, key_bias, num_heads):
+def _block_forward(p, x, key_bias, score_bias, num_heads):
     d = x.shape[-1]
     dh = d // num_heads
     normed1, inv1 = _normalise(x)
@@ -260,7 +276,10 @@ def _block_forward(p, x, key_bias, num_heads):
     heads_saved = []
     for h in range(num_heads):
         q, k, v = _head_projections(p, a1, h, dh, d)  # [R, S, dh]
-        probs = jax.nn.softmax(_masked_scores(q, k, key_bias), -1)  # [R, S, S]
+        scores = _masked_scores(q, k, key_bias)  # [R, S, S]
+        if score_bias is not None:
+            scores = scores + score_bias[:, h]
+        probs = jax.nn.softmax(scores, -1)
         o = jnp.einsum("rst,rtd->rsd", probs, v)
         x1 = x1 + _rows_matmul(o, p["attn_out"]["w"][h * dh : (h + 1) * dh])
         heads_saved.append((q, k, v, probs, o))
@@ -285,13 +304,14 @@ def _block_backward(p, saved, dx2, num_heads):
     grads["ln_mlp"] = {"scale": dscale, "offset": doffset}
     dx1 = dx1 + dx2
     w_out = p["attn_out"]["w"]
-    dw_out, dqs, dks, dvs = [], [], [], []
+    dw_out, dqs, dks, dvs, dscores = [], [], [], [], []
     for h, (q, k, v, probs, o) in enumerate(heads_saved):
         dw_out.append(_weight_grad(o, dx1))
         do = _rows_matmul(dx1, w_out[h * dh : (h + 1) * dh].T)  # [R, S, dh]
         dvs.append(jnp.einsum("rst,rsd->rtd", probs, do))
         dp = jnp.einsum("rsd,rtd->rst", do, v)
         ds = probs * (dp - jnp.sum(do * o, -1, keepdims=True))  # [R, S, S]
+        dscores.append(ds)
         dqs.append(jnp.einsum("rst,rtd->rsd", ds, k) * scale)
         dks.append(jnp.einsum("rst,rsd->rtd", ds, q))
     dqkv = jnp.concatenate(dqs + dks + dvs, -1)  # [R, S, 3D]
@@ -301,25 +321,32 @@ def _block_backward(p, saved, dx2, num_heads):
         _rows_matmul(dqkv, p["qkv"]["w"].T), normed1, inv1, p["ln_attn"]["scale"]
     )
     grads["ln_attn"] = {"scale": dscale, "offset": doffset}
-    return dx + dx1, grads
+    return dx + dx1, grads, jnp.stack(dscores, 1)  # [R, H, S, S]: the logits' cotangent
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def block(p: dict[str, Any], x: jax.Array, key_bias: jax.Array, num_heads: int) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def block(
+    p: dict[str, Any],
+    x: jax.Array,
+    key_bias: jax.Array,
+    score_bias: jax.Array | None,
+    num_heads: int,
+) -> jax.Array:
     """One pre-LN block over the slots (attention, then a ReLU MLP): `block_reference`'s values
-    with a hand-written backward. x [R, S, D]; key_bias [R, S] (0 valid key, -1e9 masked)."""
-    return _block_forward(p, x, key_bias, num_heads)[0]
+    with a hand-written backward. x [R, S, D]; key_bias [R, S] (0 valid key, -1e9 masked);
+    score_bias [R, H, S, S] or None (differentiable: its cotangent is the logits')."""
+    return _block_forward(p, x, key_bias, score_bias, num_heads)[0]
 
 
-def _block_fwd(p, x, key_bias, num_heads):
-    out, saved = _block_forward(p, x, key_bias, num_heads)
-    return out, (p, saved)
+def _block_fwd(p, x, key_bias, score_bias, num_heads):
+    out, saved = _block_forward(p, x, key_bias, score_bias, num_heads)
+    return out, (p, saved, score_bias)  # score_bias only says whether there is one
 
 
 def _block_bwd(num_heads, residuals, dx2):
-    p, saved = residuals
-    dx, grads = _block_backward(p, saved, dx2, num_heads)
-    return grads, dx, None
+    p, saved, score_bias = residuals
+    dx, grads, dscores = _block_backward(p, saved, dx2, num_heads)
+    return grads, dx, None, None if score_bias is None else dscores
 
 
 block.defvjp(_block_fwd, _block_bwd)
@@ -400,6 +427,17 @@ def init_params(
         "readout_in": dense_init(keys[3], d + position_dim, d),
         "readout_out": dense_init(keys[4], d, d),
     }
+    if config.slot_match:
+        if goal_dim != position_dim:
+            raise ValueError(
+                f"slot_match compares codes, so the goal and the position must have one width; "
+                f"got goal {goal_dim}, position {position_dim}"
+            )
+        params["embed_match"] = dense_init(keys[7], 2 * query_dim // position_dim, d)
+    if config.transition_bias:
+        params["transition_bias"] = jnp.full(
+            (config.num_heads,), config.transition_bias_init, jnp.float32
+        )
     head_in = d
     if config.final_norm:
         params["final_norm"] = norm_init(d)
@@ -456,12 +494,34 @@ def _slot_iterates(params, slots, count, goal, config: EPNConfig):
     valid = jnp.arange(n)[None, :] < count[:, None]  # [R, N]; slots beyond are masked out
     w_in = params["embed_in"]["w"]  # [M + G, D]
     goal_term = goal @ w_in[m:] + params["embed_in"]["b"]  # [R, D], once per query
-    x = jax.nn.relu(slots @ w_in[:m] + goal_term[:, None, :])  # [R, N, D]
+    pre = slots @ w_in[:m] + goal_term[:, None, :]  # [R, N, D]
+    # A slot is [o_{t-1}; one_hot(a_{t-1}); o_t]: its start and end codes, P wide (the
+    # readout's input is [x; o_t], so P is read off its weights).
+    p = params["readout_in"]["w"].shape[0] - config.d_model
+    start, end = slots[..., :p], slots[..., m - p :]  # [R, N, P]
+    if config.slot_match:
+        pre = pre + slot_matches(start, end, goal, p) @ params["embed_match"]["w"]
+    x = jax.nn.relu(pre)
     iterates = [linear(params["embed_out"], x)]
     key_bias = jnp.where(valid, 0.0, _NEG)  # [R, N]
+    score_bias = None
+    if config.transition_bias:
+        follows = jnp.einsum("rip,rjp->rij", end, start)  # [R, N, N]: j starts where i ends
+        score_bias = params["transition_bias"][None, :, None, None] * follows[:, None]
     for _ in range(config.num_iterations):
-        iterates.append(block(params["block"], iterates[-1], key_bias, config.num_heads))
+        iterates.append(
+            block(params["block"], iterates[-1], key_bias, score_bias, config.num_heads)
+        )
     return iterates, valid
+
+
+def slot_matches(start: jax.Array, end: jax.Array, query: jax.Array, p: int) -> jax.Array:
+    """[R, N, F] the codes' dot products of each slot's start and end [R, N, P] with every P-wide
+    part of the planner's query [R, Q] (the goal, then the current position): F = 2Q/P."""
+    parts = query.reshape(*query.shape[:-1], -1, p)  # [R, Q/P, P]
+    ends = jnp.stack([start, end], -2)  # [R, N, 2, P]
+    matches = jnp.einsum("rnep,rqp->rnqe", ends, parts)  # [R, N, Q/P, 2]
+    return matches.reshape(*matches.shape[:2], -1)
 
 
 def slot_iterates(
@@ -705,13 +765,19 @@ def forward_flops(
     """Matmul FLOPs (2 per multiply-add) of one read, by part, and the backward's extra.
 
     forward  = embed 2N(M+D)D + 2GD  + K(16ND^2 + 4N^2D)  + readout 2N(2D^2) + 2PD  + heads
+               (+ slot_match 2NFP + 2NFD, + transition_bias 2N^2P; F matches per slot)
     backward = 2 x forward, less the input gradient of the data-fed products (slots, goal, o_t).
     """
     d, n, k = config.d_model, num_slots, config.num_iterations
     m = 2 * position_dim + num_actions
     obs_goal_dim, goal_dim = goal_dim, query_size(config, position_dim, goal_dim)
     embed = 2 * n * m * d + 2 * n * d * d + 2 * goal_dim * d
+    matches = 2 * goal_dim // position_dim  # slot_match's features per slot
+    if config.slot_match:  # the dot products, then their embedding
+        embed += 2 * n * matches * position_dim + 2 * n * matches * d
     plan = k * (16 * n * d * d + 4 * n * n * d)
+    if config.transition_bias:  # <end_i, start_j> once per read
+        plan += 2 * n * n * position_dim
     readout = 4 * n * d * d + 2 * position_dim * d
     skip = head_extra(config, position_dim, obs_goal_dim)
     head = 2 * ((d + skip) * d + d * num_actions + d)

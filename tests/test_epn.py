@@ -107,13 +107,15 @@ def _step_scan(net):
         {"memory": "all", "memory_slots": 9, "query_chunk": 7, "post_lstm": True},
         {"memory": "dedup_moves", "query_chunk": 0},
         # the design options: position in the planner's query (fresh reads follow it), the
-        # heads' skip input, the goal match and the final LayerNorm
+        # heads' skip input, the goal and slot matches, the transition bias, the final LayerNorm
         {
             "memory": "dedup_moves",
             "query_chunk": 5,
             "planner_query": "goal_position",
             "head_skip": True,
             "goal_match": True,
+            "slot_match": True,
+            "transition_bias": True,
             "final_norm": True,
         },
     ],
@@ -160,13 +162,14 @@ def _grad_by_steps_and_by_unroll(net, state, loss):
 
 
 @pytest.mark.slow
-def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped():
+@pytest.mark.parametrize("options", [{}, {"slot_match": True, "transition_bias": True}])
+def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped(options):
     """The learner computes the K blocks once per fresh read and stops after the last fresh
     chunk; its gradient must equal the gradient through one full read per step, alone and
     vmapped over seeds (as RLProgram runs it), where the seeds need different chunk counts."""
     env = _env(steps=12)
     chunk = 4
-    net, params = _network(env, memory="dedup_moves", query_chunk=chunk)
+    net, params = _network(env, memory="dedup_moves", query_chunk=chunk, **options)
     state = net.initial_state(3)
     batches = [rollout(env, num_envs=3, steps=30, seed=s) for s in (1, 2)]
     fresh = []
@@ -198,15 +201,22 @@ def test_unroll_gradient_matches_acting_steps_with_repeated_reads_also_vmapped()
 
 
 @pytest.mark.slow
-def test_custom_backward_matches_autodiff():
+@pytest.mark.parametrize("with_score_bias", [False, True])
+def test_custom_backward_matches_autodiff(with_score_bias):
     p = epn.block_init(jax.random.PRNGKey(0), 16, 32)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 16))
     count = jnp.array([0, 1, 4, 6])
     bias = jnp.where(jnp.arange(6)[None, :] < count[:, None], 0.0, -1e9)  # [R, S]
-    loss = lambda fn: lambda p, x: jnp.sum(jnp.sin(fn(p, x, bias, 2)) * jnp.arange(16))
-    value_and_grad = lambda fn: jax.jit(jax.value_and_grad(loss(fn), argnums=(0, 1)))
-    got_value, got = value_and_grad(epn.block)(p, x)
-    want_value, want = value_and_grad(epn.block_reference)(p, x)
+    # an additive bias per head on the logits (transition_bias), differentiated too
+    scores = jax.random.normal(jax.random.PRNGKey(2), (4, 2, 6, 6)) if with_score_bias else None
+
+    def loss(fn):
+        return lambda p, x, sb: jnp.sum(jnp.sin(fn(p, x, bias, sb, 2)) * jnp.arange(16))
+
+    value_and_grad = lambda fn: jax.jit(jax.value_and_grad(loss(fn), argnums=(0, 1, 2)))
+    got_value, got = value_and_grad(epn.block)(p, x, scores)
+    want_value, want = value_and_grad(epn.block_reference)(p, x, scores)
+    assert len(jax.tree.leaves(got)) == len(jax.tree.leaves(p)) + 1 + with_score_bias
     np.testing.assert_allclose(got_value, want_value, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))))
@@ -228,6 +238,56 @@ def test_goal_match_marks_the_goal_and_reaches_the_heads():
     cut_logits, _, _, _ = _steps(net, cut, inputs, state)
     changed = np.any(np.abs(np.asarray(logits) - np.asarray(cut_logits)) > 1e-6, -1)
     np.testing.assert_array_equal(changed, on_goal)
+
+
+@pytest.mark.parametrize("query", ["goal", "goal_position"])
+def test_slot_matches_compare_each_slot_end_with_the_goal_and_position(query):
+    config = epn.EPNConfig(memory="dedup_moves", planner_query=query)
+    inputs = play()
+    env = _env()
+    position, goal = epn.planning_observation(inputs.observation)
+    memory = _network(env, memory="dedup_moves")[0].initial_state(2).memory
+    for t in range(9):  # the memory after 9 steps of the first episode
+        memory = epn.write(
+            memory, position[t], inputs.first[t], inputs.prev_action[t], env.num_actions, True
+        )
+    p = position.shape[-1]
+    start, end = memory.slots[..., :p], memory.slots[..., -p:]  # [B, N, P]
+    query_t = epn.planner_query(config, position[8], goal[8])  # [B, Q]
+    got = np.asarray(epn.slot_matches(start, end, query_t, p))  # [B, N, F]
+    parts = [goal[8]] + ([position[8]] if query == "goal_position" else [])
+    assert got.shape[-1] == 2 * len(parts)
+    for j, code in enumerate(parts):
+        for e, ends in enumerate((start, end)):
+            same = np.all(np.asarray(ends) == np.asarray(code)[:, None, :], -1)  # one-hots
+            held = np.arange(ends.shape[1])[None, :] < np.asarray(memory.count)[:, None]
+            np.testing.assert_array_equal(got[..., 2 * j + e] > 0.5, same & held)
+    assert got[..., 1].sum() > 0  # some slot ends on the goal in this rollout
+
+
+def test_transition_bias_at_zero_is_the_plain_block_and_learns():
+    env = _env()
+    inputs = play()
+    plain, params = _network(env, memory="dedup_moves")
+    biased, params_b = _network(env, memory="dedup_moves", transition_bias=True)
+    assert params_b["transition_bias"].shape == (TINY["num_heads"],)
+    np.testing.assert_allclose(params_b["transition_bias"], 2.0)  # transition_bias_init
+    zero = {**params_b, "transition_bias": jnp.zeros(TINY["num_heads"])}
+    np.testing.assert_array_equal(params_b["block"]["qkv"]["w"], params["block"]["qkv"]["w"])
+    want = _steps(plain, params, inputs, plain.initial_state(2))[0]
+    got = _steps(biased, zero, inputs, biased.initial_state(2))[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    moved = _steps(biased, params_b, inputs, biased.initial_state(2))[0]
+    assert float(jnp.max(jnp.abs(moved - want))) > 1e-4
+    grad = jax.grad(
+        lambda p: jnp.sum(biased.unroll(p, inputs, biased.initial_state(2))[0][0] ** 2)
+    )(params_b)
+    assert float(jnp.max(jnp.abs(grad["transition_bias"]))) > 0
+
+
+def test_slot_match_needs_codes_of_one_width():
+    with pytest.raises(ValueError, match="goal 10, position 9"):
+        epn.init_params(jax.random.PRNGKey(0), 9, 10, 5, epn.EPNConfig(slot_match=True))
 
 
 def test_memory_slots_hold_transitions_and_dedup_drops_repeats_and_collects():

@@ -141,7 +141,14 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
     assert epn["planner_query"] == "goal_position"
     spec = quick["mpg_v64_3x3_30_epn_spec"].agent_config("epn")
     assert "planner_query" not in spec  # the default, spec §2.1's "goal"
-    assert {**spec, "planner_query": "goal_position"} == epn
+    design_options = {
+        "planner_query": "goal_position",
+        "slot_match": True,
+        "transition_bias": True,
+        "goal_match": True,
+    }
+    assert not set(design_options) & set(spec)  # the spec's EPN: every option at its default
+    assert {**spec, **design_options} == epn
     assert quick["mpg_v64_3x3_30_epn_k1"].agent_config("epn") == {**epn, "num_iterations": 1}
     assert main.agent_config("explore_plan") == {"maze_size": 3}
     assert set(design.MAIN_MPG_EVALUATIONS) <= set(main.evaluations)

@@ -153,10 +153,18 @@ EPN_QUICK = {
     "memory_slots": 64,
 }
 EPN_QUICK_OSL = {**EPN_QUICK, "memory_slots": 96}
-# On MPG 3x3 (36 distinct moves): the planner query with the current position, the option that
-# passes the supervised planning check (docs/planning.md), and the spec's EPN beside it.
+# On MPG 3x3 (36 distinct moves): the design options that make the supervised planning check
+# and RL learn (docs/planning.md): the current position in the planner's query, the codes'
+# matches of each slot's ends with the goal and position, attention biased towards the slots
+# that continue a slot, and the goal test into the heads; the spec's EPN beside it.
 EPN_SPEC_3X3 = {**EPN_QUICK, "memory_slots": 36}
-EPN_QUICK_3X3 = {**EPN_SPEC_3X3, "planner_query": "goal_position"}
+EPN_QUICK_3X3 = {
+    **EPN_SPEC_3X3,
+    "planner_query": "goal_position",
+    "slot_match": True,
+    "transition_bias": True,
+    "goal_match": True,
+}
 EPN_PAPER = {"d_model": 64, "num_heads": 4, "num_iterations": 4, "memory": "all"}
 EPN_SMOKE = {
     "d_model": 16,
@@ -360,8 +368,9 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
         seeds=QUICK_SEEDS,
         description=f"MPG-V64 3x3/30 at {million(steps)} steps ({QUICK_NUM_ENVS} envs x "
         f"{QUICK_UNROLL}-step unrolls): EPN (D=32, H=2, K=4, dedup N=36, planner query goal + "
-        f"position) 5 seeds, the spec's EPN, EPN K=1 and transformer 3 seeds, LSTM 5 seeds "
-        f"(+ {million(long_steps)} steps), references; supervised planning checks (3 seeds); "
+        "position, slot matches, transition bias, goal match) 5 seeds, the spec's EPN, EPN K=1 "
+        f"and transformer 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), references; "
+        "supervised planning checks (3 seeds); "
         f"OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (N=96) and LSTM, 2 seeds "
         "each; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
         experiments=(
