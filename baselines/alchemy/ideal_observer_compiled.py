@@ -1,0 +1,222 @@
+"""The compiled backend of the ideal observer (`io_backend="compiled"`): `CompiledSearch` has the
+interface of `ideal_observer.Search` (value, q_values, upper_bound, end_value, weight, stats) and
+runs the numba kernels of `io_kernels`, which repeat the Python search operation by operation,
+so values, expected potion uses, Q dicts (pruned actions as None), choices and statistics are
+the same; `tests/test_ideal_observer_compiled.py` checks this against `Search`.
+
+Nodes come in as `Search` takes them (sorted aligned stones, counts per colour, 8-bit stone-map
+set, Python-int world set over pa·109 + g'); world sets are converted to the kernels' block
+layout (`io_kernels` docstring). Memory is bounded: the world pool, the transposition table and
+the bound cache have fixed sizes chosen at construction (about 0.6 GB with the defaults); what
+happens when they fill up is in `io_kernels`. Exactness does not depend on the sizes, but the
+budgeted planner's leaves do (as in Python, a value cached within a decision is reused), so
+there a table eviction or pool flush during a decision raises instead of silently differing.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import io_kernels as K
+from environments.symbolic_alchemy import chemistry as chem
+
+_BLOCK = (1 << chem.NUM_GRAPHS) - 1
+_LOW = (1 << 64) - 1
+DEPTH = chem.MAX_POTIONS + 2  # scratch levels: the root and one per potion use, plus one
+
+
+def to_blocks(worlds: int) -> tuple[np.ndarray, np.uint64]:
+    """A Python-int world set as (uint64 [96] block words, uint64 block mask)."""
+    words = np.zeros(K.NW, np.uint64)
+    mask = 0
+    for pa in range(chem.NUM_POTION_MAPS):
+        block = (worlds >> (pa * chem.NUM_GRAPHS)) & _BLOCK
+        if block:
+            words[2 * pa] = block & _LOW
+            words[2 * pa + 1] = block >> 64
+            mask |= 1 << pa
+    return words, np.uint64(mask)
+
+
+@functools.cache
+def kernel_tables() -> tuple:
+    """The level-independent tables of `io_kernels` (T without the weight classes):
+    MOVE [8, 6, 3, 96], GE1 and GE15 [8, 64, 8, 96] (block layout of `ideal_observer`'s
+    bitsets), POS_VALUE [8 vertex, 8 stone map] (cash value), SPLIT [8, 256, 4] (stone maps of
+    a set by the indicator seen at a vertex, indicators ascending), PERMS [48, 6] colour
+    relabellings, PA_PERM [48, 48] their action on aligned potion maps, IDENTITY."""
+    move = np.zeros((8, 6, 3, K.NW), np.uint64)
+    for a, c, d in np.ndindex(8, 6, 3):
+        move[a, c, d] = to_blocks(io.MOVE_MASKS[a][c][d])[0]
+    ge1_bits, ge15_bits = io.reach_tables()
+    ge1 = np.zeros((8, 64, 8, K.NW), np.uint64)
+    ge15 = np.zeros((8, 64, 8, K.NW), np.uint64)
+    for a, r, m in np.ndindex(8, 64, 8):
+        ge1[a, r, m] = to_blocks(ge1_bits[a][r][m])[0]
+        ge15[a, r, m] = to_blocks(ge15_bits[a][r][m])[0]
+    pos_value = np.array(
+        [[max(0, io.VALUE_OF_INDICATOR[io._indicator(b, m)]) for m in range(8)] for b in range(8)],
+        np.int64,
+    )
+    order = {-3: 0, -1: 1, 1: 2, 3: 3}
+    split = np.zeros((8, 256, 4), np.int64)
+    for b, smaps in np.ndindex(8, 256):
+        for ind, sub, _ in io.split_stone_maps(b, smaps):
+            split[b, smaps, order[ind]] = sub
+    perms = np.array(io.COLOUR_PERMS, np.int64)
+    pa_perm = np.array([io._pa_permutation(p) for p in range(len(perms))], np.int64)
+    identity = io.COLOUR_PERMS.index(tuple(range(6)))
+    return move, ge1, ge15, pos_value, split, perms, pa_perm, identity
+
+
+class CompiledSearch:
+    """`ideal_observer.Search` (exhaustive or budgeted planner, no `project`) on the compiled
+    kernels. Capacities: `pool_worlds` interned world sets (and `arena_words` words for their
+    non-empty blocks), `table_entries` transposition-table entries, `bound_entries` cached
+    bound terms (each rounded up to a power of two)."""
+
+    def __init__(
+        self,
+        weight_classes,
+        planner: str = "exhaustive",
+        node_budget: int = 100_000,
+        leaf: str = "end_value",
+        symmetry: bool = True,
+        bound: bool = True,
+        symmetry_min_potions: int = 5,
+        max_nodes: int | None = None,
+        pool_worlds: int = 1 << 21,
+        arena_words: int = 1 << 24,
+        table_entries: int = 1 << 22,
+        bound_entries: int = 1 << 22,
+    ):
+        if planner not in io.PLANNERS:
+            raise ValueError(f"unknown io_planner {planner!r}; accepted: {', '.join(io.PLANNERS)}")
+        if leaf not in io.LEAVES:
+            raise ValueError(f"unknown io_leaf {leaf!r}; accepted: {', '.join(io.LEAVES)}")
+        self.classes = tuple(weight_classes)
+        self.planner, self.max_nodes = planner, max_nodes
+        self.stats = io.SearchStats()
+        self._weight = io._weight_function(self.classes)
+        cls = np.stack([to_blocks(c)[0] for _, c in self.classes]) if self.classes else None
+        if cls is None:
+            cls = np.zeros((0, K.NW), np.uint64)
+        cw = np.array([w for w, _ in self.classes], np.int64)
+        move, ge1, ge15, pos_value, split, perms, pa_perm, identity = kernel_tables()
+        self._T = (move, ge1, ge15, cls, cw, pos_value, split, perms, pa_perm, identity)
+        meta = np.zeros(K.META_SIZE, np.int64)
+        meta[K.SYMMETRY], meta[K.BOUND] = int(symmetry), int(bound)
+        meta[K.SYM_MIN] = symmetry_min_potions
+        meta[K.BUDGETED], meta[K.NODE_BUDGET] = int(planner == "budgeted"), node_budget
+        meta[K.LEAF_BOUND] = int(leaf == "clairvoyant_bound")
+        meta[K.MAX_NODES] = -1 if max_nodes is None else max_nodes
+        pool = _pow2(pool_worlds)
+        table, bounds = _pow2(max(table_entries, 4)), _pow2(max(bound_entries, 4))
+        self._S = (
+            meta,
+            np.zeros(pool, np.uint64),  # POOL_MASK
+            np.zeros(pool, np.int64),  # POOL_OFF
+            np.zeros(pool, np.int64),  # POOL_W
+            np.zeros(arena_words, np.uint64),  # ARENA
+            np.full(2 * pool, -1, np.int32),  # INDEX (open addressing, load <= 1/2)
+            np.zeros(pool, np.uint64),  # POOL_HASH
+            np.zeros((table, 2), np.uint64),  # TT_KEY (0: empty)
+            np.zeros((table, 2), np.float64),  # TT_VU
+            np.zeros(table, np.int8),  # TT_LEFT (potions left: replacement priority)
+            np.zeros(bounds, np.uint64),  # BC_KEY (0: empty)
+            np.zeros(bounds, np.int64),  # BC_VAL
+            np.zeros((DEPTH, K.MAX_CAND, 4, K.NW), np.uint64),  # SW: children's worlds
+            np.zeros((DEPTH, K.MAX_CAND, 4), np.uint64),  # SMASK
+            np.zeros((DEPTH, K.MAX_CAND, K.MAX_KIDS), np.float64),  # KID_F: probabilities
+            np.zeros((DEPTH, K.MAX_CAND, K.MAX_KIDS, 5), np.int64),  # KID_I
+            np.zeros((DEPTH, K.MAX_CAND), np.float64),  # CAND_F: bounds
+            np.zeros((DEPTH, K.MAX_CAND, 5), np.int64),  # CAND_I: a, c, kids, counts, order
+            np.zeros((DEPTH, 6), np.int64),  # REP: colour representatives
+            np.zeros((DEPTH, 8, 6, 2), np.float64),  # Q_VU
+            np.zeros((DEPTH, 8, 6), np.int8),  # Q_ST
+            np.zeros((DEPTH, 2 * K.MAX_CAND + 1), np.int64),  # Q_ORDER (+ count)
+            np.zeros((DEPTH, 15), np.int64),  # FR_I: the stack of frames
+            np.zeros((DEPTH, 2), np.uint64),  # FR_K
+            np.zeros((DEPTH, 6), np.float64),  # FR_F
+        )
+
+    # ------------------------------------------------------------------ Search's interface
+
+    end_value = staticmethod(io.Search.end_value)
+
+    def weight(self, worlds: int) -> int:
+        return self._weight(worlds)
+
+    def clear_table(self) -> None:
+        """Forget every cached value (the budgeted planner starts each decision afresh)."""
+        K.flush(self._S)
+
+    def value(self, stones, counts, smaps, worlds) -> tuple[float, float]:
+        """(expected reward of the rest of the trial, expected further potion uses)."""
+        v, u = self._run(stones, counts, smaps, worlds, 0, 0.0, 0.0, True)
+        return (v, u)
+
+    def q_values(self, stones, counts, smaps, worlds, best=None, prune=True):
+        """{Action: (Q value, expected potion uses incl. this one) or None if pruned}, in the
+        order of `Search.q_values`."""
+        if best is None:
+            best = (float(self.end_value(stones, smaps)), 0.0)
+        self._run(stones, counts, smaps, worlds, 1, best[0], best[1], prune)
+        S = self._S
+        out = {}
+        for j in range(int(S[K.Q_ORDER][0, 2 * K.MAX_CAND])):
+            a, c = divmod(int(S[K.Q_ORDER][0, j]), 6)
+            if S[K.Q_ST][0, a, c] == K.Q_PRUNED:
+                out[io.Action(a, c)] = None
+            else:
+                out[io.Action(a, c)] = tuple(float(x) for x in S[K.Q_VU][0, a, c])
+        return out
+
+    def upper_bound(self, stones, counts, smaps, worlds) -> float:
+        words, mask = to_blocks(worlds)
+        wid = K.intern(self._S, self._T, words, mask)
+        return K.upper_bound(self._S, self._T, *_pack(stones, counts), smaps, wid)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, stones, counts, smaps, worlds, mode, best_v, best_u, prune):
+        if len(stones) > chem.MAX_STONES or sum(counts) > chem.MAX_POTIONS or not worlds:
+            raise ValueError(
+                f"node out of range: {len(stones)} stones (<= {chem.MAX_STONES}), "
+                f"{sum(counts)} potions (<= {chem.MAX_POTIONS}), {worlds.bit_count()} worlds (>= 1)"
+            )
+        S, meta = self._S, self._S[K.META]
+        S[K.SW][0, 0, 0], S[K.SMASK][0, 0, 0] = to_blocks(worlds)
+        st = self.stats
+        meta[K.NODES], meta[K.HITS], meta[K.PRUNED] = st.nodes, st.hits, st.pruned
+        meta[K.SYMMETRIC], meta[K.BUDGET_LEAVES] = st.symmetric, st.budget_leaves
+        meta[K.ABORT] = 0
+        evictions, generation = meta[K.EVICTIONS], meta[K.GEN]
+        packed_stones, n, packed_counts = _pack(stones, counts)
+        v, u = K.search(S, self._T, packed_stones, n, packed_counts, smaps, mode, best_v, best_u, prune)
+        st.nodes, st.hits, st.pruned = int(meta[K.NODES]), int(meta[K.HITS]), int(meta[K.PRUNED])
+        st.symmetric, st.budget_leaves = int(meta[K.SYMMETRIC]), int(meta[K.BUDGET_LEAVES])
+        if meta[K.ABORT]:
+            meta[K.ABORT] = 0
+            raise io.NodeBudgetExceeded(f"more than {self.max_nodes} nodes")
+        if self.planner == "budgeted" and (
+            meta[K.EVICTIONS] != evictions or meta[K.GEN] != generation
+        ):
+            raise RuntimeError(
+                "the budgeted planner's table overflowed within a decision; its leaf values "
+                "would no longer match the Python search: raise table_entries / pool_worlds"
+            )
+        return float(v), float(u)
+
+
+def _pack(stones, counts) -> tuple[int, int, int]:
+    """(stones 3 bits each ascending, number of stones, counts 4 bits per colour)."""
+    packed = sum(int(a) << (3 * i) for i, a in enumerate(sorted(stones)))
+    return packed, len(stones), sum(int(k) << (4 * c) for c, k in enumerate(counts))
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(2, (int(n) - 1).bit_length())
