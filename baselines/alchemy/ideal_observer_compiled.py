@@ -177,8 +177,11 @@ class CompiledSearch:
 
     def upper_bound(self, stones, counts, smaps, worlds) -> float:
         words, mask = to_blocks(worlds)
-        wid = K.intern(self._S, self._T, words, mask)
-        return K.upper_bound(self._S, self._T, *_pack(stones, counts), smaps, wid)
+        packed_stones, n, packed_counts = _pack(stones, counts)
+        total = self.weight(worlds)
+        return K.upper_bound(
+            self._S, self._T, words, mask, total, packed_stones, n, packed_counts, smaps, -1
+        )[0]
 
     # ------------------------------------------------------------------ plumbing
 

@@ -49,6 +49,8 @@ META_SIZE = 17
 F_BEST_V, F_BEST_U, F_QV, F_QU, F_RV, F_RU = range(6)
 # Indices into the table tuple T (`ideal_observer_compiled.kernel_tables`).
 MOVE, GE1, GE15, CLS, CW, POS_VALUE, SPLIT, PERMS, PA_PERM, IDENTITY = range(10)
+# bound terms of world sets with (non-empty blocks x stone maps) above this use the bound cache
+DIRECT_MAX = 64
 # q status per (stone vertex, colour) at a depth
 Q_NONE, Q_VALUE, Q_PRUNED = 0, 1, 2
 
@@ -182,9 +184,33 @@ def intern(S, T, w, mask):
 
 
 @njit(cache=True)
-def bound_term(S, T, wid, a, colours, smaps):
+def _term(T, w, mask, a, colours, smaps):
     """Σ_{m ∈ smaps} weight(J ∩ GE1[a][colours][m]) + 14 · weight(J ∩ GE15[a][colours][m]) for
-    the interned world set `wid` (cached)."""
+    the world set (w, mask)."""
+    ge1, ge15, cls, cw = T[GE1][a, colours], T[GE15][a, colours], T[CLS], T[CW]
+    term = 0
+    sm = np.uint64(smaps)
+    while sm:
+        m = np.int64(ctz(sm))
+        sm &= sm - _U1
+        g1, g15 = ge1[m], ge15[m]
+        bm = mask
+        while bm:
+            i = 2 * np.int64(ctz(bm))
+            bm &= bm - _U1
+            x0, x1 = w[i], w[i + 1]
+            a0, a1, b0, b1 = x0 & g1[i], x1 & g1[i + 1], x0 & g15[i], x1 & g15[i + 1]
+            for k in range(cw.shape[0]):
+                c0, c1 = cls[k, i], cls[k, i + 1]
+                p1 = popcount(a0 & c0) + popcount(a1 & c1)
+                p15 = popcount(b0 & c0) + popcount(b1 & c1)
+                term += cw[k] * (np.int64(p1) + 14 * np.int64(p15))
+    return term
+
+
+@njit(cache=True)
+def _cached_term(S, T, wid, w, mask, a, colours, smaps):
+    """`_term` through the bound cache, keyed by the interned world id."""
     bc_key, bc_val = S[BC_KEY], S[BC_VAL]
     key = (np.uint64(wid + 1) << np.uint64(17)) | np.uint64((a << 14) | (colours << 8) | smaps)
     h = _mix(key ^ _M1)
@@ -192,25 +218,7 @@ def bound_term(S, T, wid, a, colours, smaps):
     for j in range(4):
         if bc_key[base + j] == key:
             return bc_val[base + j]
-    ge1, ge15, cls, cw = T[GE1], T[GE15], T[CLS], T[CW]
-    arena, off0, mask = S[ARENA], S[POOL_OFF][wid], S[POOL_MASK][wid]
-    term = 0
-    for m in range(8):
-        if not (smaps >> m) & 1:
-            continue
-        g1, g15 = ge1[a, colours, m], ge15[a, colours, m]
-        off = off0
-        bm = mask
-        while bm:
-            i = 2 * np.int64(ctz(bm))
-            bm &= bm - _U1
-            x0, x1 = arena[off], arena[off + 1]
-            off += 2
-            for k in range(cw.shape[0]):
-                c0, c1 = cls[k, i], cls[k, i + 1]
-                p1 = popcount(x0 & g1[i] & c0) + popcount(x1 & g1[i + 1] & c1)
-                p15 = popcount(x0 & g15[i] & c0) + popcount(x1 & g15[i + 1] & c1)
-                term += cw[k] * (np.int64(p1) + 14 * np.int64(p15))
+    term = _term(T, w, mask, a, colours, smaps)
     slot = base + np.int64((h >> np.uint64(62)) & np.uint64(3))
     bc_key[slot] = key
     bc_val[slot] = term
@@ -227,13 +235,26 @@ def _colours(counts):
 
 
 @njit(cache=True)
-def upper_bound(S, T, stones, n, counts, smaps, wid):
-    """`Search.upper_bound`: E over M × J of Σ_stones the best value the stone alone reaches."""
+def upper_bound(S, T, w, mask, total, stones, n, counts, smaps, wid):
+    """`Search.upper_bound`: E over M × J of Σ_stones the best value the stone alone reaches,
+    for the world set (w, mask) of prior weight `total`. Small sets are summed directly, large
+    ones through the bound cache (interning the set if `wid` < 0). Returns (bound, wid)."""
     colours = _colours(counts)
-    acc = 0
+    n_smaps = np.int64(popcount(np.uint64(smaps)))
+    cached = np.int64(popcount(mask)) * n_smaps > DIRECT_MAX
+    acc, term, prev = 0, 0, -1
     for i in range(n):
-        acc += bound_term(S, T, wid, (stones >> (3 * i)) & 7, colours, smaps)
-    return acc / (S[POOL_W][wid] * np.int64(popcount(np.uint64(smaps))))
+        a = (stones >> (3 * i)) & 7
+        if a != prev:  # stones are sorted: a repeated stone repeats its term
+            if cached:
+                if wid < 0:
+                    wid = intern(S, T, w, mask)
+                term = _cached_term(S, T, wid, w, mask, a, colours, smaps)
+            else:
+                term = _term(T, w, mask, a, colours, smaps)
+            prev = a
+        acc += term
+    return acc / (total * n_smaps), wid
 
 
 @njit(cache=True)
@@ -353,7 +374,9 @@ def _enter(S, T, d):
             meta[BUDGET_LEAVES] += 1
             ff[F_RV], ff[F_RU] = end, 0.0
             if meta[LEAF_BOUND]:
-                ff[F_RV] = upper_bound(S, T, stones, n, counts, smaps, fi[F_WID])
+                ff[F_RV] = upper_bound(
+                    S, T, w, mask, S[POOL_W][fi[F_WID]], stones, n, counts, smaps, fi[F_WID]
+                )[0]
             return True
         meta[NODES] += 1
         if meta[MAX_NODES] >= 0 and meta[NODES] > meta[MAX_NODES]:
@@ -377,7 +400,7 @@ def _expand(S, T, d):
     meta, fi = S[META], S[FR_I][d]
     stones, n, counts, smaps, wid = fi[F_STONES], fi[F_N], fi[F_COUNTS], fi[F_SMAPS], fi[F_WID]
     w, mask = S[SW][d, fi[F_WC], fi[F_WS]], S[SMASK][d, fi[F_WC], fi[F_WS]]
-    sw, smask, move, split = S[SW], S[SMASK], T[MOVE], T[SPLIT]
+    sw, smask, move, split, cls, cw = S[SW], S[SMASK], T[MOVE], T[SPLIT], T[CLS], T[CW]
     kid_f, kid_i, cand_f, cand_i = S[KID_F], S[KID_I], S[CAND_F], S[CAND_I]
     bounded = meta[BOUND] != 0 and fi[F_PRUNE] != 0
     total = S[POOL_W][wid]
@@ -434,9 +457,9 @@ def _expand(S, T, d):
             for s in range(4):
                 if km[s] == 0:
                     continue
-                kid_wid = intern(S, T, kw[s], km[s])
-                kid_gen = meta[GEN]
-                p_part = S[POOL_W][kid_wid] / total
+                kid_total = weight_of(kw[s], km[s], cls, cw)
+                kid_wid = np.int64(-1)  # interned when needed (bound cache, or evaluation)
+                p_part = kid_total / total
                 if s == 0:
                     subs = (smaps, 0, 0, 0)
                     kid_stones = stones
@@ -453,12 +476,15 @@ def _expand(S, T, d):
                         p = p_part
                     else:
                         p = p_part * np.int64(popcount(np.uint64(sub))) / n_smaps
+                    if bounded:
+                        kid_ub, kid_wid = upper_bound(
+                            S, T, kw[s], km[s], kid_total, kid_stones, n, new_counts, sub, kid_wid
+                        )
+                        ub += p * kid_ub
                     kid_f[d, ncand, nk] = p
                     ki = kid_i[d, ncand, nk]
-                    ki[0], ki[1], ki[2], ki[3], ki[4] = kid_stones, sub, s, kid_wid, kid_gen
+                    ki[0], ki[1], ki[2], ki[3], ki[4] = kid_stones, sub, s, kid_wid, meta[GEN]
                     nk += 1
-                    if bounded:
-                        ub += p * upper_bound(S, T, kid_stones, n, new_counts, sub, kid_wid)
             cand_f[d, ncand] = ub if bounded else np.inf
             crow = cand_i[d, ncand]
             crow[0], crow[1], crow[2], crow[3] = a, c, nk, new_counts
