@@ -1,8 +1,9 @@
 """The compiled ideal-observer backend (`io_backend="compiled"`) against the Python `Search`, the
 reference: the same Q dicts (keys, order, values, expected potion uses and pruned actions, compared
-exactly, not to a tolerance), values and search statistics on the I1 decisions, on random nodes
-and under every search option; the same decisions along whole episodes and along the recorded
-upstream IO episode (I2); option checks."""
+exactly, not to a tolerance), values and search statistics (without the window, which only
+saves nodes) on the I1 decisions, on random nodes and under every search option; the same
+decisions along whole episodes and along the recorded upstream IO episode (I2); option
+checks."""
 
 from __future__ import annotations
 
@@ -35,24 +36,26 @@ def _node(case):
 
 
 def _same_search(classes, nodes, **options):
-    """Q dicts (pruned and unpruned), values and statistics of both backends on `nodes`;
-    returns how many actions were valued and pruned (so callers can check the comparison
-    covered something)."""
+    """Q dicts (pruned and unpruned), values and statistics of both backends on `nodes`, the
+    compiled one with and without the window (statistics compared without it); returns how
+    many actions were valued and pruned and how many the window cut (so callers can check the
+    comparison covered something)."""
     python = io.Search(classes, **options)
-    compiled = CompiledSearch(classes, **options, **SMALL)
+    compiled = {w: CompiledSearch(classes, **options, window=w, **SMALL) for w in (False, True)}
     valued = pruned = 0
     for node in nodes:
         for prune in (False, True):
             q_py = python.q_values(*node, prune=prune)
-            q_c = compiled.q_values(*node, prune=prune)
-            assert list(q_c.items()) == list(q_py.items()), (node[:3], prune)
+            for search in compiled.values():
+                assert list(search.q_values(*node, prune=prune).items()) == list(q_py.items())
             valued += sum(q is not None for q in q_py.values())
             pruned += sum(q is None for q in q_py.values())
-        assert compiled.value(*node) == python.value(*node), node[:3]
+        v_py = python.value(*node)
+        assert [search.value(*node) for search in compiled.values()] == [v_py, v_py], node[:3]
         if options.get("bound", True):  # Python builds the bound tables only with a bound
-            assert compiled.upper_bound(*node) == python.upper_bound(*node), node[:3]
-        assert compiled.stats == python.stats, node[:3]
-    return valued, pruned
+            assert compiled[False].upper_bound(*node) == python.upper_bound(*node), node[:3]
+        assert compiled[False].stats == python.stats, node[:3]
+    return valued, pruned, compiled[True].window_cuts
 
 
 @pytest.mark.parametrize(
@@ -60,7 +63,7 @@ def _same_search(classes, nodes, **options):
 )
 def test_compiled_equals_python_on_the_i1_decisions(seed, num_potions, warmup):
     r, node = _node(_case(seed, num_potions, warmup))
-    valued, _ = _same_search(r.weight_classes, [node])
+    valued, _, _ = _same_search(r.weight_classes, [node])
     assert valued > 0
 
 
@@ -74,7 +77,7 @@ def test_compiled_equals_python_under_every_option():
         options = dict(planner="budgeted", node_budget=40, leaf=leaf)
         _same_search(r.weight_classes, [node], **options)
     python = io.Search(r.weight_classes, max_nodes=30)
-    compiled = CompiledSearch(r.weight_classes, max_nodes=30, **SMALL)
+    compiled = CompiledSearch(r.weight_classes, max_nodes=30, window=False, **SMALL)
     for search in (python, compiled):
         with pytest.raises(io.NodeBudgetExceeded):
             search.value(*node)
@@ -99,20 +102,22 @@ def test_compiled_equals_python_on_random_nodes():
         stones = tuple(sorted(rng.integers(8, size=rng.integers(1, 4)).tolist()))
         counts = tuple(rng.multinomial(int(rng.integers(1, 5)), [1 / 6] * 6).tolist())
         nodes.append((stones, counts, smaps, worlds))
-    valued, pruned = _same_search(r.weight_classes, nodes, symmetry_min_potions=2)
-    assert valued > 40 and pruned > 0
+    valued, pruned, cuts = _same_search(r.weight_classes, nodes, symmetry_min_potions=2)
+    assert valued > 40 and pruned > 0 and cuts > 0
 
 
 def test_compiled_observer_plays_the_python_observers_episode():
     env = SymbolicAlchemy(level=EVAL_LEVEL, num_trials=2, potions_per_trial=5)
     episode = env.sample_episode(jax.random.PRNGKey(3))
     played = {}
-    for backend in io.BACKENDS:
-        observer = io.IdealObserver(EVAL_LEVEL, backend=backend)
+    for backend, window in (("python", False), ("compiled", False), ("compiled", True)):
+        observer = io.IdealObserver(EVAL_LEVEL, backend=backend, window=window)
         returns, decisions, _ = io.play_episode(env, observer, *episode)
-        played[backend] = (returns.tolist(), [d[:5] for d in decisions])
-    assert played["compiled"] == played["python"]
-    assert sum(len(q) > 1 for _, _, q, _, _ in played["python"][1]) >= 3  # searched decisions
+        played[backend, window] = (returns.tolist(), [d[:5] for d in decisions])
+    assert played["compiled", False] == played["python", False]
+    without_nodes = [(r, [d[:4] for d in ds]) for r, ds in played.values()]
+    assert without_nodes[2] == without_nodes[0]
+    assert sum(len(q) > 1 for _, _, q, _, _ in played["python", False][1]) >= 3  # searched
 
 
 def test_compiled_observer_follows_the_recorded_io_episode_like_python():
@@ -123,7 +128,7 @@ def test_compiled_observer_follows_the_recorded_io_episode_like_python():
     checks = {
         backend: io.check_recorded_actions(
             env,
-            io.IdealObserver(record["level"], max_nodes=5_000, backend=backend),
+            io.IdealObserver(record["level"], max_nodes=5_000, backend=backend, window=False),
             chemistry_from_record(record["chemistry"]),
             *items_from_record(record["trials"]),
             actions,

@@ -575,6 +575,7 @@ class IdealObserver:
     project: bool = False
     max_nodes: int | None = None  # exhaustive only: raise NodeBudgetExceeded past this
     backend: str = "compiled"
+    window: bool = True  # compiled backend: cut actions short (same choices, fewer nodes)
 
     def __post_init__(self):
         if self.level not in chem.LEVELS:
@@ -607,6 +608,7 @@ class IdealObserver:
                 self.symmetry,
                 self.bound,
                 max_nodes=self.max_nodes,
+                window=self.window,
             )
         return Search(
             classes,

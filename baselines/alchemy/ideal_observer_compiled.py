@@ -74,7 +74,9 @@ def kernel_tables() -> tuple:
 
 class CompiledSearch:
     """`ideal_observer.Search` (exhaustive or budgeted planner, no `project`) on the compiled
-    kernels. Capacities: `pool_worlds` interned world sets (and `arena_words` words for their
+    kernels. `window` (exhaustive planner only) skips the rest of an action inside the search
+    once it cannot change a node's value (`io_kernels.search`): the same values, Q dicts and
+    choices, fewer nodes (so `stats` equal `Search`'s only without it). Capacities: `pool_worlds` interned world sets (and `arena_words` words for their
     non-empty blocks), `table_entries` transposition-table entries, `bound_entries` cached
     bound terms (each rounded up to a power of two)."""
 
@@ -88,6 +90,7 @@ class CompiledSearch:
         bound: bool = True,
         symmetry_min_potions: int = 5,
         max_nodes: int | None = None,
+        window: bool = True,
         pool_worlds: int = 1 << 21,
         arena_words: int = 1 << 24,
         table_entries: int = 1 << 22,
@@ -113,6 +116,7 @@ class CompiledSearch:
         meta[K.BUDGETED], meta[K.NODE_BUDGET] = int(planner == "budgeted"), node_budget
         meta[K.LEAF_BOUND] = int(leaf == "clairvoyant_bound")
         meta[K.MAX_NODES] = -1 if max_nodes is None else max_nodes
+        meta[K.WINDOW] = int(window and planner == "exhaustive")
         pool = _pow2(pool_worlds)
         table, bounds = _pow2(max(table_entries, 4)), _pow2(max(bound_entries, 4))
         self._S = (
@@ -130,7 +134,7 @@ class CompiledSearch:
             np.zeros(bounds, np.int64),  # BC_VAL
             np.zeros((DEPTH, K.MAX_CAND, 4, K.NW), np.uint64),  # SW: children's worlds
             np.zeros((DEPTH, K.MAX_CAND, 4), np.uint64),  # SMASK
-            np.zeros((DEPTH, K.MAX_CAND, K.MAX_KIDS), np.float64),  # KID_F: probabilities
+            np.zeros((DEPTH, K.MAX_CAND, K.MAX_KIDS, 2), np.float64),  # KID_F: p, bound from k
             np.zeros((DEPTH, K.MAX_CAND, K.MAX_KIDS, 5), np.int64),  # KID_I
             np.zeros((DEPTH, K.MAX_CAND), np.float64),  # CAND_F: bounds
             np.zeros((DEPTH, K.MAX_CAND, 5), np.int64),  # CAND_I: a, c, kids, counts, order
@@ -149,6 +153,11 @@ class CompiledSearch:
 
     def weight(self, worlds: int) -> int:
         return self._weight(worlds)
+
+    @property
+    def window_cuts(self) -> int:
+        """Actions cut short by the window so far."""
+        return int(self._S[K.META][K.WINDOW_CUTS])
 
     def clear_table(self) -> None:
         """Forget every cached value (the budgeted planner starts each decision afresh)."""

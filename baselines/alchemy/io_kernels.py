@@ -38,7 +38,12 @@ TIE = 1e-9
 N_WORLDS, ARENA_USED, GEN, NODES, HITS, PRUNED, SYMMETRIC, BUDGET_LEAVES, ABORT = range(9)
 SYMMETRY, BOUND, SYM_MIN, BUDGETED, NODE_BUDGET, LEAF_BOUND, MAX_NODES = range(9, 16)
 EVICTIONS = 16  # table entries overwritten by other keys
-META_SIZE = 17
+WINDOW, WINDOW_CUTS = 17, 18  # option and count of the chance-node window (`search`)
+META_SIZE = 19
+# An action below the node's best by more than this can be dropped without changing the node's
+# value: TIE, plus what later (tied) choices can lower the best (< TIE each, at most 36 of
+# them: candidates and their colour-symmetric copies), plus room for rounding.
+WINDOW_MARGIN = 40 * TIE
 # Indices into the state tuple S (arrays, see `ideal_observer_compiled.CompiledSearch`).
 (META, POOL_MASK, POOL_OFF, POOL_W, ARENA, INDEX, POOL_HASH, TT_KEY, TT_VU, TT_LEFT, BC_KEY,
  BC_VAL, SW, SMASK, KID_F, KID_I, CAND_F, CAND_I, REP, Q_VU, Q_ST, Q_ORDER, FR_I, FR_K,
@@ -481,15 +486,19 @@ def _expand(S, T, d):
                         p = p_part
                     else:
                         p = p_part * np.int64(popcount(np.uint64(sub))) / n_smaps
+                    kid_f[d, ncand, nk, 1] = np.inf
                     if bounded:
                         kid_ub, kid_wid = upper_bound(
                             S, T, kw[s], km[s], kid_total, kid_stones, n, new_counts, sub, kid_wid
                         )
                         ub += p * kid_ub
-                    kid_f[d, ncand, nk] = p
+                        kid_f[d, ncand, nk, 1] = p * kid_ub
+                    kid_f[d, ncand, nk, 0] = p
                     ki = kid_i[d, ncand, nk]
                     ki[0], ki[1], ki[2], ki[3], ki[4] = kid_stones, sub, s, kid_wid, meta[GEN]
                     nk += 1
+            for k in range(nk - 2, -1, -1):  # bound of the kids from k on
+                kid_f[d, ncand, k, 1] += kid_f[d, ncand, k + 1, 1]
             cand_f[d, ncand] = ub if bounded else np.inf
             crow = cand_i[d, ncand]
             crow[0], crow[1], crow[2], crow[3] = a, c, nk, new_counts
@@ -547,7 +556,12 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
     depth-0 Q arrays (no table, no node count); returns (0, 0).
 
     Depth-first with an explicit stack of frames (one per depth) instead of recursion.
-    meta[ABORT] is set when the node limit is passed; results are then meaningless."""
+    meta[ABORT] is set when the node limit is passed; results are then meaningless.
+
+    Window (meta[WINDOW], Star1-style): below the root, an action whose finished kids plus the
+    bounds of the rest fall below the node's best by WINDOW_MARGIN cannot change the node's
+    value (`Search.value` would evaluate it and not take it), so its remaining kids are skipped.
+    Values and choices stay those of `Search`; node counts are smaller."""
     meta, fr_i, fr_f = S[META], S[FR_I], S[FR_F]
     kid_f, kid_i, cand_f, cand_i = S[KID_F], S[KID_I], S[CAND_F], S[CAND_I]
     q_vu, q_st, q_order = S[Q_VU], S[Q_ST], S[Q_ORDER]
@@ -576,6 +590,16 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
                 ff[F_QV], ff[F_QU] = 0.0, 1.0
                 fi[F_K] = 0
             if fi[F_K] < nk:
+                if (
+                    meta[WINDOW]
+                    and fi[F_MODE] == 0
+                    and ff[F_QV] + kid_f[d, ci, fi[F_K], 1] < ff[F_BEST_V] - WINDOW_MARGIN
+                ):
+                    meta[WINDOW_CUTS] += 1
+                    q_st[d, a, c] = Q_PRUNED
+                    fi[F_J] += 1
+                    fi[F_K] = -1
+                    continue
                 ki, kf = kid_i[d, ci, fi[F_K]], fr_i[d + 1]
                 kf[F_STONES], kf[F_N], kf[F_COUNTS], kf[F_SMAPS] = ki[0], fi[F_N], cand_i[d, ci, 3], ki[1]
                 kf[F_WC], kf[F_WS], kf[F_WID], kf[F_GEN], kf[F_MODE] = ci, ki[2], ki[3], ki[4], 0
@@ -585,7 +609,7 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
                     break
                 if meta[ABORT]:
                     return 0.0, 0.0
-                p = kid_f[d, ci, fi[F_K]]
+                p = kid_f[d, ci, fi[F_K], 0]
                 ff[F_QV] += p * fr_f[d + 1, F_RV]
                 ff[F_QU] += p * fr_f[d + 1, F_RU]
                 fi[F_K] += 1
@@ -604,7 +628,7 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
         d -= 1  # return the child's value to its parent's current kid
         fi, ff = fr_i[d], fr_f[d]
         ci = cand_i[d, fi[F_J], 4]
-        p = kid_f[d, ci, fi[F_K]]
+        p = kid_f[d, ci, fi[F_K], 0]
         ff[F_QV] += p * fr_f[d + 1, F_RV]
         ff[F_QU] += p * fr_f[d + 1, F_RU]
         fi[F_K] += 1
