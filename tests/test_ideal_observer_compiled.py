@@ -18,14 +18,19 @@ from test_ideal_observer import EVAL_LEVEL, IO_RECORDING, _case
 
 from baselines.alchemy import agent as io_agent
 from baselines.alchemy import ideal_observer as io
-from baselines.alchemy.ideal_observer_compiled import CompiledSearch
+from baselines.alchemy.ideal_observer_compiled import CompiledSearch, Storage
 from environments.symbolic_alchemy import (
     SymbolicAlchemy,
     chemistry_from_record,
     items_from_record,
 )
 
-SMALL = dict(pool_worlds=1 << 16, arena_words=1 << 20, table_entries=1 << 16, bound_entries=1 << 16)
+
+def _small() -> Storage:
+    """A storage of its own (searches sharing one would evict each other: other node counts)."""
+    return Storage(
+        pool_worlds=1 << 16, arena_words=1 << 20, table_entries=1 << 18, bound_entries=1 << 16
+    )
 
 
 def _node(case):
@@ -41,7 +46,9 @@ def _same_search(classes, nodes, **options):
     many actions were valued and pruned and how many the window cut (so callers can check the
     comparison covered something)."""
     python = io.Search(classes, **options)
-    compiled = {w: CompiledSearch(classes, **options, window=w, **SMALL) for w in (False, True)}
+    compiled = {
+        w: CompiledSearch(classes, **options, window=w, storage=_small()) for w in (False, True)
+    }
     valued = pruned = 0
     for node in nodes:
         for prune in (False, True):
@@ -77,7 +84,7 @@ def test_compiled_equals_python_under_every_option():
         options = dict(planner="budgeted", node_budget=40, leaf=leaf)
         _same_search(r.weight_classes, [node], **options)
     python = io.Search(r.weight_classes, max_nodes=30)
-    compiled = CompiledSearch(r.weight_classes, max_nodes=30, window=False, **SMALL)
+    compiled = CompiledSearch(r.weight_classes, max_nodes=30, window=False, storage=_small())
     for search in (python, compiled):
         with pytest.raises(io.NodeBudgetExceeded):
             search.value(*node)
@@ -148,4 +155,4 @@ def test_bad_backend_options_raise_naming_accepted_values():
     with pytest.raises(ValueError, match="accepted: compiled, python"):
         io_agent.make_ideal_observer(SymbolicAlchemy().specs(), io_backend="cuda")
     with pytest.raises(ValueError, match="node out of range"):
-        CompiledSearch([(1, 1)], **SMALL).value((0, 1, 2, 3), (1, 0, 0, 0, 0, 0), 1, 1)
+        CompiledSearch([(1, 1)], storage=_small()).value((0, 1, 2, 3), (1, 0, 0, 0, 0, 0), 1, 1)

@@ -7,10 +7,11 @@ the same; `tests/test_ideal_observer_compiled.py` checks this against `Search`.
 Nodes come in as `Search` takes them (sorted aligned stones, counts per colour, 8-bit stone-map
 set, Python-int world set over pa·109 + g'); world sets are converted to the kernels' block
 layout (`io_kernels` docstring). Memory is bounded: the world pool, the transposition table and
-the bound cache have fixed sizes chosen at construction (about 0.6 GB with the defaults); what
-happens when they fill up is in `io_kernels`. Exactness does not depend on the sizes, but the
-budgeted planner's leaves do (as in Python, a value cached within a decision is reused), so
-there a table eviction or pool flush during a decision raises instead of silently differing.
+the bound cache have fixed sizes (`Storage`, one per process by default, shared by its
+searches); what happens when they fill up is in `io_kernels`. Exactness does not depend on the
+sizes, but the budgeted planner's leaves do (as in Python, a value cached within a decision is
+reused), so there a table eviction or pool flush during a decision raises instead of silently
+differing.
 """
 
 from __future__ import annotations
@@ -72,65 +73,37 @@ def kernel_tables() -> tuple:
     return move, ge1, ge15, pos_value, split, perms, pa_perm, identity
 
 
-class CompiledSearch:
-    """`ideal_observer.Search` (exhaustive or budgeted planner, no `project`) on the compiled
-    kernels. `window` (exhaustive planner only) skips the rest of an action inside the search
-    once it cannot change a node's value (`io_kernels.search`): the same values, Q dicts and
-    choices, fewer nodes (so `stats` equal `Search`'s only without it). Capacities: `pool_worlds` interned world sets (and `arena_words` words for their
-    non-empty blocks), `table_entries` transposition-table entries, `bound_entries` cached
-    bound terms (each rounded up to a power of two)."""
+class Storage:
+    """The bounded memory of the compiled search: world pool (`pool_worlds` sets, `arena_words`
+    words for their blocks), transposition table (`table_entries`), bound cache
+    (`bound_entries`), scratch and frame stack (sizes rounded up to powers of two; about
+    1.9 GB at most with the defaults, touched as used). Searches share it one at a time: a
+    search that finds another's entries flushes them (O(1)), since cached values depend on the
+    search's weight classes and options."""
 
     def __init__(
         self,
-        weight_classes,
-        planner: str = "exhaustive",
-        node_budget: int = 100_000,
-        leaf: str = "end_value",
-        symmetry: bool = True,
-        bound: bool = True,
-        symmetry_min_potions: int = 5,
-        max_nodes: int | None = None,
-        window: bool = True,
-        pool_worlds: int = 1 << 21,
-        arena_words: int = 1 << 24,
-        table_entries: int = 1 << 22,
+        pool_worlds: int = 1 << 22,
+        arena_words: int = 1 << 26,
+        table_entries: int = 1 << 25,
         bound_entries: int = 1 << 22,
     ):
-        if planner not in io.PLANNERS:
-            raise ValueError(f"unknown io_planner {planner!r}; accepted: {', '.join(io.PLANNERS)}")
-        if leaf not in io.LEAVES:
-            raise ValueError(f"unknown io_leaf {leaf!r}; accepted: {', '.join(io.LEAVES)}")
-        self.classes = tuple(weight_classes)
-        self.planner, self.max_nodes = planner, max_nodes
-        self.stats = io.SearchStats()
-        self._weight = io._weight_function(self.classes)
-        cls = np.stack([to_blocks(c)[0] for _, c in self.classes]) if self.classes else None
-        if cls is None:
-            cls = np.zeros((0, K.NW), np.uint64)
-        cw = np.array([w for w, _ in self.classes], np.int64)
-        move, ge1, ge15, pos_value, split, perms, pa_perm, identity = kernel_tables()
-        self._T = (move, ge1, ge15, cls, cw, pos_value, split, perms, pa_perm, identity)
-        meta = np.zeros(K.META_SIZE, np.int64)
-        meta[K.SYMMETRY], meta[K.BOUND] = int(symmetry), int(bound)
-        meta[K.SYM_MIN] = symmetry_min_potions
-        meta[K.BUDGETED], meta[K.NODE_BUDGET] = int(planner == "budgeted"), node_budget
-        meta[K.LEAF_BOUND] = int(leaf == "clairvoyant_bound")
-        meta[K.MAX_NODES] = -1 if max_nodes is None else max_nodes
-        meta[K.WINDOW] = int(window and planner == "exhaustive")
         pool = _pow2(pool_worlds)
-        table, bounds = _pow2(max(table_entries, 4)), _pow2(max(bound_entries, 4))
-        self._S = (
+        table, bounds = _pow2(table_entries), _pow2(bound_entries)
+        meta = np.zeros(K.META_SIZE, np.int64)
+        meta[K.GEN] = 1  # generation 0 marks the never-written table and cache entries
+        self.arrays = (
             meta,
             np.zeros(pool, np.uint64),  # POOL_MASK
             np.zeros(pool, np.int64),  # POOL_OFF
             np.zeros(pool, np.int64),  # POOL_W
-            np.zeros(arena_words, np.uint64),  # ARENA
+            np.zeros(int(arena_words), np.uint64),  # ARENA
             np.full(2 * pool, -1, np.int32),  # INDEX (open addressing, load <= 1/2)
             np.zeros(pool, np.uint64),  # POOL_HASH
-            np.zeros((table, 2), np.uint64),  # TT_KEY (0: empty)
+            np.zeros((table, 2), np.uint64),  # TT_KEY: key words (generation in word 1)
             np.zeros((table, 2), np.float64),  # TT_VU
             np.zeros(table, np.int8),  # TT_LEFT (potions left: replacement priority)
-            np.zeros(bounds, np.uint64),  # BC_KEY (0: empty)
+            np.zeros((bounds, 2), np.uint64),  # BC_KEY: key, generation
             np.zeros(bounds, np.int64),  # BC_VAL
             np.zeros((DEPTH, K.MAX_CAND, 4, K.NW), np.uint64),  # SW: children's worlds
             np.zeros((DEPTH, K.MAX_CAND, 4), np.uint64),  # SMASK
@@ -146,6 +119,68 @@ class CompiledSearch:
             np.zeros((DEPTH, 2), np.uint64),  # FR_K
             np.zeros((DEPTH, 6), np.float64),  # FR_F
         )
+        self.owner = None  # the search whose entries the storage holds
+
+    def claim(self, search) -> None:
+        """Make `search` the owner, flushing another search's entries."""
+        if self.owner is not search:
+            K.flush(self.arrays)
+            self.owner = search
+
+
+@functools.cache
+def default_storage() -> Storage:
+    """The process's storage, shared by every compiled search in it."""
+    return Storage()
+
+
+class CompiledSearch:
+    """`ideal_observer.Search` (exhaustive or budgeted planner, no `project`) on the compiled
+    kernels. `window` (exhaustive planner only) skips the rest of an action inside the search
+    once it cannot change a node's value (`io_kernels.search`): the same values, Q dicts and
+    choices, fewer nodes (so `stats` equal `Search`'s only without it). `storage` is the
+    memory it runs in (`default_storage()` unless given); searches sharing one evict each other's
+    cached values, which changes node counts, never values."""
+
+    def __init__(
+        self,
+        weight_classes,
+        planner: str = "exhaustive",
+        node_budget: int = 100_000,
+        leaf: str = "end_value",
+        symmetry: bool = True,
+        bound: bool = True,
+        symmetry_min_potions: int = 5,
+        max_nodes: int | None = None,
+        window: bool = True,
+        storage: Storage | None = None,
+    ):
+        if planner not in io.PLANNERS:
+            raise ValueError(f"unknown io_planner {planner!r}; accepted: {', '.join(io.PLANNERS)}")
+        if leaf not in io.LEAVES:
+            raise ValueError(f"unknown io_leaf {leaf!r}; accepted: {', '.join(io.LEAVES)}")
+        self.classes = tuple(weight_classes)
+        self.planner, self.max_nodes = planner, max_nodes
+        self.stats = io.SearchStats()
+        self.window_cuts = 0  # actions cut short by the window so far
+        self._weight = io._weight_function(self.classes)
+        cls = np.zeros((len(self.classes), K.NW), np.uint64)
+        for k, (_, bits) in enumerate(self.classes):
+            cls[k] = to_blocks(bits)[0]
+        cw = np.array([w for w, _ in self.classes], np.int64)
+        move, ge1, ge15, pos_value, split, perms, pa_perm, identity = kernel_tables()
+        self._T = (move, ge1, ge15, cls, cw, pos_value, split, perms, pa_perm, identity)
+        self._options = {
+            K.SYMMETRY: int(symmetry),
+            K.BOUND: int(bound),
+            K.SYM_MIN: symmetry_min_potions,
+            K.BUDGETED: int(planner == "budgeted"),
+            K.NODE_BUDGET: node_budget,
+            K.LEAF_BOUND: int(leaf == "clairvoyant_bound"),
+            K.MAX_NODES: -1 if max_nodes is None else max_nodes,
+            K.WINDOW: int(window and planner == "exhaustive"),
+        }
+        self._storage = storage if storage is not None else default_storage()
 
     # ------------------------------------------------------------------ Search's interface
 
@@ -154,14 +189,10 @@ class CompiledSearch:
     def weight(self, worlds: int) -> int:
         return self._weight(worlds)
 
-    @property
-    def window_cuts(self) -> int:
-        """Actions cut short by the window so far."""
-        return int(self._S[K.META][K.WINDOW_CUTS])
-
     def clear_table(self) -> None:
         """Forget every cached value (the budgeted planner starts each decision afresh)."""
-        K.flush(self._S)
+        self._storage.claim(self)
+        K.flush(self._storage.arrays)
 
     def value(self, stones, counts, smaps, worlds) -> tuple[float, float]:
         """(expected reward of the rest of the trial, expected further potion uses)."""
@@ -174,7 +205,7 @@ class CompiledSearch:
         if best is None:
             best = (float(self.end_value(stones, smaps)), 0.0)
         self._run(stones, counts, smaps, worlds, 1, best[0], best[1], prune)
-        S = self._S
+        S = self._storage.arrays
         out = {}
         for j in range(int(S[K.Q_ORDER][0, 2 * K.MAX_CAND])):
             a, c = divmod(int(S[K.Q_ORDER][0, j]), 6)
@@ -187,9 +218,10 @@ class CompiledSearch:
     def upper_bound(self, stones, counts, smaps, worlds) -> float:
         words, mask = to_blocks(worlds)
         packed_stones, n, packed_counts = _pack(stones, counts)
-        total = self.weight(worlds)
+        self._storage.claim(self)
+        S, total = self._storage.arrays, self.weight(worlds)
         return K.upper_bound(
-            self._S, self._T, words, mask, total, packed_stones, n, packed_counts, smaps, -1
+            S, self._T, words, mask, total, packed_stones, n, packed_counts, smaps, -1
         )[0]
 
     # ------------------------------------------------------------------ plumbing
@@ -200,17 +232,24 @@ class CompiledSearch:
                 f"node out of range: {len(stones)} stones (<= {chem.MAX_STONES}), "
                 f"{sum(counts)} potions (<= {chem.MAX_POTIONS}), {worlds.bit_count()} worlds (>= 1)"
             )
-        S, meta = self._S, self._S[K.META]
+        self._storage.claim(self)
+        S = self._storage.arrays
+        meta = S[K.META]
+        for slot, value in self._options.items():
+            meta[slot] = value
         S[K.SW][0, 0, 0], S[K.SMASK][0, 0, 0] = to_blocks(worlds)
         st = self.stats
         meta[K.NODES], meta[K.HITS], meta[K.PRUNED] = st.nodes, st.hits, st.pruned
         meta[K.SYMMETRIC], meta[K.BUDGET_LEAVES] = st.symmetric, st.budget_leaves
-        meta[K.ABORT] = 0
+        meta[K.ABORT], meta[K.WINDOW_CUTS] = 0, self.window_cuts
         evictions, generation = meta[K.EVICTIONS], meta[K.GEN]
         packed_stones, n, packed_counts = _pack(stones, counts)
-        v, u = K.search(S, self._T, packed_stones, n, packed_counts, smaps, mode, best_v, best_u, prune)
+        v, u = K.search(
+            S, self._T, packed_stones, n, packed_counts, smaps, mode, best_v, best_u, prune
+        )
         st.nodes, st.hits, st.pruned = int(meta[K.NODES]), int(meta[K.HITS]), int(meta[K.PRUNED])
         st.symmetric, st.budget_leaves = int(meta[K.SYMMETRIC]), int(meta[K.BUDGET_LEAVES])
+        self.window_cuts = int(meta[K.WINDOW_CUTS])
         if meta[K.ABORT]:
             meta[K.ABORT] = 0
             raise io.NodeBudgetExceeded(f"more than {self.max_nodes} nodes")
@@ -219,7 +258,7 @@ class CompiledSearch:
         ):
             raise RuntimeError(
                 "the budgeted planner's table overflowed within a decision; its leaf values "
-                "would no longer match the Python search: raise table_entries / pool_worlds"
+                "would no longer match the Python search: use a larger Storage"
             )
         return float(v), float(u)
 

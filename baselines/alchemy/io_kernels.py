@@ -15,11 +15,12 @@ State (`S`, built by `ideal_observer_compiled`) is three kinds of storage:
 - a world pool that interns world sets (hash index → id; the non-empty blocks of each id in an
   arena), so the transposition table and the bound cache key on a 32-bit id instead of 5,232
   bits. When the pool or its arena is full everything keyed on ids is flushed (pool, table,
-  bound cache) and the generation counter moves on; ids held on the stack are re-interned from
-  their scratch words when their generation is stale.
-- the transposition table (4-way set-associative, keyed by stones, counts, stone maps, world id;
-  a full set replaces its entry with the fewest potions left, the cheapest to recompute) and the
-  bound-term cache (4-way, replacement by hash bits). Both only cache exact values.
+  bound cache: `flush`, O(1) through a generation counter, which starts at 1) and ids held on
+  the stack are re-interned from their scratch words when their generation is stale.
+- the transposition table (4-way set-associative, keyed by stones, counts, stone maps, world id
+  and generation; a full set replaces its entry with the fewest potions left, the cheapest to
+  recompute) and the bound-term cache (4-way, replacement by hash bits). Both only cache exact
+  values.
 - per-depth scratch: the children of every candidate action (words, masks, probabilities, packed
   stones, stone maps) and the Q-values of the node expanded at that depth.
 """
@@ -45,12 +46,51 @@ META_SIZE = 19
 # them: candidates and their colour-symmetric copies), plus room for rounding.
 WINDOW_MARGIN = 40 * TIE
 # Indices into the state tuple S (arrays, see `ideal_observer_compiled.CompiledSearch`).
-(META, POOL_MASK, POOL_OFF, POOL_W, ARENA, INDEX, POOL_HASH, TT_KEY, TT_VU, TT_LEFT, BC_KEY,
- BC_VAL, SW, SMASK, KID_F, KID_I, CAND_F, CAND_I, REP, Q_VU, Q_ST, Q_ORDER, FR_I, FR_K,
- FR_F) = range(25)
+(
+    META,
+    POOL_MASK,
+    POOL_OFF,
+    POOL_W,
+    ARENA,
+    INDEX,
+    POOL_HASH,
+    TT_KEY,
+    TT_VU,
+    TT_LEFT,
+    BC_KEY,
+    BC_VAL,
+    SW,
+    SMASK,
+    KID_F,
+    KID_I,
+    CAND_F,
+    CAND_I,
+    REP,
+    Q_VU,
+    Q_ST,
+    Q_ORDER,
+    FR_I,
+    FR_K,
+    FR_F,
+) = range(25)
 # Frame fields per depth: FR_I (ints), FR_K (the node's table key), FR_F (floats).
-(F_STONES, F_N, F_COUNTS, F_SMAPS, F_WC, F_WS, F_WID, F_GEN, F_MODE, F_POTIONS, F_NCAND, F_J,
- F_K, F_NQ, F_PRUNE) = range(15)
+(
+    F_STONES,
+    F_N,
+    F_COUNTS,
+    F_SMAPS,
+    F_WC,
+    F_WS,
+    F_WID,
+    F_GEN,
+    F_MODE,
+    F_POTIONS,
+    F_NCAND,
+    F_J,
+    F_K,
+    F_NQ,
+    F_PRUNE,
+) = range(15)
 F_BEST_V, F_BEST_U, F_QV, F_QU, F_RV, F_RU = range(6)
 # Indices into the table tuple T (`ideal_observer_compiled.kernel_tables`).
 MOVE, GE1, GE15, CLS, CW, POS_VALUE, SPLIT, PERMS, PA_PERM, IDENTITY = range(10)
@@ -128,11 +168,10 @@ def _world_hash(w, mask):
 
 @kernel
 def flush(S):
-    """Forget every interned world and everything keyed on world ids."""
-    meta, index = S[META], S[INDEX]
-    index[:] = -1
-    S[TT_KEY][:] = 0  # table keys
-    S[BC_KEY][:] = 0  # bound-cache keys
+    """Forget every interned world and everything keyed on world ids, in O(1): index slots
+    holding ids >= N_WORLDS count as empty, and table and bound-cache entries carry the
+    generation they were stored in."""
+    meta = S[META]
     meta[N_WORLDS] = 0
     meta[ARENA_USED] = 0
     meta[GEN] += 1
@@ -145,7 +184,7 @@ def _find(S, w, mask, h):
     pool_hash = S[POOL_HASH]
     hmask = index.shape[0] - 1
     slot = np.int64(h & np.uint64(hmask))
-    while index[slot] >= 0:
+    while 0 <= index[slot] < S[META][N_WORLDS]:
         wid = np.int64(index[slot])
         if pool_hash[wid] == h and pool_mask[wid] == mask:
             off = pool_off[wid]
@@ -225,12 +264,13 @@ def _cached_term(S, T, wid, w, mask, a, colours, smaps):
     key = (np.uint64(wid + 1) << np.uint64(17)) | np.uint64((a << 14) | (colours << 8) | smaps)
     h = _mix(key ^ _M1)
     base = np.int64(h & np.uint64(bc_key.shape[0] - 1)) & ~np.int64(3)
+    gen = np.uint64(S[META][GEN])
     for j in range(4):
-        if bc_key[base + j] == key:
+        if bc_key[base + j, 0] == key and bc_key[base + j, 1] == gen:
             return bc_val[base + j]
     term = _term(T, w, mask, a, colours, smaps)
     slot = base + np.int64((h >> np.uint64(62)) & np.uint64(3))
-    bc_key[slot] = key
+    bc_key[slot, 0], bc_key[slot, 1] = key, gen
     bc_val[slot] = term
     return term
 
@@ -278,10 +318,11 @@ def end_value(T, stones, n, smaps):
 
 
 @small
-def _tt_key(stones, n, counts, smaps, wid):
+def _tt_key(stones, n, counts, smaps, wid, gen):
+    """(world id, stone maps, stones; counts and the generation in the upper 32 bits)."""
     k1 = np.uint64(wid + 1) | (np.uint64(smaps) << np.uint64(40))
     k1 |= (np.uint64(n) << np.uint64(48)) | (np.uint64(stones) << np.uint64(51))
-    return k1, np.uint64(counts)
+    return k1, np.uint64(counts) | (np.uint64(gen) << np.uint64(32))
 
 
 @small
@@ -371,7 +412,7 @@ def _enter(S, T, d):
     fi[F_POTIONS] = potions
     if fi[F_MODE] == 0:
         tt_k, tt_vu = S[TT_KEY], S[TT_VU]
-        k1, k2 = _tt_key(stones, n, counts, smaps, fi[F_WID])
+        k1, k2 = _tt_key(stones, n, counts, smaps, fi[F_WID], meta[GEN])
         fk[0], fk[1] = k1, k2
         base = _tt_base(S, k1, k2)
         for j in range(4):
@@ -544,7 +585,7 @@ def _finish(S, T, d):
     k1, k2 = fk[0], fk[1]
     if fi[F_GEN] != meta[GEN]:  # the pool was flushed below: re-key
         w, mask = S[SW][d, fi[F_WC], fi[F_WS]], S[SMASK][d, fi[F_WC], fi[F_WS]]
-        k1, k2 = _tt_key(stones, n, counts, smaps, intern(S, T, w, mask))
+        k1, k2 = _tt_key(stones, n, counts, smaps, intern(S, T, w, mask), meta[GEN])
     _tt_store(S, k1, k2, fi[F_POTIONS], best_v, best_u)
     ff[F_RV], ff[F_RU] = best_v, best_u
 
@@ -601,7 +642,12 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
                     fi[F_K] = -1
                     continue
                 ki, kf = kid_i[d, ci, fi[F_K]], fr_i[d + 1]
-                kf[F_STONES], kf[F_N], kf[F_COUNTS], kf[F_SMAPS] = ki[0], fi[F_N], cand_i[d, ci, 3], ki[1]
+                kf[F_STONES], kf[F_N], kf[F_COUNTS], kf[F_SMAPS] = (
+                    ki[0],
+                    fi[F_N],
+                    cand_i[d, ci, 3],
+                    ki[1],
+                )
                 kf[F_WC], kf[F_WS], kf[F_WID], kf[F_GEN], kf[F_MODE] = ci, ki[2], ki[3], ki[4], 0
                 if not _enter(S, T, d + 1):
                     d += 1
@@ -636,17 +682,20 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
 
 @kernel
 def _tt_store(S, k1, k2, potions, v, u):
-    """Store in the key's set: an empty way, else the way with the fewest potions left."""
+    """Store in the key's set: an empty way (or one of an older generation), else the way with
+    the fewest potions left."""
     tt_k, tt_vu, tt_left = S[TT_KEY], S[TT_VU], S[TT_LEFT]
     base = _tt_base(S, k1, k2)
+    gen = k2 >> np.uint64(32)
     way = base
+    free = False
     for j in range(4):
-        if tt_k[base + j, 0] == 0:
-            way = base + j
+        if tt_k[base + j, 1] >> np.uint64(32) != gen:
+            way, free = base + j, True
             break
         if tt_left[base + j] < tt_left[way]:
             way = base + j
-    if tt_k[way, 0] != 0:
+    if not free:
         S[META][EVICTIONS] += 1
     tt_k[way, 0], tt_k[way, 1] = k1, k2
     tt_vu[way, 0], tt_vu[way, 1] = v, u
