@@ -1,7 +1,7 @@
 """The compiled ideal-observer backend (`io_backend="compiled"`) against the Python `Search`, the
 reference: the same Q dicts (keys, order, values, expected potion uses and pruned actions, compared
-exactly, not to a tolerance), values and search statistics (without the window, which only
-saves nodes) on the I1 decisions, on random nodes and under every search option; the same
+exactly, not to a tolerance), values and search statistics (without the shortcuts, which only
+save nodes) on the I1 decisions, on random nodes and under every search option; the same
 decisions along whole episodes and along the recorded upstream IO episode (I2); option
 checks."""
 
@@ -42,12 +42,12 @@ def _node(case):
 
 def _same_search(classes, nodes, **options):
     """Q dicts (pruned and unpruned), values and statistics of both backends on `nodes`, the
-    compiled one with and without the window (statistics compared without it); returns how
+    compiled one with and without shortcuts (statistics compared without); returns how
     many actions were valued and pruned and how many the window cut (so callers can check the
     comparison covered something)."""
     python = io.Search(classes, **options)
     compiled = {
-        w: CompiledSearch(classes, **options, window=w, storage=_small()) for w in (False, True)
+        w: CompiledSearch(classes, **options, shortcuts=w, storage=_small()) for w in (False, True)
     }
     valued = pruned = 0
     for node in nodes:
@@ -84,7 +84,7 @@ def test_compiled_equals_python_under_every_option():
         options = dict(planner="budgeted", node_budget=40, leaf=leaf)
         _same_search(r.weight_classes, [node], **options)
     python = io.Search(r.weight_classes, max_nodes=30)
-    compiled = CompiledSearch(r.weight_classes, max_nodes=30, window=False, storage=_small())
+    compiled = CompiledSearch(r.weight_classes, max_nodes=30, shortcuts=False, storage=_small())
     for search in (python, compiled):
         with pytest.raises(io.NodeBudgetExceeded):
             search.value(*node)
@@ -117,11 +117,13 @@ def test_compiled_observer_plays_the_python_observers_episode():
     env = SymbolicAlchemy(level=EVAL_LEVEL, num_trials=2, potions_per_trial=5)
     episode = env.sample_episode(jax.random.PRNGKey(3))
     played = {}
-    for backend, window in (("python", False), ("compiled", False), ("compiled", True)):
-        observer = io.IdealObserver(EVAL_LEVEL, backend=backend, window=window)
+    for backend, shortcuts in (("python", False), ("compiled", False), ("compiled", True)):
+        observer = io.IdealObserver(EVAL_LEVEL, backend=backend, shortcuts=shortcuts)
         returns, decisions, _ = io.play_episode(env, observer, *episode)
-        played[backend, window] = (returns.tolist(), [d[:5] for d in decisions])
+        played[backend, shortcuts] = (returns.tolist(), [d[:5] for d in decisions])
     assert played["compiled", False] == played["python", False]
+    nodes = {k: sum(d[4] for d in ds) for k, (_, ds) in played.items()}
+    assert nodes["compiled", True] < nodes["python", False]  # the shortcuts were taken
     without_nodes = [(r, [d[:4] for d in ds]) for r, ds in played.values()]
     assert without_nodes[2] == without_nodes[0]
     assert sum(len(q) > 1 for _, _, q, _, _ in played["python", False][1]) >= 3  # searched
@@ -135,7 +137,7 @@ def test_compiled_observer_follows_the_recorded_io_episode_like_python():
     checks = {
         backend: io.check_recorded_actions(
             env,
-            io.IdealObserver(record["level"], max_nodes=5_000, backend=backend, window=False),
+            io.IdealObserver(record["level"], max_nodes=5_000, backend=backend, shortcuts=False),
             chemistry_from_record(record["chemistry"]),
             *items_from_record(record["trials"]),
             actions,

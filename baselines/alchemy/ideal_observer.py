@@ -575,7 +575,9 @@ class IdealObserver:
     project: bool = False
     max_nodes: int | None = None  # exhaustive only: raise NodeBudgetExceeded past this
     backend: str = "compiled"
-    window: bool = True  # compiled backend: cut actions short (same choices, fewer nodes)
+    # compiled backend: window cuts and table reuse across decisions (same values and choices,
+    # fewer nodes); False reproduces Search's node counts too
+    shortcuts: bool = True
 
     def __post_init__(self):
         if self.level not in chem.LEVELS:
@@ -608,7 +610,7 @@ class IdealObserver:
                 self.symmetry,
                 self.bound,
                 max_nodes=self.max_nodes,
-                window=self.window,
+                shortcuts=self.shortcuts,
             )
         return Search(
             classes,

@@ -122,9 +122,10 @@ class Storage:
         self.owner = None  # the search whose entries the storage holds
 
     def claim(self, search) -> None:
-        """Make `search` the owner, flushing another search's entries."""
+        """Make `search` the owner, flushing another search's entries unless it can reuse them."""
         if self.owner is not search:
-            K.flush(self.arrays)
+            if not search.can_reuse(self.owner):
+                K.flush(self.arrays)
             self.owner = search
 
 
@@ -136,9 +137,12 @@ def default_storage() -> Storage:
 
 class CompiledSearch:
     """`ideal_observer.Search` (exhaustive or budgeted planner, no `project`) on the compiled
-    kernels. `window` (exhaustive planner only) skips the rest of an action inside the search
-    once it cannot change a node's value (`io_kernels.search`): the same values, Q dicts and
-    choices, fewer nodes (so `stats` equal `Search`'s only without it). `storage` is the
+    kernels. `shortcuts` (exhaustive planner only) does two things `Search` does not, which
+    give the same values, Q dicts and choices with fewer nodes (so `stats` equal `Search`'s only
+    without them): the window (`io_kernels.search`) skips the rest of an action once it cannot
+    change a node's value, and the table is kept when the next search has other weight classes
+    that give every shared world the same weight (the next decision's posterior: its values of
+    the nodes both can reach are the same, and are often already there). `storage` is the
     memory it runs in (`default_storage()` unless given); searches sharing one evict each other's
     cached values, which changes node counts, never values."""
 
@@ -152,7 +156,7 @@ class CompiledSearch:
         bound: bool = True,
         symmetry_min_potions: int = 5,
         max_nodes: int | None = None,
-        window: bool = True,
+        shortcuts: bool = True,
         storage: Storage | None = None,
     ):
         if planner not in io.PLANNERS:
@@ -178,9 +182,17 @@ class CompiledSearch:
             K.NODE_BUDGET: node_budget,
             K.LEAF_BOUND: int(leaf == "clairvoyant_bound"),
             K.MAX_NODES: -1 if max_nodes is None else max_nodes,
-            K.WINDOW: int(window and planner == "exhaustive"),
+            K.WINDOW: int(shortcuts and planner == "exhaustive"),
         }
         self._storage = storage if storage is not None else default_storage()
+        self._reuse = shortcuts and planner == "exhaustive"
+
+    def can_reuse(self, other) -> bool:
+        """Whether this search may keep `other`'s cached values: both exhaustive with shortcuts,
+        and no world weighs differently in the two (values depend only on the weights)."""
+        if not (self._reuse and isinstance(other, CompiledSearch) and other._reuse):
+            return False
+        return all(w1 == w2 or not c1 & c2 for w1, c1 in self.classes for w2, c2 in other.classes)
 
     # ------------------------------------------------------------------ Search's interface
 
