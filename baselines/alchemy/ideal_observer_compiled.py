@@ -1,8 +1,9 @@
 """The compiled backend of the ideal observer (`io_backend="compiled"`): `CompiledSearch` has the
 interface of `ideal_observer.Search` (value, q_values, upper_bound, end_value, weight, stats) and
 runs the numba kernels of `io_kernels`, which repeat the Python search operation by operation,
-so values, expected potion uses, Q dicts (pruned actions as None), choices and statistics are
-the same; `tests/test_ideal_observer_compiled.py` checks this against `Search`.
+so values, expected potion uses, Q dicts (pruned actions as None), choices and (with
+`shortcuts=False`) statistics are the same; `tests/test_ideal_observer_compiled.py` checks this
+against `Search`.
 
 Nodes come in as `Search` takes them (sorted aligned stones, counts per colour, 8-bit stone-map
 set, Python-int world set over pa·109 + g'); world sets are converted to the kernels' block
@@ -92,17 +93,16 @@ class Storage:
         table, bounds = _pow2(table_entries), _pow2(bound_entries)
         meta = np.zeros(K.META_SIZE, np.int64)
         meta[K.GEN] = 1  # generation 0 marks the never-written table and cache entries
+        pool_rows = np.zeros((pool, 4), np.uint64)
+        table_rows = np.zeros((table, 4), np.uint64)
         self.arrays = (
             meta,
-            np.zeros(pool, np.uint64),  # POOL_MASK
-            np.zeros(pool, np.int64),  # POOL_OFF
-            np.zeros(pool, np.int64),  # POOL_W
+            pool_rows,  # POOL: hash, block mask, arena offset, weight (as uint64)
+            pool_rows.view(np.int64),  # POOL_I
             np.zeros(int(arena_words), np.uint64),  # ARENA
             np.full(2 * pool, -1, np.int32),  # INDEX (open addressing, load <= 1/2)
-            np.zeros(pool, np.uint64),  # POOL_HASH
-            np.zeros((table, 2), np.uint64),  # TT_KEY: key words (generation in word 1)
-            np.zeros((table, 2), np.float64),  # TT_VU
-            np.zeros(table, np.int8),  # TT_LEFT (potions left: replacement priority)
+            table_rows,  # TT_KEY: key words (generation in word 1), value, uses
+            table_rows.view(np.float64),  # TT_VU
             np.zeros((bounds, 2), np.uint64),  # BC_KEY: key, generation
             np.zeros(bounds, np.int64),  # BC_VAL
             np.zeros((DEPTH, K.MAX_CAND, 4, K.NW), np.uint64),  # SW: children's worlds
@@ -115,7 +115,7 @@ class Storage:
             np.zeros((DEPTH, 8, 6, 2), np.float64),  # Q_VU
             np.zeros((DEPTH, 8, 6), np.int8),  # Q_ST
             np.zeros((DEPTH, 2 * K.MAX_CAND + 1), np.int64),  # Q_ORDER (+ count)
-            np.zeros((DEPTH, 15), np.int64),  # FR_I: the stack of frames
+            np.zeros((DEPTH, 14), np.int64),  # FR_I: the stack of frames
             np.zeros((DEPTH, 2), np.uint64),  # FR_K
             np.zeros((DEPTH, 6), np.float64),  # FR_F
         )

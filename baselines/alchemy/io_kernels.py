@@ -1,6 +1,7 @@
 """Compiled (numba) expectimax kernels of the ideal observer: the search of `ideal_observer.Search`
 with fixed-width bitsets, done in the same order with the same floating-point operations, so
-values, expected potion uses, pruning and statistics are identical.
+values, expected potion uses, pruning and (without the window of `search`) statistics are
+identical.
 
 Bit layout of a world set J (`NW` = 96 uint64 words): block pa (aligned potion map, 0..47) holds
 the 109 aligned graphs g' in words 2·pa (g' 0..63) and 2·pa + 1 (g' 64..108). A world set is
@@ -11,7 +12,7 @@ potion maps survive once a potion has moved a stone) cost a few words.
 Nodes are passed packed: stones as 3 bits per stone (sorted ascending) plus their number n;
 potion counts as 4 bits per colour.
 
-State (`S`, built by `ideal_observer_compiled`) is three kinds of storage:
+State (`S`, the arrays of `ideal_observer_compiled.Storage`) is three kinds of storage:
 - a world pool that interns world sets (hash index → id; the non-empty blocks of each id in an
   arena), so the transposition table and the bound cache key on a 32-bit id instead of 5,232
   bits. When the pool or its arena is full everything keyed on ids is flushed (pool, table,
@@ -45,18 +46,15 @@ META_SIZE = 19
 # value: TIE, plus what later (tied) choices can lower the best (< TIE each, at most 36 of
 # them: candidates and their colour-symmetric copies), plus room for rounding.
 WINDOW_MARGIN = 40 * TIE
-# Indices into the state tuple S (arrays, see `ideal_observer_compiled.CompiledSearch`).
+# Indices into the state tuple S (`ideal_observer_compiled.Storage` lists the shapes).
 (
     META,
-    POOL_MASK,
-    POOL_OFF,
-    POOL_W,
+    POOL,
+    POOL_I,
     ARENA,
     INDEX,
-    POOL_HASH,
     TT_KEY,
     TT_VU,
-    TT_LEFT,
     BC_KEY,
     BC_VAL,
     SW,
@@ -72,7 +70,11 @@ WINDOW_MARGIN = 40 * TIE
     FR_I,
     FR_K,
     FR_F,
-) = range(25)
+) = range(22)
+# Pool rows (one cache line per id): hash, block mask (POOL, uint64) and arena offset, prior
+# weight (POOL_I, an int64 view of the same rows). Table rows: k1, k2 (TT_KEY) and value, uses
+# (TT_VU, a float64 view of the same rows) in columns 2 and 3.
+P_HASH, P_MASK, P_OFF, P_WEIGHT = range(4)
 # Frame fields per depth: FR_I (ints), FR_K (the node's table key), FR_F (floats).
 (
     F_STONES,
@@ -84,13 +86,12 @@ WINDOW_MARGIN = 40 * TIE
     F_WID,
     F_GEN,
     F_MODE,
-    F_POTIONS,
     F_NCAND,
     F_J,
     F_K,
     F_NQ,
     F_PRUNE,
-) = range(15)
+) = range(14)
 F_BEST_V, F_BEST_U, F_QV, F_QU, F_RV, F_RU = range(6)
 # Indices into the table tuple T (`ideal_observer_compiled.kernel_tables`).
 MOVE, GE1, GE15, CLS, CW, POS_VALUE, SPLIT, PERMS, PA_PERM, IDENTITY = range(10)
@@ -180,14 +181,13 @@ def flush(S):
 @kernel
 def _find(S, w, mask, h):
     """(pool id of the world set or -1, hash-index slot where it is or would go)."""
-    pool_mask, pool_off, arena, index = S[POOL_MASK], S[POOL_OFF], S[ARENA], S[INDEX]
-    pool_hash = S[POOL_HASH]
+    pool, pool_i, arena, index = S[POOL], S[POOL_I], S[ARENA], S[INDEX]
     hmask = index.shape[0] - 1
     slot = np.int64(h & np.uint64(hmask))
     while 0 <= index[slot] < S[META][N_WORLDS]:
         wid = np.int64(index[slot])
-        if pool_hash[wid] == h and pool_mask[wid] == mask:
-            off = pool_off[wid]
+        if pool[wid, P_HASH] == h and pool[wid, P_MASK] == mask:
+            off = pool_i[wid, P_OFF]
             same = True
             m = mask
             while m:
@@ -212,14 +212,14 @@ def intern(S, T, w, mask):
     if wid >= 0:
         return wid
     need = 2 * np.int64(popcount(mask))
-    if meta[N_WORLDS] >= S[POOL_MASK].shape[0] or meta[ARENA_USED] + need > arena.shape[0]:
+    if meta[N_WORLDS] >= S[POOL].shape[0] or meta[ARENA_USED] + need > arena.shape[0]:
         flush(S)
         slot = _find(S, w, mask, h)[1]
     wid = meta[N_WORLDS]
     meta[N_WORLDS] += 1
     off = meta[ARENA_USED]
     meta[ARENA_USED] += need
-    S[POOL_MASK][wid], S[POOL_OFF][wid], S[POOL_HASH][wid] = mask, off, h
+    S[POOL][wid, P_HASH], S[POOL][wid, P_MASK], S[POOL_I][wid, P_OFF] = h, mask, off
     m = mask
     while m:
         i = 2 * np.int64(ctz(m))
@@ -227,7 +227,7 @@ def intern(S, T, w, mask):
         arena[off] = w[i]
         arena[off + 1] = w[i + 1]
         off += 2
-    S[POOL_W][wid] = weight_of(w, mask, T[CLS], T[CW])
+    S[POOL_I][wid, P_WEIGHT] = weight_of(w, mask, T[CLS], T[CW])
     S[INDEX][slot] = wid
     return wid
 
@@ -409,7 +409,6 @@ def _enter(S, T, d):
     potions = 0
     for c in range(6):
         potions += (counts >> (4 * c)) & 15
-    fi[F_POTIONS] = potions
     if fi[F_MODE] == 0:
         tt_k, tt_vu = S[TT_KEY], S[TT_VU]
         k1, k2 = _tt_key(stones, n, counts, smaps, fi[F_WID], meta[GEN])
@@ -418,7 +417,7 @@ def _enter(S, T, d):
         for j in range(4):
             if tt_k[base + j, 0] == k1 and tt_k[base + j, 1] == k2:
                 meta[HITS] += 1
-                ff[F_RV], ff[F_RU] = tt_vu[base + j, 0], tt_vu[base + j, 1]
+                ff[F_RV], ff[F_RU] = tt_vu[base + j, 2], tt_vu[base + j, 3]
                 return True
         end = float(end_value(T, stones, n, smaps))
         if meta[BUDGETED] and meta[NODES] >= meta[NODE_BUDGET]:
@@ -426,7 +425,16 @@ def _enter(S, T, d):
             ff[F_RV], ff[F_RU] = end, 0.0
             if meta[LEAF_BOUND]:
                 ff[F_RV] = upper_bound(
-                    S, T, w, mask, S[POOL_W][fi[F_WID]], stones, n, counts, smaps, fi[F_WID]
+                    S,
+                    T,
+                    w,
+                    mask,
+                    S[POOL_I][fi[F_WID], P_WEIGHT],
+                    stones,
+                    n,
+                    counts,
+                    smaps,
+                    fi[F_WID],
                 )[0]
             return True
         meta[NODES] += 1
@@ -435,7 +443,7 @@ def _enter(S, T, d):
             return True
         ff[F_BEST_V], ff[F_BEST_U] = end, 0.0
         if not (end < 15 * n and potions > 0):
-            _tt_store(S, k1, k2, potions, end, 0.0)
+            _tt_store(S, k1, k2, end, 0.0)
             ff[F_RV], ff[F_RU] = end, 0.0
             return True
         fi[F_PRUNE] = 1
@@ -454,7 +462,7 @@ def _expand(S, T, d):
     sw, smask, move, split, cls, cw = S[SW], S[SMASK], T[MOVE], T[SPLIT], T[CLS], T[CW]
     kid_f, kid_i, cand_f, cand_i = S[KID_F], S[KID_I], S[CAND_F], S[CAND_I]
     bounded = meta[BOUND] != 0 and fi[F_PRUNE] != 0
-    total = S[POOL_W][wid]
+    total = S[POOL_I][wid, P_WEIGHT]
     _representatives(S, T, d, counts, w, mask)
     rep = S[REP][d]
     n_smaps = np.int64(popcount(np.uint64(smaps)))
@@ -586,7 +594,7 @@ def _finish(S, T, d):
     if fi[F_GEN] != meta[GEN]:  # the pool was flushed below: re-key
         w, mask = S[SW][d, fi[F_WC], fi[F_WS]], S[SMASK][d, fi[F_WC], fi[F_WS]]
         k1, k2 = _tt_key(stones, n, counts, smaps, intern(S, T, w, mask), meta[GEN])
-    _tt_store(S, k1, k2, fi[F_POTIONS], best_v, best_u)
+    _tt_store(S, k1, k2, best_v, best_u)
     ff[F_RV], ff[F_RU] = best_v, best_u
 
 
@@ -681,22 +689,23 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
 
 
 @kernel
-def _tt_store(S, k1, k2, potions, v, u):
+def _tt_store(S, k1, k2, v, u):
     """Store in the key's set: an empty way (or one of an older generation), else the way with
     the fewest potions left."""
-    tt_k, tt_vu, tt_left = S[TT_KEY], S[TT_VU], S[TT_LEFT]
+    tt_k, tt_vu = S[TT_KEY], S[TT_VU]
     base = _tt_base(S, k1, k2)
     gen = k2 >> np.uint64(32)
-    way = base
-    free = False
+    way, left = base, 99
     for j in range(4):
         if tt_k[base + j, 1] >> np.uint64(32) != gen:
-            way, free = base + j, True
+            way, left = base + j, -1
             break
-        if tt_left[base + j] < tt_left[way]:
-            way = base + j
-    if not free:
+        k_left = 0  # potions left at the stored node: the sum of its counts
+        for c in range(6):
+            k_left += np.int64((tt_k[base + j, 1] >> np.uint64(4 * c)) & np.uint64(15))
+        if k_left < left:
+            way, left = base + j, k_left
+    if left >= 0:
         S[META][EVICTIONS] += 1
     tt_k[way, 0], tt_k[way, 1] = k1, k2
-    tt_vu[way, 0], tt_vu[way, 1] = v, u
-    tt_left[way] = potions
+    tt_vu[way, 2], tt_vu[way, 3] = v, u
