@@ -25,7 +25,7 @@ by `leaf` (`end_value` or `clairvoyant_bound`); it is an approximation with its 
 
 `io_backend` runs the search in Python (`Search`, the reference) or compiled (`CompiledSearch`
 of `ideal_observer_compiled`: numba, the same operations in the same order, so the same values,
-Q dicts, choices and statistics; no `project` keys).
+Q dicts and choices, and with `shortcuts=False` the same statistics; no `project` keys).
 """
 
 from __future__ import annotations
@@ -563,8 +563,9 @@ class IdealObserver:
     """The ideal observer of one episode at a time (host-side; numpy and Python ints).
 
     `decide(obs, mask)` plans from a 39-float observation and the flat posterior; `reset()`
-    starts a new episode (fresh transposition table). `backend` is the `io_backend` option
-    (`BACKENDS`; "compiled" has no `project`)."""
+    starts a new episode (fresh transposition table; the compiled backend with `shortcuts` may
+    keep its exact entries). `backend` is the `io_backend` option (`BACKENDS`; "compiled" has no
+    `project`)."""
 
     level: str
     planner: str = "exhaustive"
