@@ -18,6 +18,7 @@ from test_ideal_observer import EVAL_LEVEL, IO_RECORDING, _case
 
 from baselines.alchemy import agent as io_agent
 from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import io_kernels
 from baselines.alchemy.ideal_observer_compiled import CompiledSearch, Storage
 from environments.symbolic_alchemy import (
     SymbolicAlchemy,
@@ -89,6 +90,19 @@ def test_compiled_equals_python_under_every_option():
         with pytest.raises(io.NodeBudgetExceeded):
             search.value(*node)
     assert compiled.stats == python.stats
+
+
+def test_a_full_storage_flushes_and_stays_exact():
+    # 64 pooled worlds, 256 table entries, 64 bound terms: the pool is flushed again and again
+    # (worlds on the stack re-interned), table sets overflow; values and choices stay Search's.
+    r, node = _node(_case(7, 5))
+    tiny = Storage(pool_worlds=64, arena_words=4096, table_entries=256, bound_entries=64)
+    compiled = CompiledSearch(r.weight_classes, shortcuts=False, storage=tiny)
+    python = io.Search(r.weight_classes)
+    assert list(compiled.q_values(*node).items()) == list(python.q_values(*node).items())
+    assert compiled.value(*node) == python.value(*node)
+    meta = tiny.arrays[0]
+    assert meta[io_kernels.GEN] > 20 and meta[io_kernels.EVICTIONS] > 100
 
 
 def test_compiled_equals_python_on_random_nodes():

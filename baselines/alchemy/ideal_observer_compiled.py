@@ -100,7 +100,7 @@ class Storage:
             pool_rows,  # POOL: hash, block mask, arena offset, weight (as uint64)
             pool_rows.view(np.int64),  # POOL_I
             np.zeros(int(arena_words), np.uint64),  # ARENA
-            np.full(2 * pool, -1, np.int32),  # INDEX (open addressing, load <= 1/2)
+            np.full(2 * pool, -1, np.int64),  # INDEX: generation << 32 | id (load <= 1/2)
             table_rows,  # TT_KEY: key words (generation in word 1), value, uses
             table_rows.view(np.float64),  # TT_VU
             np.zeros((bounds, 2), np.uint64),  # BC_KEY: key, generation

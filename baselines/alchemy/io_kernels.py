@@ -169,9 +169,9 @@ def _world_hash(w, mask):
 
 @kernel
 def flush(S):
-    """Forget every interned world and everything keyed on world ids, in O(1): index slots
-    holding ids >= N_WORLDS count as empty, and table and bound-cache entries carry the
-    generation they were stored in."""
+    """Forget every interned world and everything keyed on world ids, in O(1): index slots,
+    table and bound-cache entries carry the generation they were written in, and those of
+    older generations count as empty."""
     meta = S[META]
     meta[N_WORLDS] = 0
     meta[ARENA_USED] = 0
@@ -184,8 +184,9 @@ def _find(S, w, mask, h):
     pool, pool_i, arena, index = S[POOL], S[POOL_I], S[ARENA], S[INDEX]
     hmask = index.shape[0] - 1
     slot = np.int64(h & np.uint64(hmask))
-    while 0 <= index[slot] < S[META][N_WORLDS]:
-        wid = np.int64(index[slot])
+    gen = S[META][GEN]
+    while index[slot] >> 32 == gen:  # slots of older generations are empty
+        wid = index[slot] & 0xFFFFFFFF
         if pool[wid, P_HASH] == h and pool[wid, P_MASK] == mask:
             off = pool_i[wid, P_OFF]
             same = True
@@ -228,7 +229,7 @@ def intern(S, T, w, mask):
         arena[off + 1] = w[i + 1]
         off += 2
     S[POOL_I][wid, P_WEIGHT] = weight_of(w, mask, T[CLS], T[CW])
-    S[INDEX][slot] = wid
+    S[INDEX][slot] = (meta[GEN] << 32) | wid
     return wid
 
 
