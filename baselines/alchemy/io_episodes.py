@@ -61,7 +61,9 @@ def _play(job) -> EpisodeResult:
             trial += 1
             observer.new_trial()
     returns = np.asarray(host.ts.extras["trial_returns"], np.float64)
-    return EpisodeResult(episode, tuple(returns), tuple(seconds), tuple(nodes.tolist()))
+    return EpisodeResult(
+        episode, tuple(returns.tolist()), tuple(seconds.tolist()), tuple(nodes.tolist())
+    )
 
 
 _ENVS: dict = {}  # potions per trial -> environment (one per process: its jitted steps)
