@@ -5,6 +5,9 @@
 - `oracle`: the search oracle (knows the chemistry; exact per-trial optimum), agent id `oracle`
   through `baselines.oracle`;
 - `ideal_observer`: the exact Bayesian planner (§2.3) and its budgeted approximation;
+- `ideal_observer_compiled`, `io_kernels`: its compiled search (`io_backend="compiled"`, numba;
+  the same values and choices as the Python search);
+- `io_episodes`: released evaluation episodes of the ideal observer over worker processes;
 - `reference_search`: plain exhaustive expectimax, the slow reference for value identity (I1);
 - `evaluate`: whole-episode jitted evaluation.
 

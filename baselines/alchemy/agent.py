@@ -8,8 +8,9 @@ whether END was chosen in the current trial. Host-side search objects are caches
 transposition tables), keyed by env index, so results do not depend on them.
 
 Options: `level` (the prior; default the evaluation level), `io_planner` ("exhaustive" or
-"budgeted"), `io_node_budget`, `io_leaf` (see `ideal_observer`). A budgeted planner is an
-approximation and is reported under the name `ideal_observer_budgeted` by convention.
+"budgeted"), `io_node_budget`, `io_leaf`, `io_backend` ("compiled" or "python": the same
+decisions, see `ideal_observer`). A budgeted planner is an approximation and is reported under
+the name `ideal_observer_budgeted` by convention.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _OBSERVERS: dict = {}  # (config, env index) -> IdealObserver (cache of search t
 
 def _host_decide(config: tuple, masks, obs, new_episode, ended):
     """Host side of `act`: one decision per env (numpy in, numpy out)."""
-    level, planner, budget, leaf = config
+    level, planner, budget, leaf, backend = config
     masks, obs = np.asarray(masks), np.asarray(obs)
     actions = np.zeros(len(obs), np.int32)
     ended_out = np.zeros(len(obs), bool)
@@ -50,7 +51,7 @@ def _host_decide(config: tuple, masks, obs, new_episode, ended):
         key = (config, i)
         observer = _OBSERVERS.get(key)
         if observer is None or bool(new_episode[i]):
-            observer = io.IdealObserver(level, planner, budget, leaf)
+            observer = io.IdealObserver(level, planner, budget, leaf, backend=backend)
             _OBSERVERS[key] = observer
         observer.ended = bool(ended[i])
         decision = observer.decide(obs[i], masks[i])
@@ -60,7 +61,7 @@ def _host_decide(config: tuple, masks, obs, new_episode, ended):
 
 def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
     """The ideal observer (§2.3) for Symbolic Alchemy without rotation ambiguity in planning."""
-    allowed = {"level", "io_planner", "io_node_budget", "io_leaf"}
+    allowed = {"level", "io_planner", "io_node_budget", "io_leaf", "io_backend"}
     unknown = set(config) - allowed
     if unknown:
         raise ValueError(
@@ -70,7 +71,8 @@ def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
     planner = config.get("io_planner", "exhaustive")
     budget = int(config.get("io_node_budget", 100_000))
     leaf = config.get("io_leaf", "end_value")
-    io.IdealObserver(level, planner, budget, leaf)  # validates the options
+    backend = config.get("io_backend", "compiled")
+    io.IdealObserver(level, planner, budget, leaf, backend=backend)  # validates the options
     _check_alchemy_specs(specs, "ideal_observer")
     for name in ("trial_final_obs", "step_in_trial", "event", "trial_returns"):
         if name not in specs.extras:
@@ -80,7 +82,7 @@ def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
     trial_steps = specs.max_episode_steps // num_trials
     tables = post.tables(level, "jax")
     prior = post.prior_mask(level, "jax")
-    key_config = (level, planner, budget, leaf)
+    key_config = (level, planner, budget, leaf, backend)
 
     def init(key, env_specs, num_envs):
         return IOState(

@@ -22,6 +22,10 @@ below the chosen value).
 
 `io_planner="budgeted"` stops expanding after `node_budget` new nodes and values unexpanded nodes
 by `leaf` (`end_value` or `clairvoyant_bound`); it is an approximation with its own name.
+
+`io_backend` runs the search in Python (`Search`, the reference) or compiled (`CompiledSearch`
+of `ideal_observer_compiled`: numba, the same operations in the same order, so the same values,
+Q dicts and choices, and with `shortcuts=False` the same statistics; no `project` keys).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ NUM_J = chem.NUM_POTION_MAPS * chem.NUM_GRAPHS  # 5,232 (aligned potion map, ali
 TIE = 1e-9  # values closer than this are ties
 VALUE_OF_INDICATOR = {-3: -3, -1: -1, 1: 1, 3: 15}
 PLANNERS = ("exhaustive", "budgeted")
+BACKENDS = ("compiled", "python")
 LEAVES = ("end_value", "clairvoyant_bound")
 
 # ------------------------------------------------------------------ aligned-frame tables
@@ -294,6 +299,10 @@ class Search:
 
     def weight(self, worlds: int) -> int:
         return self._weight(worlds)
+
+    def clear_table(self) -> None:
+        """Forget every cached value (the budgeted planner starts each decision afresh)."""
+        self.table.clear()
 
     @staticmethod
     def end_value(stones: tuple[int, ...], smaps: int) -> int:
@@ -554,7 +563,9 @@ class IdealObserver:
     """The ideal observer of one episode at a time (host-side; numpy and Python ints).
 
     `decide(obs, mask)` plans from a 39-float observation and the flat posterior; `reset()`
-    starts a new episode (fresh transposition table)."""
+    starts a new episode (fresh transposition table; the compiled backend with `shortcuts` may
+    keep its exact entries). `backend` is the `io_backend` option (`BACKENDS`; "compiled" has no
+    `project`)."""
 
     level: str
     planner: str = "exhaustive"
@@ -564,11 +575,21 @@ class IdealObserver:
     bound: bool = True
     project: bool = False
     max_nodes: int | None = None  # exhaustive only: raise NodeBudgetExceeded past this
+    backend: str = "compiled"
+    # compiled backend: window cuts and table reuse across decisions (same values and choices,
+    # fewer nodes); False reproduces Search's node counts too
+    shortcuts: bool = True
 
     def __post_init__(self):
         if self.level not in chem.LEVELS:
             raise ValueError(f"unknown level {self.level!r}; accepted: {', '.join(chem.LEVELS)}")
         Search([], self.planner, leaf=self.leaf)  # validates planner and leaf
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"unknown io_backend {self.backend!r}; accepted: {', '.join(BACKENDS)}"
+            )
+        if self.backend == "compiled" and self.project:
+            raise ValueError("io_backend 'compiled' has no project keys; use io_backend 'python'")
         self._search: Search | None = None
         self.ended = False
 
@@ -578,7 +599,20 @@ class IdealObserver:
     def new_trial(self) -> None:
         self.ended = False
 
-    def _new_search(self, classes) -> Search:
+    def _new_search(self, classes):
+        if self.backend == "compiled":
+            from baselines.alchemy.ideal_observer_compiled import CompiledSearch
+
+            return CompiledSearch(
+                classes,
+                self.planner,
+                self.node_budget,
+                self.leaf,
+                self.symmetry,
+                self.bound,
+                max_nodes=self.max_nodes,
+                shortcuts=self.shortcuts,
+            )
         return Search(
             classes,
             self.planner,
@@ -603,7 +637,7 @@ class IdealObserver:
             self._search = self._new_search(r.weight_classes)
         search = self._search
         if self.planner == "budgeted":
-            search.table.clear()  # leaf values are approximations: never reuse them
+            search.clear_table()  # leaf values are approximations: never reuse them
         search.stats.nodes = 0
         aligned = ALIGNED_OF_PID[r.rotation][stones.pid]
         present = np.flatnonzero(stones.present)

@@ -440,7 +440,11 @@ def io_trace_check(
     for e in range(episodes):
         check = io.check_recorded_actions(
             env,
-            io.IdealObserver(es.LEVEL, max_nodes=max_nodes),
+            io.IdealObserver(
+                es.LEVEL,
+                max_nodes=max_nodes,
+                backend=agent_config.get("io_backend", "compiled"),
+            ),
             *data.episodes(e),
             data.traces["ideal_observer"][e],
             first_trial=first_trial,

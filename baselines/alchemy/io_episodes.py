@@ -1,0 +1,80 @@
+"""The ideal observer on many episodes of the released evaluation set, spread over worker
+processes (episodes are independent: each has its own observer and transposition table).
+
+`play_released(episodes, workers=2)` plays the given episode indices and returns one
+`EpisodeResult` per episode, in the order given, with each trial's return, seconds and expanded
+nodes, so the first trial (the costly one: nothing is known yet) can be timed apart. Workers are
+spawned processes (JAX does not survive `fork`); each builds the tables and loads the compiled
+kernels once, and with `workers=1` everything runs in this process.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class EpisodeResult(NamedTuple):
+    episode: int  # index in the released set
+    trial_returns: tuple[float, ...]  # [T]
+    trial_seconds: tuple[float, ...]  # [T] planning and stepping time per trial
+    trial_nodes: tuple[int, ...]  # [T] nodes expanded per trial
+
+
+def play_released(
+    episodes, workers: int = 1, potions_per_trial: int = 12, **observer_options: Any
+) -> list[EpisodeResult]:
+    """Play released episodes `episodes` (indices) with `IdealObserver(**observer_options)` on
+    `workers` processes."""
+    episodes = [int(e) for e in episodes]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    jobs = [(e, potions_per_trial, observer_options) for e in episodes]
+    if workers == 1:
+        return [_play(job) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_play, jobs))
+
+
+def _play(job) -> EpisodeResult:
+    """One released episode, timed per trial (runs in a worker)."""
+    from baselines.alchemy import ideal_observer as io
+    from environments.symbolic_alchemy import evaluation_set as es
+
+    episode, potions_per_trial, options = job
+    env = _env(potions_per_trial)
+    observer = io.IdealObserver(es.LEVEL, **options)
+    host = io.HostEpisode(env, es.LEVEL, *es.load().episodes(episode))
+    seconds, nodes = np.zeros(env.num_trials), np.zeros(env.num_trials, np.int64)
+    trial, start = 0, time.perf_counter()
+    while not host.done:
+        decision = observer.decide(host.obs, host.mask)
+        nodes[trial] += decision.nodes
+        new_trial = host.step(decision.action)
+        if new_trial or host.done:
+            now = time.perf_counter()
+            seconds[trial], start = now - start, now
+            trial += 1
+            observer.new_trial()
+    returns = np.asarray(host.ts.extras["trial_returns"], np.float64)
+    return EpisodeResult(
+        episode, tuple(returns.tolist()), tuple(seconds.tolist()), tuple(nodes.tolist())
+    )
+
+
+_ENVS: dict = {}  # potions per trial -> environment (one per process: its jitted steps)
+
+
+def _env(potions_per_trial: int):
+    from environments.symbolic_alchemy import SymbolicAlchemy
+    from environments.symbolic_alchemy import evaluation_set as es
+
+    if potions_per_trial not in _ENVS:
+        _ENVS[potions_per_trial] = SymbolicAlchemy(
+            level=es.LEVEL, potions_per_trial=potions_per_trial
+        )
+    return _ENVS[potions_per_trial]
