@@ -600,29 +600,12 @@ class IdealObserver:
         self.ended = False
 
     def _new_search(self, classes):
+        options = (classes, self.planner, self.node_budget, self.leaf, self.symmetry, self.bound)
         if self.backend == "compiled":
             from baselines.alchemy.ideal_observer_compiled import CompiledSearch
 
-            return CompiledSearch(
-                classes,
-                self.planner,
-                self.node_budget,
-                self.leaf,
-                self.symmetry,
-                self.bound,
-                max_nodes=self.max_nodes,
-                shortcuts=self.shortcuts,
-            )
-        return Search(
-            classes,
-            self.planner,
-            self.node_budget,
-            self.leaf,
-            self.symmetry,
-            self.bound,
-            project=self.project,
-            max_nodes=self.max_nodes,
-        )
+            return CompiledSearch(*options, max_nodes=self.max_nodes, shortcuts=self.shortcuts)
+        return Search(*options, project=self.project, max_nodes=self.max_nodes)
 
     def decide(self, obs, mask) -> Decision:
         obs = np.asarray(obs, np.float32)
