@@ -71,7 +71,7 @@ def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
     planner = config.get("io_planner", "exhaustive")
     budget = int(config.get("io_node_budget", 100_000))
     leaf = config.get("io_leaf", "end_value")
-    backend = config.get("io_backend", "compiled")
+    backend = config.get("io_backend", io.DEFAULT_BACKEND)
     io.IdealObserver(level, planner, budget, leaf, backend=backend)  # validates the options
     _check_alchemy_specs(specs, "ideal_observer")
     for name in ("trial_final_obs", "step_in_trial", "event", "trial_returns"):

@@ -45,6 +45,7 @@ TIE = 1e-9  # values closer than this are ties
 VALUE_OF_INDICATOR = {-3: -3, -1: -1, 1: 1, 3: 15}
 PLANNERS = ("exhaustive", "budgeted")
 BACKENDS = ("compiled", "python")
+DEFAULT_BACKEND = "compiled"  # the `io_backend` when none is given
 LEAVES = ("end_value", "clairvoyant_bound")
 
 # ------------------------------------------------------------------ aligned-frame tables
@@ -575,7 +576,7 @@ class IdealObserver:
     bound: bool = True
     project: bool = False
     max_nodes: int | None = None  # exhaustive only: raise NodeBudgetExceeded past this
-    backend: str = "compiled"
+    backend: str = DEFAULT_BACKEND
     # compiled backend: window cuts and table reuse across decisions (same values and choices,
     # fewer nodes); False reproduces Search's node counts too
     shortcuts: bool = True

@@ -443,7 +443,7 @@ def io_trace_check(
             io.IdealObserver(
                 es.LEVEL,
                 max_nodes=max_nodes,
-                backend=agent_config.get("io_backend", "compiled"),
+                backend=agent_config.get("io_backend", io.DEFAULT_BACKEND),
             ),
             *data.episodes(e),
             data.traces["ideal_observer"][e],
