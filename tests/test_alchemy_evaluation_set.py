@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import observer as iob
 from baselines.alchemy import oracle
 from benchmarks.tracks.abstraction import evaluations as alchemy_eval
 from environments.symbolic_alchemy import SymbolicAlchemy
@@ -107,8 +107,8 @@ def test_the_oracle_matches_the_search_oracle_trace_in_every_trial(data, env, tr
 
 
 def _check(data, env, e, actions, first_trial=2):
-    observer = io.IdealObserver(es.LEVEL, max_nodes=20_000)
-    return io.check_recorded_actions(env, observer, *data.episodes(e), actions, first_trial)
+    observer = iob.IdealObserver(es.LEVEL, max_nodes=20_000)
+    return iob.check_recorded_actions(env, observer, *data.episodes(e), actions, first_trial)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from shared_data import reference_path, require
 from baselines.alchemy import agent as io_agent
 from baselines.alchemy import evaluate, oracle
 from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import observer as iob
 from baselines.alchemy import posterior as post
 from baselines.alchemy import reference_search as ref
 from environments.symbolic_alchemy import (
@@ -130,9 +131,9 @@ def test_i2_recorded_upstream_io_actions_are_q_maximal():
         record = json.loads(f.readline())
     env = SymbolicAlchemy(level=record["level"])
     actions = np.array([s["action"] for s in record["steps"]]).reshape(10, 20)
-    check = io.check_recorded_actions(
+    check = iob.check_recorded_actions(
         env,
-        io.IdealObserver(record["level"], max_nodes=20_000),
+        iob.IdealObserver(record["level"], max_nodes=20_000),
         chemistry_from_record(record["chemistry"]),
         *items_from_record(record["trials"]),
         actions,
@@ -162,24 +163,24 @@ def test_io_equals_oracle_when_the_chemistry_is_known():
 def test_play_episode_and_budgeted_planner():
     env = SymbolicAlchemy(level=EVAL_LEVEL, num_trials=2, potions_per_trial=4)
     chemistry, stones, potions = env.sample_episode(jax.random.PRNGKey(2))
-    exact = io.IdealObserver(EVAL_LEVEL)
-    returns, decisions, _ = io.play_episode(env, exact, chemistry, stones, potions)
+    exact = iob.IdealObserver(EVAL_LEVEL)
+    returns, decisions, _ = iob.play_episode(env, exact, chemistry, stones, potions)
     assert len(decisions) == env.max_episode_steps and returns.shape == (2,)
-    budgeted = io.IdealObserver(EVAL_LEVEL, planner="budgeted", node_budget=50)
-    b_returns, b_decisions, _ = io.play_episode(env, budgeted, chemistry, stones, potions)
+    budgeted = iob.IdealObserver(EVAL_LEVEL, planner="budgeted", node_budget=50)
+    b_returns, b_decisions, _ = iob.play_episode(env, budgeted, chemistry, stones, potions)
     assert max(d.nodes for d in b_decisions) <= 50
-    roomy = io.IdealObserver(EVAL_LEVEL, planner="budgeted", node_budget=10**7)
-    r_returns, r_decisions, _ = io.play_episode(env, roomy, chemistry, stones, potions)
+    roomy = iob.IdealObserver(EVAL_LEVEL, planner="budgeted", node_budget=10**7)
+    r_returns, r_decisions, _ = iob.play_episode(env, roomy, chemistry, stones, potions)
     assert [d.action for d in r_decisions] == [d.action for d in decisions]
 
 
 def test_bad_options_raise_naming_accepted_values():
     with pytest.raises(ValueError, match="exhaustive, budgeted"):
-        io.IdealObserver(EVAL_LEVEL, planner="greedy")
+        iob.IdealObserver(EVAL_LEVEL, planner="greedy")
     with pytest.raises(ValueError, match="end_value, clairvoyant_bound"):
-        io.IdealObserver(EVAL_LEVEL, planner="budgeted", leaf="zero")
+        iob.IdealObserver(EVAL_LEVEL, planner="budgeted", leaf="zero")
     with pytest.raises(ValueError, match="accepted"):
-        io.IdealObserver("eval")
+        iob.IdealObserver("eval")
     specs = SymbolicAlchemy().specs()
     with pytest.raises(ValueError, match="accepted"):
         io_agent.make_ideal_observer(specs, depth=3)

@@ -19,6 +19,7 @@ from test_ideal_observer import EVAL_LEVEL, IO_RECORDING, _case
 from baselines.alchemy import agent as io_agent
 from baselines.alchemy import ideal_observer as io
 from baselines.alchemy import io_kernels
+from baselines.alchemy import observer as iob
 from baselines.alchemy.ideal_observer_compiled import CompiledSearch, Storage
 from environments.symbolic_alchemy import (
     SymbolicAlchemy,
@@ -132,8 +133,8 @@ def test_compiled_observer_plays_the_python_observers_episode():
     episode = env.sample_episode(jax.random.PRNGKey(3))
     played = {}
     for backend, shortcuts in (("python", False), ("compiled", False), ("compiled", True)):
-        observer = io.IdealObserver(EVAL_LEVEL, backend=backend, shortcuts=shortcuts)
-        returns, decisions, _ = io.play_episode(env, observer, *episode)
+        observer = iob.IdealObserver(EVAL_LEVEL, backend=backend, shortcuts=shortcuts)
+        returns, decisions, _ = iob.play_episode(env, observer, *episode)
         played[backend, shortcuts] = (returns.tolist(), [d[:5] for d in decisions])
     assert played["compiled", False] == played["python", False]
     nodes = {k: sum(d[4] for d in ds) for k, (_, ds) in played.items()}
@@ -149,15 +150,15 @@ def test_compiled_observer_follows_the_recorded_io_episode_like_python():
     env = SymbolicAlchemy(level=record["level"])
     actions = np.array([s["action"] for s in record["steps"]]).reshape(10, 20)
     checks = {
-        backend: io.check_recorded_actions(
+        backend: iob.check_recorded_actions(
             env,
-            io.IdealObserver(record["level"], max_nodes=5_000, backend=backend, shortcuts=False),
+            iob.IdealObserver(record["level"], max_nodes=5_000, backend=backend, shortcuts=False),
             chemistry_from_record(record["chemistry"]),
             *items_from_record(record["trials"]),
             actions,
             first_trial=5,
         )
-        for backend in io.BACKENDS
+        for backend in iob.BACKENDS
     }
     assert checks["compiled"] == checks["python"]
     assert checks["compiled"].checked >= 10 and checks["compiled"].violations == []
@@ -165,9 +166,9 @@ def test_compiled_observer_follows_the_recorded_io_episode_like_python():
 
 def test_bad_backend_options_raise_naming_accepted_values():
     with pytest.raises(ValueError, match="accepted: compiled, python"):
-        io.IdealObserver(EVAL_LEVEL, backend="numba")
+        iob.IdealObserver(EVAL_LEVEL, backend="numba")
     with pytest.raises(ValueError, match="use io_backend 'python'"):
-        io.IdealObserver(EVAL_LEVEL, project=True)
+        iob.IdealObserver(EVAL_LEVEL, project=True)
     with pytest.raises(ValueError, match="accepted: compiled, python"):
         io_agent.make_ideal_observer(SymbolicAlchemy().specs(), io_backend="cuda")
     with pytest.raises(ValueError, match="node out of range"):

@@ -4,7 +4,9 @@
 - `heuristics`: observation-only policies (random heuristic, cash-only, uniform over valid);
 - `oracle`: the search oracle (knows the chemistry; exact per-trial optimum), agent id `oracle`
   through `baselines.oracle`;
-- `ideal_observer`: the exact Bayesian planner (§2.3) and its budgeted approximation;
+- `ideal_observer`: the exact Bayesian search (§2.3) and its budgeted approximation;
+- `observer`: `IdealObserver`, which plays episodes with either search (`io_backend`), and the
+  recorded-decision check (I2);
 - `ideal_observer_compiled`, `io_kernels`: its compiled search (`io_backend="compiled"`, numba;
   the same values and choices as the Python search);
 - `io_episodes`: released evaluation episodes of the ideal observer over worker processes;

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import observer as iob
 from baselines.alchemy import posterior as post
 from baselines.alchemy.oracle import _check_alchemy_specs
 from baselines.types import Agent
@@ -51,7 +51,7 @@ def _host_decide(config: tuple, masks, obs, new_episode, ended):
         key = (config, i)
         observer = _OBSERVERS.get(key)
         if observer is None or bool(new_episode[i]):
-            observer = io.IdealObserver(level, planner, budget, leaf, backend=backend)
+            observer = iob.IdealObserver(level, planner, budget, leaf, backend=backend)
             _OBSERVERS[key] = observer
         observer.ended = bool(ended[i])
         decision = observer.decide(obs[i], masks[i])
@@ -71,8 +71,8 @@ def make_ideal_observer(specs: EnvSpecs, **config: Any) -> Agent:
     planner = config.get("io_planner", "exhaustive")
     budget = int(config.get("io_node_budget", 100_000))
     leaf = config.get("io_leaf", "end_value")
-    backend = config.get("io_backend", io.DEFAULT_BACKEND)
-    io.IdealObserver(level, planner, budget, leaf, backend=backend)  # validates the options
+    backend = config.get("io_backend", iob.DEFAULT_BACKEND)
+    iob.IdealObserver(level, planner, budget, leaf, backend=backend)  # validates the options
     _check_alchemy_specs(specs, "ideal_observer")
     for name in ("trial_final_obs", "step_in_trial", "event", "trial_returns"):
         if name not in specs.extras:

@@ -42,13 +42,13 @@ def play_released(
 
 def _play(job) -> EpisodeResult:
     """One released episode, timed per trial (runs in a worker)."""
-    from baselines.alchemy import ideal_observer as io
+    from baselines.alchemy import observer as iob
     from environments.symbolic_alchemy import evaluation_set as es
 
     episode, potions_per_trial, options = job
     env = _env(potions_per_trial)
-    observer = io.IdealObserver(es.LEVEL, **options)
-    host = io.HostEpisode(env, es.LEVEL, *es.load().episodes(episode))
+    observer = iob.IdealObserver(es.LEVEL, **options)
+    host = iob.HostEpisode(env, es.LEVEL, *es.load().episodes(episode))
     seconds, nodes = np.zeros(env.num_trials), np.zeros(env.num_trials, np.int64)
     trial, start = 0, time.perf_counter()
     while not host.done:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from baselines.alchemy import ideal_observer as io
 from baselines.alchemy import ideal_observer_compiled as ioc
 from baselines.alchemy import io_episodes
+from baselines.alchemy import observer as iob
 
 CONFIGS = (("python", False), ("compiled", False), ("compiled", True))  # backend, shortcuts
 
@@ -32,11 +32,11 @@ def first_decisions(potions, episodes) -> None:
     for k in potions:
         env = SymbolicAlchemy(level=es.LEVEL, potions_per_trial=k)
         for e in episodes:
-            host = io.HostEpisode(env, es.LEVEL, *data.episodes(e))
-            io.IdealObserver(es.LEVEL).decide(host.obs, host.mask)  # warm the storage
+            host = iob.HostEpisode(env, es.LEVEL, *data.episodes(e))
+            iob.IdealObserver(es.LEVEL).decide(host.obs, host.mask)  # warm the storage
             rows = []
             for backend, shortcuts in CONFIGS:
-                observer = io.IdealObserver(es.LEVEL, backend=backend, shortcuts=shortcuts)
+                observer = iob.IdealObserver(es.LEVEL, backend=backend, shortcuts=shortcuts)
                 start = time.perf_counter()
                 d = observer.decide(host.obs, host.mask)
                 rows.append((backend, shortcuts, d.nodes, time.perf_counter() - start, d))

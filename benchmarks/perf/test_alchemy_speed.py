@@ -24,6 +24,7 @@ import pytest
 
 import environments
 from baselines.alchemy import ideal_observer as io
+from baselines.alchemy import observer as iob
 from environments.symbolic_alchemy import SymbolicAlchemy
 
 TARGET_SECONDS = 1.0
@@ -113,12 +114,12 @@ def test_ideal_observer_decisions_per_second(benchmark, planner, potions, budget
     episode = [env.sample_episode(jax.random.PRNGKey(0))]
     io.reach_tables()  # built once per process, outside the timing
     options = {} if budget is None else {"node_budget": budget}
-    observer = io.IdealObserver(EVAL_LEVEL, planner=planner, **options)
-    state, _ = io._jitted(env, "reset_from")(*episode[0])  # compile the env outside the timing
-    jax.block_until_ready(io._jitted(env, "step")(state, np.int32(0), jax.random.PRNGKey(0)))
+    observer = iob.IdealObserver(EVAL_LEVEL, planner=planner, **options)
+    state, _ = iob._jitted(env, "reset_from")(*episode[0])  # compile the env outside the timing
+    jax.block_until_ready(iob._jitted(env, "step")(state, np.int32(0), jax.random.PRNGKey(0)))
 
     def one_episode():
-        returns, decisions, seconds = io.play_episode(env, observer, *episode[0])
+        returns, decisions, seconds = iob.play_episode(env, observer, *episode[0])
         return returns, decisions, seconds
 
     if benchmark.enabled:

@@ -418,6 +418,7 @@ def io_trace_check(
     import time
 
     from baselines.alchemy import ideal_observer as io
+    from baselines.alchemy import observer as iob
     from environments.symbolic_alchemy import SymbolicAlchemy
     from environments.symbolic_alchemy import evaluation_set as es
 
@@ -438,12 +439,12 @@ def io_trace_check(
     io.reach_tables()  # built once per process, outside the per-episode timing
     rows = []
     for e in range(episodes):
-        check = io.check_recorded_actions(
+        check = iob.check_recorded_actions(
             env,
-            io.IdealObserver(
+            iob.IdealObserver(
                 es.LEVEL,
                 max_nodes=max_nodes,
-                backend=agent_config.get("io_backend", io.DEFAULT_BACKEND),
+                backend=agent_config.get("io_backend", iob.DEFAULT_BACKEND),
             ),
             *data.episodes(e),
             data.traces["ideal_observer"][e],
