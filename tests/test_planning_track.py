@@ -162,9 +162,19 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
     }
     lstm = main.agent_config("vtrace_lstm")
     assert lstm["prev_action_reward"] and lstm["lstm_size"] == lstm["torso_width"] == 128
-    # Street navigation keeps its configuration (and its results).
-    assert quick["osl_a_j5"].agent_config("epn")["memory_slots"] == 96
-    assert quick["osl_a_j5"].train.num_envs == 32
+    # Street navigation: the same learner and EPN design options, room for 96 distinct moves.
+    osl = quick["osl_a_j5"]
+    assert osl.agent_config("epn") == {
+        **epn,
+        "memory_slots": 96,
+        "anneal_updates": osl.train.num_updates,
+    }
+    assert (osl.train.num_envs, osl.train.unroll_length) == (16, 10)
+    assert osl.train.num_updates >= 3000
+    for agent in ("epn", "vtrace_lstm"):
+        config = osl.agent_config(agent)
+        assert (config["learning_rate"], config["entropy_cost"]) == (1e-3, 0.01)
+        assert config["anneal_updates"] == osl.train.num_updates
     variant = quick["osl_ab_j5"]
     assert variant.env_config == {**quick["osl_a_j5"].env_config, "family": "A+B"}
     assert variant.agent_config("epn") == quick["osl_a_j5"].agent_config("epn")

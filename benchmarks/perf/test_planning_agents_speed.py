@@ -1,8 +1,10 @@
 """Training speed of the planning track's agents, and the EPN's achieved FLOP/s vs sgemm.
 
-All on the Memory & Planning Game 4 x 4 / 100 steps, 32 environments, unroll = one episode
-(100 steps + the LAST one = 101), one seed, through `RLProgram` (one timed call = one compiled
-update: 101 acting steps in 32 environments, then the learner).
+The agents' speeds are on the Memory & Planning Game 4 x 4 / 100 steps, 32 environments, unroll =
+one episode (100 steps + the LAST one = 101), one seed, through `RLProgram` (one timed call = one
+compiled update: 101 acting steps in 32 environments, then the learner). The FLOP/s test also
+runs the quick tier's headline EPN in its own setting (`quick_3x3`: MPG-V64 3 x 3 / 30 with the
+design options of `EPN_QUICK_3X3`, 16 environments x 10-step truncated unrolls).
 
 `test_agent_steps_per_second`: end-to-end environment steps/s of `epn` (quick and paper sizes),
 `transformer_memory` and `vtrace_lstm` (prev_action_reward, LSTM 128), pytest-benchmark rounds.
@@ -16,7 +18,8 @@ busy machine slows both alike. Analytic FLOPs of one update (matmuls only, 2 per
             K(16ND^2 + 4N^2D), readout 4ND^2 + 2PD, heads;  N = memory_slots (padded, as computed)
     F_bwd = 2F less the input gradients of the data-fed products (memory slots, goal, o_t)
 
-with B environments, T acting steps (one read each) and T + 1 learner reads (fwd + bwd). The
+with B environments, T acting steps (one read each) and T + 1 learner reads (fwd + bwd), B and T
+the setting's (`SETTINGS`). The
 ratio per interleaved pair is recorded (median and best) with the load average, since another
 training run may share the two cores.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +48,28 @@ import baselines
 import environments
 from baselines import epn
 from benchmarks.programs.rl import RLProgram, TrainConfig
+from benchmarks.tracks.planning import experiments as planning
 
-ENV = ("memory_planning_game", {"maze_size": 4, "max_episode_steps": 100})
-NUM_ENVS = 32
-UNROLL = 101  # one episode: 100 steps and the LAST timestep
+
+class Setting(NamedTuple):
+    """An environment and the learner's batch: `num_envs` x `unroll` steps per update."""
+
+    env: tuple[str, dict]
+    num_envs: int
+    unroll: int
+
+
+# MPG 4x4/100, whole episodes (100 steps and the LAST timestep) in 32 environments.
+MPG_4X4 = Setting(("memory_planning_game", {"maze_size": 4, "max_episode_steps": 100}), 32, 101)
+# The quick tier's headline: MPG-V64 3x3/30 with its truncated-unroll learner.
+MPG_3X3 = Setting(
+    ("memory_planning_game", planning.MPG_3X3_30),
+    planning.QUICK_NUM_ENVS,
+    planning.QUICK_UNROLL,
+)
+EPN_SETTINGS = {"quick": MPG_4X4, "paper": MPG_4X4, "quick_3x3": MPG_3X3}
 EPN_SIZES = {
+    "quick_3x3": planning.EPN_QUICK_3X3,
     "quick": {
         "d_model": 32,
         "num_heads": 2,
@@ -73,20 +94,20 @@ AGENTS = {
 PAIRS = 6  # interleaved (sgemm, update) pairs per FLOP/s measurement
 
 
-def build_program(agent: str, config: dict) -> RLProgram:
-    env = environments.make(ENV[0], **ENV[1])
-    steps = NUM_ENVS * UNROLL
+def build_program(agent: str, config: dict, setting: Setting = MPG_4X4) -> RLProgram:
+    env = environments.make(setting.env[0], **setting.env[1])
+    steps = setting.num_envs * setting.unroll
     train = TrainConfig(
         total_steps=steps,
-        num_envs=NUM_ENVS,
-        unroll_length=UNROLL,
+        num_envs=setting.num_envs,
+        unroll_length=setting.unroll,
         log_every=steps,
         logs_per_chunk=1,
     )
     return RLProgram(env, baselines.make_agent(agent, env.specs(), **config), train)
 
 
-def update_flops(config: dict, env) -> int:
+def update_flops(config: dict, env, setting: Setting) -> int:
     """Analytic matmul FLOPs of one EPN training update (see the module docstring)."""
     specs = env.specs()
     cfg = epn.EPNConfig(**config)
@@ -98,7 +119,8 @@ def update_flops(config: dict, env) -> int:
         specs.action.num_values,
     )
     f, f_bwd = flops["forward"], flops["backward"]
-    return NUM_ENVS * (UNROLL * f + (UNROLL + 1) * (f + f_bwd))
+    b, t = setting.num_envs, setting.unroll
+    return b * (t * f + (t + 1) * (f + f_bwd))
 
 
 def sgemm_seconds(a: np.ndarray, repeats: int = 3) -> float:
@@ -139,8 +161,8 @@ def test_agent_steps_per_second(benchmark, name):
             "agent": agent,
             "agent_config": config,
             "baseline": "vtrace_lstm",
-            "num_envs": NUM_ENVS,
-            "unroll_length": UNROLL,
+            "num_envs": MPG_4X4.num_envs,
+            "unroll_length": MPG_4X4.unroll,
             "seconds_per_update": seconds,
             "steps_per_second": program.steps_per_chunk / seconds,
             "compile_seconds": max(0.0, first_s - seconds),
@@ -151,9 +173,9 @@ def test_agent_steps_per_second(benchmark, name):
 
 @pytest.mark.parametrize("size", sorted(EPN_SIZES))
 def test_epn_flops_vs_sgemm(benchmark, size):
-    config = EPN_SIZES[size]
-    program = build_program("epn", config)
-    flops = update_flops(config, program.env)
+    config, setting = EPN_SIZES[size], EPN_SETTINGS[size]
+    program = build_program("epn", config, setting)
+    flops = update_flops(config, program.env, setting)
     state = {"carry": program.init([0])}
     _timed_update(program, state)  # compile
     a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
@@ -174,14 +196,15 @@ def test_epn_flops_vs_sgemm(benchmark, size):
             "size": size,
             "agent_config": config,
             "flops_per_update": flops,
-            "env_steps_per_update": NUM_ENVS * UNROLL,
+            "env": [setting.env[0], setting.env[1]],
+            "num_envs": setting.num_envs,
+            "unroll_length": setting.unroll,
+            "env_steps_per_update": program.steps_per_chunk,
             "sgemm_gflops_median": float(np.median(sgemm) / 1e9),
             "achieved_gflops_median": float(np.median(achieved) / 1e9),
             "ratio_median": float(np.median(ratios)),
             "ratio_best": float(np.max(ratios)),
-            "steps_per_second_median": float(
-                NUM_ENVS * UNROLL * np.median(1.0 / (flops / achieved))
-            ),
+            "steps_per_second_median": float(program.steps_per_chunk * np.median(achieved) / flops),
             "load_average": os.getloadavg(),
         }
     )

@@ -2,11 +2,11 @@
 
 Spec: shared/specs/planning.md. Every experiment's primary metric is `episode_return`, the reward
 per episode (= tasks completed: each Collect on the goal pays 1). The quick tier's MPG
-experiments (headline game MPG-V64 3x3/30, spec §0) use the quick learner: 16 environments x
-10-step truncated unrolls with the recurrent state and the EPN's memory carried across unroll
-boundaries (6,250 updates per 1M steps), Adam 1e-3. Every other experiment unrolls one whole
-episode plus the dm_env reset step (T = episode length + 1, as in the credit track) in 32
-environments per update and uses the spec's learner (§2.3): Adam 3e-4; both anneal the entropy
+and street-navigation experiments (headline game MPG-V64 3x3/30, spec §0) use the quick learner:
+16 environments x 10-step truncated unrolls with the recurrent state and the EPN's memory carried
+across unroll boundaries (6,250 updates per 1M steps), Adam 1e-3. Every other experiment unrolls
+one whole episode plus the dm_env reset step (T = episode length + 1, as in the credit track) in
+32 environments per update and uses the spec's learner (§2.3): Adam 3e-4; both anneal the entropy
 cost linearly from 0.01 to 0.003 over the run's updates, discount 0.99, value cost 0.5,
 global-norm clip 40. Budgets count the reset step as an environment step. The reference policies
 (random, reactive, explore_plan, oracle) run as non-learning arms of the main experiments, so
@@ -152,7 +152,6 @@ EPN_QUICK = {
     "memory": "dedup_moves",
     "memory_slots": 64,
 }
-EPN_QUICK_OSL = {**EPN_QUICK, "memory_slots": 96}
 # On MPG 3x3 (36 distinct moves): the design options that make the supervised planning check
 # and RL learn (docs/planning.md): the current position in the planner's query, the codes'
 # matches of each slot's ends with the goal and position, attention biased towards the slots
@@ -165,6 +164,9 @@ EPN_QUICK_3X3 = {
     "transition_bias": True,
     "goal_match": True,
 }
+# Street navigation (codes of directed street edges, 200 steps): the same design options, with
+# room for a J=5 neighbourhood's distinct moves.
+EPN_QUICK_OSL = {**EPN_QUICK_3X3, "memory_slots": 96}
 EPN_PAPER = {"d_model": 64, "num_heads": 4, "num_iterations": 4, "memory": "all"}
 EPN_SMOKE = {
     "d_model": 16,
@@ -344,7 +346,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
         total, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5, **kw
     )
     mpg_train = unroll(steps)
-    osl_train = train_config(osl_steps, 201, logs_per_chunk=5)
+    osl_train = unroll(osl_steps)
     million = lambda s: f"{s / 1e6:g}M"
     main = "mpg_v64_3x3_30"
 
@@ -371,8 +373,8 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
         "position, slot matches, transition bias, goal match) 5 seeds, the spec's EPN, EPN K=1 "
         f"and transformer 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), references; "
         "supervised planning checks (3 seeds); "
-        f"OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (N=96) and LSTM, 2 seeds "
-        "each; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
+        f"OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (the same options, N=96) and "
+        "LSTM, 2 seeds each; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
         experiments=(
             mpg(
                 ROLE_MPG,
@@ -442,6 +444,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 "OSL-sub A (train), J=5, 200 steps",
                 OSL_EVALUATIONS,
                 seeds=QUICK_OSL_SEEDS,
+                learner_options=QUICK_LEARNER,
             ),
             experiment(
                 ROLE_OSL_AB,
@@ -453,6 +456,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 "OSL-sub A+B (train), J=5, 200 steps",
                 OSL_EVALUATIONS,
                 seeds=QUICK_OSL_SEEDS,
+                learner_options=QUICK_LEARNER,
             ),
         ),
     )
