@@ -19,9 +19,8 @@ busy machine slows both alike. Analytic FLOPs of one update (matmuls only, 2 per
     F_bwd = 2F less the input gradients of the data-fed products (memory slots, goal, o_t)
 
 with B environments, T acting steps (one read each) and T + 1 learner reads (fwd + bwd), B and T
-the setting's (`SETTINGS`). The
-ratio per interleaved pair is recorded (median and best) with the load average, since another
-training run may share the two cores.
+those of the size's setting (`EPN_SETTINGS`). The ratio per interleaved pair is recorded (median
+and best) with the load average, since another training run may share the two cores.
 
 `test_epn_block_matmul_ceiling`: each matrix product of one block's forward at the quick size
 (a chunk of 64 reads) timed alone, FLOP-weighted into the ratio to sgemm that the block could
@@ -67,7 +66,7 @@ MPG_3X3 = Setting(
     planning.QUICK_NUM_ENVS,
     planning.QUICK_UNROLL,
 )
-EPN_SETTINGS = {"quick": MPG_4X4, "paper": MPG_4X4, "quick_3x3": MPG_3X3}
+EPN_SETTINGS = {"quick": MPG_4X4, "paper": MPG_4X4, "quick_3x3": MPG_3X3}  # where each size runs
 EPN_SIZES = {
     "quick_3x3": planning.EPN_QUICK_3X3,
     "quick": {
