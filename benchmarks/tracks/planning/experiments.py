@@ -33,16 +33,17 @@ families A and B, so that only NYC is held out: spec §3.1's variant). The first
 (MPG-V64 4x4/100, tier `quick_4x4`) has roles of its own (`mpg_4x4`, ...), which the report does
 not compare with the headline.
 
-Quick tier, measured and estimated time on the 2-core machine (docs/planning.md): the EPN at
-3x3/30 trains at about 2,400 env steps/s with 2 seeds vmapped, the LSTM at about 31,000:
+Quick tier, measured time on the 2-core machine (recorded training + evaluation seconds of the
+committed runs, each with another program on the other core; docs/planning.md): 5.77 core-hours,
+2.89 h as two streams. The EPN's cost is linear in seeds (vmapping gives no throughput):
 
-    mpg_v64_3x3_30              EPN 5 x 1M (~35 min), LSTM 5 x 1M, 4 references
-    mpg_v64_3x3_30_epn_spec     spec EPN 3 x 1M (~21 min)
-    mpg_v64_3x3_30_epn_k1       EPN K = 1, 3 x 1M
-    mpg_v64_3x3_30_transformer  transformer (2 layers, D 64, H 4), 3 x 1M
-    mpg_v64_3x3_30_lstm_10m     LSTM 5 x 10M
-    planning_check_*            supervised checks, 3 seeds x 4 networks x 3,000 updates
-    osl_a_j5, osl_ab_j5         EPN (dedup N 96) and LSTM 2 x 0.5M (unchanged; ~1 h)
+    mpg_v64_3x3_30              EPN 5 x 1M (5,175 s), LSTM 5 x 1M (149 s), 4 references
+    mpg_v64_3x3_30_epn_spec     spec EPN 3 x 1M (1,627 s)
+    mpg_v64_3x3_30_epn_k1       EPN K = 1, 3 x 1M (1,932 s)
+    mpg_v64_3x3_30_transformer  transformer (2 layers, D 64, H 4), 3 x 1M (186 s)
+    mpg_v64_3x3_30_lstm_10m     LSTM 5 x 10M (2,028 s)
+    planning_check_*            supervised checks, 3 seeds x 4 networks x 3,000 updates (2,246 s)
+    osl_a_j5, osl_ab_j5         EPN (dedup N 96) and LSTM 2 x 0.5M (3,440 + 3,319 s EPN)
     evaluations                 final 500 episodes per seed; sizes 8 x 50 episodes (EPN at K
                                 and 2K, N up to 256); K sweep 4 x 100; held-out streets
 
