@@ -66,9 +66,37 @@ class GridCNNTorso(hk.Module):
             x = x.reshape(x.shape[0], side, side)
         if x.ndim == 3:  # [B, H, W] -> [B, H, W, 1]
             x = x[..., None]
-        x = jax.nn.relu(hk.Conv2D(32, 2, stride=1, padding="VALID")(x))
-        x = jax.nn.relu(hk.Conv2D(64, 2, stride=1, padding="VALID")(x))
+        x = jax.nn.relu(PatchConv2D(32, 2)(x))  # [B, H-1, W-1, 32]
+        x = jax.nn.relu(PatchConv2D(64, 2)(x))  # [B, H-2, W-2, 64]
         return jax.nn.relu(hk.Linear(self.width)(hk.Flatten()(x)))  # [B, width]
+
+
+class PatchConv2D(hk.Module):
+    """`hk.Conv2D(channels, kernel, stride=1, padding="VALID")`, computed as one matmul over
+    the kernel's patches.
+
+    Same parameter names, shapes and initial values as `hk.Conv2D` (so the same key gives the
+    same network), outputs equal to float rounding. On XLA's CPU backend the convolution is the
+    slow part of a small-grid torso: on Key-to-Door's 5x5 grids (5 seeds vmapped, 968 rows) the
+    torso's gradient takes 93 ms this way against 141 ms through `lax.conv`, and an acting step's
+    forward 0.15 ms against 0.29 ms (docs/credit.md).
+    """
+
+    def __init__(self, channels: int, kernel: int, name: str = "conv2_d"):
+        super().__init__(name=name)
+        self.channels, self.kernel = channels, kernel
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, H, W, C]
+        k, (height, width, channels) = self.kernel, x.shape[1:]
+        fan_in = k * k * channels
+        w_init = hk.initializers.TruncatedNormal(stddev=1.0 / math.sqrt(fan_in))
+        w = hk.get_parameter("w", (k, k, channels, self.channels), x.dtype, init=w_init)
+        b = hk.get_parameter("b", (self.channels,), x.dtype, init=jnp.zeros)
+        rows, cols = height - k + 1, width - k + 1
+        patches = jnp.concatenate(  # [B, rows, cols, k*k*C], ordered like w's (i, j, c)
+            [x[:, i : rows + i, j : cols + j] for i in range(k) for j in range(k)], axis=-1
+        )
+        return patches @ w.reshape(fan_in, self.channels) + b
 
 
 @_torso("atari_cnn")

@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import chex
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -254,3 +256,23 @@ def test_learner_unroll_matches_the_actor_with_previous_inputs():
     # Parameters before the second update are the ones the actor used in this unroll.
     (learner_logits, _), _ = network.unroll(start.params, inputs, start.core_state)
     np.testing.assert_allclose(learner_logits[:-1], traj.infos["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, channels", [((5, 5, 3), 32), ((4, 6, 32), 64)])
+def test_patch_conv_is_haikus_valid_conv(shape, channels):
+    """The grid torso's matmul convolution has hk.Conv2D's parameters (names, shapes, initial
+    values for the same key) and its outputs, including for non-square inputs."""
+    from baselines.networks import PatchConv2D
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, *shape))
+    ours = hk.without_apply_rng(hk.transform(lambda x: PatchConv2D(channels, 2)(x)))
+    theirs = hk.without_apply_rng(
+        hk.transform(lambda x: hk.Conv2D(channels, 2, stride=1, padding="VALID")(x))
+    )
+    params = ours.init(jax.random.PRNGKey(0), x)
+    reference = theirs.init(jax.random.PRNGKey(0), x)
+    chex.assert_trees_all_equal(params, reference)
+    out = ours.apply(params, x)
+    assert out.shape == (3, shape[0] - 1, shape[1] - 1, channels)
+    np.testing.assert_allclose(out, theirs.apply(params, x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out, 0.0)
