@@ -49,6 +49,8 @@ def test_track_is_registered_with_its_tiers_agents_and_hook():
         "smoke",
         "quick",
         "quick_lite",
+        "osl_ab",
+        "osl_ab_lite",
         "quick_4x4",
         "quick_4x4_lite",
         "fallback",
@@ -108,7 +110,6 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
         "planning_check_mpg_v64_3x3_30": 3,
         "planning_check_mpg_v64_3x3_30_epn_spec": 3,
         "osl_a_j5": 2,
-        "osl_ab_j5": 2,
     }
     for name, budget in (
         ("mpg_v64_3x3_30", 1e6),
@@ -175,9 +176,15 @@ def test_quick_tier_is_the_3x3_headline_with_the_truncated_unroll_learner():
         config = osl.agent_config(agent)
         assert (config["learning_rate"], config["entropy_cost"]) == (1e-3, 0.01)
         assert config["anneal_updates"] == osl.train.num_updates
-    variant = quick["osl_ab_j5"]
-    assert variant.env_config == {**quick["osl_a_j5"].env_config, "family": "A+B"}
-    assert variant.agent_config("epn") == quick["osl_a_j5"].agent_config("epn")
+    # Spec §3.1's A+B variant is its own tier, with the quick street arms.
+    (variant,) = TRACK.tier("osl_ab").experiments
+    assert (variant.name, TRACK.tier("osl_ab").seeds) == ("osl_ab_j5", 2)
+    assert variant.env_config == {**osl.env_config, "family": "A+B"}
+    assert variant.train == osl.train
+    for agent in ("epn", "vtrace_lstm"):
+        assert variant.agent_config(agent) == osl.agent_config(agent)
+    (lite_variant,) = TRACK.tier("osl_ab_lite").experiments
+    assert lite_variant.train.total_steps == round(design.QUICK_OSL_STEPS * design.LITE_SCALE)
     lite = {e.name: e for e in TRACK.tier("quick_lite").experiments}
     assert lite["mpg_v64_3x3_30_lite"].train.total_steps == round(1e6 * design.LITE_SCALE)
     assert lite["planning_check_mpg_v64_3x3_30"] == quick["planning_check_mpg_v64_3x3_30"]

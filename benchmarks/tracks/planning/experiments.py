@@ -34,8 +34,8 @@ families A and B, so that only NYC is held out: spec §3.1's variant). The first
 not compare with the headline.
 
 Quick tier, measured time on the 2-core machine (recorded training + evaluation seconds of the
-committed runs, each with another program on the other core; docs/planning.md): 5.77 core-hours,
-2.89 h as two streams. The EPN's cost is linear in seeds (vmapping gives no throughput):
+committed runs, each with another program on the other core; docs/planning.md): 4.83 core-hours,
+2.42 h as two streams. The EPN's cost is linear in seeds (vmapping gives no throughput):
 
     mpg_v64_3x3_30              EPN 5 x 1M (5,175 s), LSTM 5 x 1M (149 s), 4 references
     mpg_v64_3x3_30_epn_spec     spec EPN 3 x 1M (1,627 s)
@@ -43,9 +43,12 @@ committed runs, each with another program on the other core; docs/planning.md): 
     mpg_v64_3x3_30_transformer  transformer (2 layers, D 64, H 4), 3 x 1M (186 s)
     mpg_v64_3x3_30_lstm_10m     LSTM 5 x 10M (2,028 s)
     planning_check_*            supervised checks, 3 seeds x 4 networks x 3,000 updates (2,246 s)
-    osl_a_j5, osl_ab_j5         EPN (dedup N 96) and LSTM 2 x 0.5M (3,440 + 3,319 s EPN)
+    osl_a_j5                    EPN (dedup N 96), LSTM and references 2 x 0.5M (3,440 s EPN)
     evaluations                 final 500 episodes per seed; sizes 8 x 50 episodes (EPN at K
                                 and 2K, N up to 256); K sweep 4 x 100; held-out streets
+
+Tier `osl_ab` is spec §3.1's street variant (the quick street arms trained on families A and B,
+so only NYC is held out), about an hour of one core; spec §4's quick content does not list it (`osl_ab_lite`: the same at 0.2 of the budget).
 
 `quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training budget.
 
@@ -374,8 +377,9 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
         "position, slot matches, transition bias, goal match) 5 seeds, the spec's EPN, EPN K=1 "
         f"and transformer 3 seeds, LSTM 5 seeds (+ {million(long_steps)} steps), references; "
         "supervised planning checks (3 seeds); "
-        f"OSL-sub A J=5 and A+B J=5 at {million(osl_steps)}: EPN (the same options, N=96) and "
-        "LSTM, 2 seeds each; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out streets",
+        f"OSL-sub A J=5 at {million(osl_steps)}: EPN (the same options, N=96), LSTM and "
+        "references, 2 seeds; evaluations: final 500 episodes, sizes 4-8, K sweep, held-out "
+        "streets",
         experiments=(
             mpg(
                 ROLE_MPG,
@@ -447,16 +451,32 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 seeds=QUICK_OSL_SEEDS,
                 learner_options=QUICK_LEARNER,
             ),
+        ),
+    )
+
+
+def osl_ab_tier(scale: float = 1.0, suffix: str = "") -> Tier:
+    """Spec §3.1's street variant at the quick tier's size: the quick OSL arms trained on
+    families A and B, so that only NYC is held out. Its own tier (not in spec §4's quick
+    content, and 57 min of one core: the quick tier stays within its 2.5 h without it)."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    osl_steps = round(QUICK_OSL_STEPS * scale)
+    return Tier(
+        seeds=QUICK_OSL_SEEDS,
+        description=f"OSL-sub A+B J=5 at {osl_steps / 1e6:g}M steps, the quick tier's street "
+        "arms (EPN N=96, LSTM) trained on families A and B, 2 seeds; evaluations: final 500 "
+        "episodes, held-out streets (NYC the only unseen city)",
+        experiments=(
             experiment(
                 ROLE_OSL_AB,
                 f"osl_ab_j5{suffix}",
                 "street_navigation",
                 OSL_AB_J5,
-                osl_train,
+                train_config(osl_steps, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5),
                 {EPN: EPN_QUICK_OSL, LSTM: LSTM_QUICK},
                 "OSL-sub A+B (train), J=5, 200 steps",
                 OSL_EVALUATIONS,
-                seeds=QUICK_OSL_SEEDS,
                 learner_options=QUICK_LEARNER,
             ),
         ),
@@ -485,6 +505,8 @@ def planning_check(name: str, agents: dict[str, dict[str, Any]], label: str) -> 
 
 QUICK = quick_tier()
 QUICK_LITE = quick_tier(LITE_SCALE, "_lite")
+OSL_AB = osl_ab_tier()
+OSL_AB_LITE = osl_ab_tier(LITE_SCALE, "_lite")
 
 
 def quick_4x4_tier(scale: float = 1.0, suffix: str = "") -> Tier:
@@ -693,6 +715,8 @@ PLANNING = register(
             "smoke": SMOKE,
             "quick": QUICK,
             "quick_lite": QUICK_LITE,
+            "osl_ab": OSL_AB,
+            "osl_ab_lite": OSL_AB_LITE,
             "quick_4x4": QUICK_4X4,
             "quick_4x4_lite": QUICK_4X4_LITE,
             "fallback": FALLBACK,
