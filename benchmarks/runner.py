@@ -332,6 +332,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
     start_chunk, wall_before, resumed, meta = 0, 0.0, False, None
     progress_tables = _progress_from_json(None, len(group.seeds))
     progress_time = 0.0
+    loop_time = 0.0  # the program's own in-loop evaluations (`chunk_evaluation_seconds`)
     if ckpt.exists():
         try:
             carry, logs, meta = load_checkpoint(ckpt, carry)
@@ -348,6 +349,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         start_chunk, wall_before, resumed = meta["chunks_done"], meta.get("wall_time", 0.0), True
         progress_tables = _progress_from_json(meta.get("progress"), len(group.seeds))
         progress_time = meta.get("progress_evaluation_time", 0.0)
+        loop_time = meta.get("loop_evaluation_time", 0.0)
         if progress:
             progress(start_chunk * program.steps_per_chunk * len(group.seeds))
     steps = program.log_steps()
@@ -359,6 +361,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
             carry, chunk_logs = program.run_chunk(carry)
         except InvalidActions as e:  # raised by a host-stepped program (Skiing)
             raise InvalidActions(f"{group.title}: agent {group.agent!r}: {e}") from None
+        loop_time += getattr(program, "chunk_evaluation_seconds", 0.0)
         _check_actions(group, chunk_logs.pop(INVALID_ACTIONS, None))
         per_chunk = next(iter(chunk_logs.values())).shape[1] if chunk_logs else 0
         offset = chunk * per_chunk
@@ -377,6 +380,7 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
                 "config_hash": group.config_hash,
                 "seeds": group.seeds,
                 "wall_time": wall_before + time.time() - started,
+                "loop_evaluation_time": loop_time,
             }
             if progress_at:
                 meta["progress"] = _progress_to_json(progress_tables)
@@ -410,8 +414,13 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         "seeds_in_program": group.seeds,
         "resumed": resumed,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        # Training speed: the wall time less the progress evaluations run inside it.
-        "steps_per_second": float(steps[-1] * len(group.seeds) / max(wall - progress_time, 1e-9)),
+        # Training time and speed: the wall time less the evaluations run inside it (progress
+        # evaluations, and a program's own at its log points).
+        "training_time": wall - progress_time - loop_time,
+        "loop_evaluation_time": loop_time,
+        "steps_per_second": float(
+            steps[-1] * len(group.seeds) / max(wall - progress_time - loop_time, 1e-9)
+        ),
         "env_metadata": _env_metadata(program),
     }
     if group.experiment.design:

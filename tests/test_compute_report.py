@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -401,3 +402,16 @@ def test_no_results_give_insufficient_data_and_skip_every_figure(tmp_path):
     result = compute.report(empty, [], tmp_path)
     assert all(v.status == INSUFFICIENT_DATA for v in result.verdicts) and not result.figures
     assert len(result.notes) == 7 and all("skipped" in n for n in result.notes)
+
+
+def test_wall_clock_axis_uses_training_time_where_recorded(tmp_path):
+    """fig3_curves' wall-clock axis: a run's training time (evaluations excluded) where meta.json
+    records it, else its whole wall time (runs recorded before), and it says which."""
+    new = _write(tmp_path, "isoflop_2e12_d64", "dense", 0, 2.1, _constants("dense", 64))
+    old = _write(tmp_path, "isoflop_2e12_d64", "mod", 0, 2.1, _constants("mod", 64))
+    new, old = Path(new), Path(old)
+    meta = json.loads((new / "meta.json").read_text())
+    (new / "meta.json").write_text(json.dumps({**meta, "training_time": 80.0}))
+    walls = compute.wall_times([new, old])
+    assert walls[("isoflop_2e12_d64", "dense", 0)] == compute.WallTime(80.0, True)
+    assert walls[("isoflop_2e12_d64", "mod", 0)] == compute.WallTime(100.0, False)

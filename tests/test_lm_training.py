@@ -215,6 +215,14 @@ def test_resume_from_checkpoint_equals_uninterrupted(dense_program, tmp_path, mo
     _run(tmp_path / "u", dense_program)
     pd.testing.assert_frame_equal(_results(tmp_path / "k"), _results(tmp_path / "u"))
     assert all(m["resumed"] for m in store.load_metas([tmp_path / "k"]))
+    # The log points' evaluations are timed apart from training, across the resume too.
+    for out in ("k", "u"):
+        for meta in store.load_metas([tmp_path / out]):
+            loop = meta["loop_evaluation_time"]
+            assert 0 < loop < meta["wall_time"]
+            assert meta["training_time"] == pytest.approx(meta["wall_time"] - loop)
+            flops = dense_program.log_steps()[-1] * 2  # both seeds
+            assert meta["steps_per_second"] == pytest.approx(flops / meta["training_time"])
 
 
 class _PoisonedBeforeLastChunk:

@@ -171,6 +171,8 @@ def test_progress_evaluations_run_at_their_budget_fractions_and_survive_a_resume
     # The training speed leaves out the evaluations run inside the wall time.
     training = meta["wall_time"] - meta["progress_evaluation_time"]
     assert 0 < meta["progress_evaluation_time"] < meta["wall_time"]
+    assert meta["loop_evaluation_time"] == 0  # the RL program evaluates nothing in its loop
+    assert meta["training_time"] == pytest.approx(training)
     assert meta["steps_per_second"] == pytest.approx(48 * 2 / training)
     # Other runs keep their config hashes.
     assert "progress_points" not in store.read_meta(folder(tmp_path / "f"))["config"]

@@ -26,8 +26,11 @@ FLOPs per seed at each log point, so the `step` column of the results store hold
 logged as the metrics `steps` and `tokens`.
 
 Log points fall every `eval_every` optimiser steps and at the last step (the last interval may
-be shorter). A chunk is `logs_per_chunk` log intervals in one jitted program: a `lax.scan` over
-intervals, each a loop over training steps and an evaluation, with every seed's state vmapped.
+be shorter). A chunk is `logs_per_chunk` log intervals, each two jitted programs with every
+seed's state vmapped: a loop over the interval's training steps, then the evaluation. They are
+two programs so that the host can time the evaluations apart: `chunk_evaluation_seconds`, which
+the runner subtracts from the run's training time (meta.json `training_time`, the wall-clock
+axis of the compute track's learning curves).
 The step counter is shared by the seeds (they run in lock step), so loop bounds are not batched:
 the last interval runs only the steps left, and log slots past the end of the run (padding of the
 last chunk) train nothing, evaluate nothing and log NaN, which the runner leaves out.
@@ -71,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -403,7 +407,11 @@ class LMProgram:
         shapes = jax.eval_shape(self._init_one, jnp.uint32(0))
         self.num_params = int(sum(np.prod(p.shape) for p in jax.tree.leaves(shapes.params)))
         self._init = jax.jit(self._init_all)
-        self._chunk = jax.jit(self._chunk_all)
+        self._train = jax.jit(self._train_interval)
+        self._eval = jax.jit(self._evaluate_interval)
+        # Seconds the last `run_chunk` spent in its log points' evaluations (their compilation
+        # included): the runner records the run's training time without them.
+        self.chunk_evaluation_seconds = 0.0
 
     def _window_counts(self) -> tuple[int, int]:
         return self.config.eval_windows, self.config.final_eval_windows
@@ -428,8 +436,20 @@ class LMProgram:
     def run_chunk(self, carry: LMCarry) -> tuple[LMCarry, dict[str, np.ndarray]]:
         """One chunk for every seed: logs are [S, logs_per_chunk] arrays (NaN in padding)."""
         first = int(jax.device_get(carry.logs_done))
-        carry, logs = self._chunk(carry, self._stream, (self._validation, self._starts))
-        logs = {k: np.asarray(v, np.float64).T for k, v in logs.items()}  # [S, lpc]
+        windows = (self._validation, self._starts)
+        parts, self.chunk_evaluation_seconds = [], 0.0
+        for _ in range(self.config.logs_per_chunk):
+            carry, train_logs = self._train(carry, self._stream)
+            jax.block_until_ready(carry)
+            started = time.perf_counter()
+            carry, eval_logs = self._eval(carry, windows)
+            jax.block_until_ready(eval_logs)
+            self.chunk_evaluation_seconds += time.perf_counter() - started
+            parts.append({**train_logs, **eval_logs})
+        logs = {  # [S, lpc]
+            k: np.stack([np.asarray(part[k], np.float64) for part in parts], axis=1)
+            for k in parts[0]
+        }
         slots = first + np.arange(self.config.logs_per_chunk)
         real = slots < self.plan.num_logs
         counts = np.minimum((slots + 1) * self.plan.eval_every, self.plan.total_steps)
@@ -547,7 +567,8 @@ class LMProgram:
         )
         return logs
 
-    def _interval(self, carry: LMCarry, stream: Array, windows: tuple[Array, Array]):
+    def _train_interval(self, carry: LMCarry, stream: Array) -> tuple[LMCarry, dict[str, Array]]:
+        """The training steps of the next log interval (none past the run's end), every seed."""
         plan = self.plan
         todo = jnp.clip(plan.total_steps - carry.step, 0, plan.eval_every)  # steps this interval
         names = self._metric_names(TRAIN_METRICS, MOD_TRAIN_METRICS)
@@ -563,19 +584,16 @@ class LMProgram:
         state, sums = jax.lax.fori_loop(0, todo, body, (carry.agent_state, zeros))
         n = todo.astype(jnp.float32)
         logs = {k: jnp.where(n > 0, v / jnp.maximum(n, 1.0), jnp.nan) for k, v in sums.items()}
-        real = carry.logs_done < plan.num_logs
-        final = carry.logs_done == plan.num_logs - 1
-        logs.update(self._evaluate(state.params, carry.seed, windows, real, final))
-        carry = LMCarry(state, carry.seed, carry.step + todo, carry.logs_done + 1)
-        return carry, logs
+        return LMCarry(state, carry.seed, carry.step + todo, carry.logs_done), logs
 
-    def _chunk_all(self, carry: LMCarry, stream: Array, windows: tuple[Array, Array]):
-        return jax.lax.scan(
-            lambda c, _: self._interval(c, stream, windows),
-            carry,
-            None,
-            length=self.config.logs_per_chunk,
-        )  # logs: {name: [logs_per_chunk, S]}
+    def _evaluate_interval(
+        self, carry: LMCarry, windows: tuple[Array, Array]
+    ) -> tuple[LMCarry, dict[str, Array]]:
+        """The evaluation that closes a log interval (NaN past the run's end), every seed."""
+        real = carry.logs_done < self.plan.num_logs
+        final = carry.logs_done == self.plan.num_logs - 1
+        logs = self._evaluate(carry.agent_state.params, carry.seed, windows, real, final)
+        return carry._replace(logs_done=carry.logs_done + 1), logs
 
 
 def build_program(experiment, agent: str, agent_config: Mapping[str, Any]) -> LMProgram:

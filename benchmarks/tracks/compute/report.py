@@ -5,8 +5,10 @@ Built from results alone:
     `val_loss_causal_final`, `predictor_accuracy_final`, `router_positive_final`,
     `routed_fraction_final` and the run's constants (`forward_flops`, `non_embedding_params`,
     `params`); the `val_loss` curve over the step axis, which counts training FLOPs;
-  * meta.json `wall_time` (fig3_curves' wall-clock axis: the run's wall time spread in proportion
-    to its training FLOPs, since a vmapped run's throughput is steady after compilation);
+  * meta.json `training_time` (fig3_curves' wall-clock axis: the run's wall time less the
+    evaluations inside it, spread in proportion to its training FLOPs, since a vmapped run's
+    throughput is steady after compilation; `wall_time` for runs recorded before the runner kept
+    the two apart, said on the axis);
   * the extra tables of the post-run evaluations: `lm_flops` (C1) and `routing_map`,
     `routing_hist`, `routing_tokens`, `decode_check` (fig5_routing, C7);
   * speed files `<results>/compute/speed*.json` written by pytest-benchmark from
@@ -233,13 +235,22 @@ def read_tables(folders, name: str, notes: list[str]) -> pd.DataFrame:
     return read_extra_tables(folders, name, notes, lambda key: key[0] == TRACK)
 
 
-def wall_times(folders) -> dict[tuple[str, str, int], float]:
-    """meta.json wall_time per run (the whole vmapped group's seconds)."""
+class WallTime(NamedTuple):
+    seconds: float  # the whole vmapped group's
+    training_only: bool  # evaluations excluded (meta.json `training_time`)
+
+
+def wall_times(folders) -> dict[tuple[str, str, int], WallTime]:
+    """Each run's training seconds (meta.json `training_time`: the wall time less the
+    evaluations run inside it), or its whole `wall_time` for runs recorded before the runner
+    kept the two apart."""
     out = {}
     for key, folder in _folders(folders).items():
         meta = store.read_meta(folder) or {}
-        if "wall_time" in meta:
-            out[key] = float(meta["wall_time"])
+        if "training_time" in meta:
+            out[key] = WallTime(float(meta["training_time"]), True)
+        elif "wall_time" in meta:
+            out[key] = WallTime(float(meta["wall_time"]), False)
     return out
 
 
@@ -717,6 +728,7 @@ def figure_curves(frame, scores, walls, out: Path) -> Figure | str:
     if len(same) and same.iloc[0].experiment != mod.row.experiment:
         runs.append((f"MoD d{dense.row.width} (dense opt's d)", same.iloc[0].experiment, MOD, "--"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    training_only: set[bool] = set()
     for label, experiment, agent, ls in runs:
         sub = frame[
             (frame.experiment == experiment) & (frame.agent == agent) & (frame.metric == "val_loss")
@@ -725,11 +737,18 @@ def figure_curves(frame, scores, walls, out: Path) -> Figure | str:
         seeds = sub.seed.nunique()
         colour = agent_colour(agent)
         axes[0].plot(curve.index, curve.values, ls, color=colour, label=f"{label} (n={seeds})")
-        wall = np.mean([walls.get((experiment, agent, s), np.nan) for s in sub.seed.unique()])
+        times = [walls.get((experiment, agent, s)) for s in sub.seed.unique()]
+        times = [t for t in times if t is not None]
+        wall = np.mean([t.seconds for t in times]) if times else math.nan
+        training_only.update(t.training_only for t in times)
         if math.isfinite(wall) and len(curve):
             axes[1].plot(curve.index / curve.index.max() * wall, curve.values, ls, color=colour)
     axes[0].set_xlabel("training FLOPs")
-    axes[1].set_xlabel("wall-clock seconds (run wall time ∝ FLOPs)")
+    measured = {
+        frozenset({True}): "training time, evaluations excluded",
+        frozenset({False}): "run wall time, evaluations included",
+    }.get(frozenset(training_only), "training time where recorded, else run wall time")
+    axes[1].set_xlabel(f"wall-clock seconds ({measured}; ∝ FLOPs within a run)")
     axes[0].set_ylabel("validation loss (nats/byte)")
     for ax in axes:
         ax.grid(alpha=0.3)
