@@ -125,6 +125,12 @@ def platform_info() -> dict[str, str]:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_count": str(os.cpu_count()),
+        # The CPUs this process may run on: XLA's CPU thread pool follows it, and a larger pool
+        # splits some reductions differently, so on CPU a seed's numbers are reproducible at
+        # the same count (docs/architecture.md, "Determinism").
+        "cpus_usable": str(
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ),
         "jax_backend": jax.default_backend(),
         "devices": ", ".join(str(d) for d in jax.devices()),
     }

@@ -337,3 +337,11 @@ def test_compare_refuses_a_name_that_cannot_make_a_run_folder_before_running(nam
     argv = ["compare", "examples.linear_pg:make", "--track", "credit", "--tier", "smoke"]
     assert cli.main([*argv, "--name", name]) == 2
     assert "--name: run agent" in capsys.readouterr().err
+
+
+def test_platform_records_the_cpus_the_process_may_use():
+    """XLA's CPU thread pool, and with it some reductions' order, follows the usable CPUs."""
+    info = store.platform_info()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert info["cpus_usable"] == str(usable)
+    assert 1 <= int(info["cpus_usable"]) <= int(info["cpu_count"])

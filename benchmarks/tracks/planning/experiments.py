@@ -48,7 +48,8 @@ committed runs, each with another program on the other core; docs/planning.md): 
                                 and 2K, N up to 256); K sweep 4 x 100; held-out streets
 
 Tier `osl_ab` is spec §3.1's street variant (the quick street arms trained on families A and B,
-so only NYC is held out), about an hour of one core; spec §4's quick content does not list it (`osl_ab_lite`: the same at 0.2 of the budget).
+so only NYC is held out), 42 min of one core (2,504 s measured); spec §4's quick content does
+not list it (`osl_ab_lite`: the same at 0.2 of the budget).
 
 `quick_lite` (`quick_tier(LITE_SCALE)`) is the same design at 0.2 of every training budget.
 
@@ -337,20 +338,26 @@ SMOKE = Tier(
 # ------------------------------------------------------------------------------------ quick
 
 
+def _check_scale(scale: float) -> None:
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+
+
+def quick_train(total_steps: int) -> TrainConfig:
+    """The quick tier's truncated-unroll learner over `total_steps` env steps per seed."""
+    return train_config(total_steps, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5)
+
+
 def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     """The quick tier's design with every training budget times `scale` (names + `suffix`):
     the headline game MPG-V64 3x3/30 with the truncated-unroll learner, the supervised planning
     checks, and street navigation."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    _check_scale(scale)
     steps = round(QUICK_STEPS * scale)
     long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
     osl_steps = round(QUICK_OSL_STEPS * scale)
-    unroll = lambda total, **kw: train_config(
-        total, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5, **kw
-    )
-    mpg_train = unroll(steps)
-    osl_train = unroll(osl_steps)
+    mpg_train = quick_train(steps)
+    osl_train = quick_train(osl_steps)
     million = lambda s: f"{s / 1e6:g}M"
     main = "mpg_v64_3x3_30"
 
@@ -427,7 +434,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 {LSTM: LSTM_QUICK},
                 f": LSTM, {million(long_steps)} steps",
                 MPG_EVALUATIONS,
-                train=unroll(long_steps),
+                train=quick_train(long_steps),
             ),
             planning_check(
                 "planning_check_mpg_v64_3x3_30",  # the same checks in every scale
@@ -458,9 +465,9 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
 def osl_ab_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     """Spec §3.1's street variant at the quick tier's size: the quick OSL arms trained on
     families A and B, so that only NYC is held out. Its own tier (not in spec §4's quick
-    content, and 57 min of one core: the quick tier stays within its 2.5 h without it)."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    content, and 42-57 min of one core in its two runs: the quick tier stays within its 2.5 h
+    without it)."""
+    _check_scale(scale)
     osl_steps = round(QUICK_OSL_STEPS * scale)
     return Tier(
         seeds=QUICK_OSL_SEEDS,
@@ -473,7 +480,7 @@ def osl_ab_tier(scale: float = 1.0, suffix: str = "") -> Tier:
                 f"osl_ab_j5{suffix}",
                 "street_navigation",
                 OSL_AB_J5,
-                train_config(osl_steps, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5),
+                quick_train(osl_steps),
                 {EPN: EPN_QUICK_OSL, LSTM: LSTM_QUICK},
                 "OSL-sub A+B (train), J=5, 200 steps",
                 OSL_EVALUATIONS,
@@ -512,8 +519,7 @@ OSL_AB_LITE = osl_ab_tier(LITE_SCALE, "_lite")
 def quick_4x4_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     """The first quick design (MPG-V64 4x4/100, whole-episode unrolls in 32 environments, the
     spec's learner), kept with its results; every training budget times `scale`."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    _check_scale(scale)
     steps = round(QUICK_STEPS * scale)
     long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
     mpg_train = train_config(steps, 101, logs_per_chunk=5)
