@@ -115,8 +115,8 @@ def test_a_learning_agent_renders_with_fresh_parameters(tmp_path):
         (["regenerate", "--track", "nosuch"], "unknown track 'nosuch'; accepted: .*credit"),
         (
             ["regenerate", "--tier", "huge"],
-            "unknown tier 'huge'; accepted: fallback, paper, quick, quick_4x4, quick_4x4_lite, "
-            "quick_lite, skiing_verdict, smoke",
+            "unknown tier 'huge'; accepted: fallback, osl_ab, osl_ab_lite, paper, quick, "
+            "quick_4x4, quick_4x4_lite, quick_lite, skiing_verdict, smoke",
         ),
     ],
 )
