@@ -142,7 +142,7 @@ QUICK_SEEDS = 5
 # Budgets are whole updates of both batches at 50 log points (multiples of 50 x 2560), so the
 # baseline and the alchemist train exactly the same number of env steps.
 QUICK_MAIN_STEPS = 9_984_000  # ≈ 1e7: baseline, alchemist (no memory)
-QUICK_ABLATION_STEPS = 4_992_000  # ≈ 5e6: alchemist minus shaping, ground_truth, belief_state
+QUICK_ABLATION_STEPS = 4_992_000  # ≈ 5e6: alchemist minus shaping
 QUICK_MEMORY_STEPS = 2_000_000  # alchemist with memory (32 x 32), 3 seeds
 QUICK_MEMORY_SEEDS = 3
 QUICK_EVAL_EPISODES = 1000  # spec §5: the whole evaluation set
@@ -303,6 +303,7 @@ def io_budgeted(env_config: Mapping[str, Any], node_budget: int, episodes: int) 
 def learning_arms(
     main: TrainConfig,
     ablation: TrainConfig,
+    chemistry: TrainConfig,
     memory: TrainConfig,
     alchemist_main: TrainConfig,
     alchemist_ablation: TrainConfig,
@@ -318,8 +319,9 @@ def learning_arms(
 ) -> tuple[Experiment, ...]:
     """The learning arms of a tier: baseline, alchemist and its ablations, chemistry inputs.
 
-    `alchemist_memory` None leaves out the separate memory arm (when `alchemist` has memory);
-    `progress` evaluates every arm every 10% of its budget.
+    `chemistry` is the chemistry-input arms' budget (A6 compares them with the baseline at equal
+    env steps); `alchemist_memory` None leaves out the separate memory arm (when `alchemist` has
+    memory); `progress` evaluates every arm every 10% of its budget.
     """
     kw = {"episodes": episodes, "eval_level": eval_level, "progress": progress}
     alchemist_env = {**env, **alchemist_env}
@@ -351,7 +353,7 @@ def learning_arms(
         arm(
             "ground_truth",
             BASELINE_AGENT,
-            ablation,
+            chemistry,
             {**env, "chem_input": "ground_truth"},
             baseline,
             label="Baseline + ground-truth chemistry input",
@@ -360,7 +362,7 @@ def learning_arms(
         arm(
             "belief_state",
             BASELINE_AGENT,
-            ablation,
+            chemistry,
             {**env, "chem_input": "belief_state"},
             baseline,
             label="Baseline + belief-state input (exact posterior)",
@@ -408,6 +410,7 @@ SMOKE = Tier(
     + learning_arms(
         main=_SMOKE_TRAIN,
         ablation=_SMOKE_TRAIN,
+        chemistry=_SMOKE_TRAIN,
         memory=_SMOKE_TRAIN,
         alchemist_main=_SMOKE_TRAIN,
         alchemist_ablation=_SMOKE_TRAIN,
@@ -444,8 +447,8 @@ def quick_tier(scale: float = 1.0) -> Tier:
         seeds=QUICK_SEEDS,
         description="evaluation level; references and the ideal observer (exact at 6 potions, "
         f"budgeted at 12) on the evaluation set; 5 seeds x {million(main)} steps baseline and "
-        f"alchemist, 5 x {million(ablation)} alchemist minus shaping, ground_truth, "
-        f"belief_state; 3 x {million(memory)} alchemist with memory (32 x 32)"
+        f"alchemist, ground_truth, belief_state; 5 x {million(ablation)} alchemist minus "
+        f"shaping; 3 x {million(memory)} alchemist with memory (32 x 32)"
         + ("; ≈ 2.0–2.5 h on 2 cores" if scale == 1 else f" ({scale:g} of the quick budgets)"),
         experiments=(
             references(QUICK_ENV, one_update(*BASELINE_BATCH), QUICK_EVAL_EPISODES),
@@ -455,6 +458,7 @@ def quick_tier(scale: float = 1.0) -> Tier:
         + learning_arms(
             main=budget(main, BASELINE_BATCH),
             ablation=budget(ablation, BASELINE_BATCH),
+            chemistry=budget(main, BASELINE_BATCH),
             memory=budget(memory, ALCHEMIST_BATCH),
             alchemist_main=budget(main, ALCHEMIST_BATCH),
             alchemist_ablation=budget(ablation, ALCHEMIST_BATCH),
@@ -509,6 +513,7 @@ PAPER = Tier(
     + learning_arms(
         main=_PAPER_MAIN,
         ablation=_PAPER_MAIN,
+        chemistry=_PAPER_MAIN,
         memory=_PAPER_ALCHEMIST,
         alchemist_main=_PAPER_ALCHEMIST,
         alchemist_ablation=_PAPER_ALCHEMIST,
