@@ -45,16 +45,19 @@ compilation + evaluation). The spec's 50k steps/s for LSTM(128) was not reached 
     baseline                   24.2k steps/s; 5 x 9.98e6 steps            ≈ 35 min
     alchemist (LSTM 128)       26.4k steps/s; 5 x 9.98e6 steps            ≈ 32 min
     alchemist_no_shaping       26.4k steps/s; 5 x 4.99e6 steps            ≈ 16 min
-    ground_truth               23.3k steps/s; 5 x 4.99e6 steps            ≈ 18 min
-    belief_state               21.8k steps/s; 5 x 4.99e6 steps            ≈ 19 min
+    ground_truth               64.5k steps/s; 5 x 9.98e6 steps            ≈ 14 min
+    belief_state               63.5k steps/s; 5 x 9.98e6 steps            ≈ 14 min
     alchemist_memory           3.8k steps/s (memory 32 x 32, LSTM 128);   ≈ 26 min
                                3 x 2e6 steps
     evaluations, compilation   1000 episodes x 2 policies: ≈ 5 s per      ≈ 8 min
                                seed after a ≈ 20 s compile per arm
                                                                    total ≈ 2.75 CPU-hours
 
-On 2 idle cores XLA spreads the matrix products over both, so the wall time should be about
-2–2.3 h (a 1.2–1.4x gain from the second core is assumed, not measured). Budget choices to fit:
+ground_truth and belief_state were remeasured on 2026-12-07 at the baseline's budget, each
+pinned to one core with the other running beside it. The committed runs' recorded wall +
+evaluation seconds (16 programs) sum to 11,331 single-core seconds = 3.15 core-hours, 1.57 h on
+2 cores as two longest-first streams (target 3 h); the 12-potion exact ideal observer is not in
+it (80.5 s per released episode on one core, docs/abstraction.md). Budget choices to fit:
 the alchemist's LSTM is 128 wide at this tier (LSTM 256 ran 7.9k steps/s: +70 min), the exact
 ideal observer plays 50 episodes and the budgeted one 20.
 
