@@ -61,13 +61,15 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
         assert len(names) == len(set(names))
         for e in tier.experiments:
             # The alchemist's main arm also runs the chemistry probe (A7), with its scoring
-            # policy on the same episodes; no other arm does.
+            # policy on the same episodes, and so does A7's positive control, the belief-state
+            # arm; no other arm does.
             # The exact ideal observer's experiments also check I2 on the released IO trace.
-            probe = (track_def.CHEMISTRY_PROBE,) if e.name == "alchemist" else ()
+            probed = e.name in ("alchemist", "belief_state")
+            probe = (track_def.CHEMISTRY_PROBE,) if probed else ()
             if e.agent_config(IO).get("io_planner") == "exhaustive" and IO in e.agents:
                 probe = (track_def.IO_TRACE_CHECK,)
             assert e.kind == "rl" and e.evaluations == (track_def.EVALUATION, *probe), e.name
-            if e.name == "alchemist":
+            if probed:
                 options = e.evaluation_config(track_def.CHEMISTRY_PROBE)
                 assert options["policy"] == e.evaluation_config(track_def.EVALUATION)["primary"]
             evaluations.validate(e)

@@ -369,6 +369,9 @@ def learning_arms(
             {**env, "chem_input": "belief_state"},
             baseline,
             label="Baseline + belief-state input (exact posterior)",
+            # A7's positive control (issue 22): an agent given the exact posterior as input,
+            # whose state should decode the chemistry up to the posterior's ceiling.
+            probe=True,
             **kw,
         ),
     )
