@@ -413,6 +413,19 @@ def test_a7_is_not_judged_on_an_arm_whose_later_trials_do_not_beat_its_first(tmp
     assert "later trials do not beat its first" in verdict.line
 
 
+def test_a7_reports_the_belief_state_arm_as_its_positive_control(tmp_path):
+    frame, folders = load(world(tmp_path, references=False, probed="belief_state"))
+    verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
+    # probe_table: dim accuracy 1/6 + 0.01 * seed at trial 1, + 0.3 at trial 10; ceiling 0.95.
+    first, last = 1 / 6 + 0.02, 1 / 6 + 0.3 + 0.02  # seeds 0-4: mean seed offset 0.02
+    assert (
+        f"positive control belief_state (5 seeds): dim-map accuracy {100 * first:.1f}% at trial 1 "
+        f"and {100 * last:.1f}% at trial 10, {first / 0.95:.2f} and {last / 0.95:.2f} of the "
+        "posterior ceiling"
+    ) in verdict.line, verdict
+    assert fig.probe_control(fig.load_probes(folders, []), arm="alchemist") is None
+
+
 def test_a7_fails_when_the_probe_beats_the_posterior_ceiling(tmp_path):
     frame, folders = load(world(tmp_path, references=False, dim_gain=0.9))
     verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))

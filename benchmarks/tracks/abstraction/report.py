@@ -788,9 +788,29 @@ def probe_gain(probes: pd.DataFrame, arm: str, part: str = A7_PART) -> tuple[np.
     return 100.0 * (acc[last] - acc[1]).to_numpy(np.float64), last
 
 
+def probe_control(probes: pd.DataFrame, arm: str = BELIEF, part: str = A7_PART) -> str | None:
+    """A7's positive control: how much of the posterior's ceiling the probe reaches at each
+    trial's end in an agent given the exact posterior as input (None without its table)."""
+    rows = probes[(probes.arm == arm) & (probes.part == part)] if not probes.empty else probes
+    if rows.empty:
+        return None
+    by_trial = rows.groupby("trial")[["accuracy", "posterior_ceiling"]].mean()
+    first, last = int(by_trial.index.min()), int(by_trial.index.max())
+    share = lambda t: by_trial.accuracy[t] / by_trial.posterior_ceiling[t]  # noqa: E731
+    return (
+        f"positive control {arm} ({rows.seed.nunique()} seeds): {part}-map accuracy "
+        f"{100 * by_trial.accuracy[first]:.1f}% at trial {first} and "
+        f"{100 * by_trial.accuracy[last]:.1f}% at trial {last}, {share(first):.2f} and "
+        f"{share(last):.2f} of the posterior ceiling"
+    )
+
+
 def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
     arm, score = best_arm(evals)
     details = [f"criterion: {A7_PART}-map accuracy trial 10 − trial 1 ≥ {A7_MIN_GAIN:.0f} points"]
+    control = probe_control(probes)
+    if control:
+        details.append(control)
     if arm is None:
         return verdict(CLAIMS, "A7", INSUFFICIENT_DATA, details + [_need_seeds([])])
     details.insert(0, f"best arm {label_of(evals, arm)} ({fmt(score)})")
