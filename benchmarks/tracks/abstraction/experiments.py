@@ -55,7 +55,7 @@ compilation + evaluation). The spec's 50k steps/s for LSTM(128) was not reached 
 
 ground_truth and belief_state were remeasured on 2026-12-07 at the baseline's budget, each
 pinned to one core with the other running beside it. The committed runs' recorded wall +
-evaluation seconds (16 programs) sum to 11,331 single-core seconds = 3.15 core-hours, 1.57 h on
+evaluation seconds (16 programs) sum to 11,337 single-core seconds = 3.15 core-hours, 1.58 h on
 2 cores as two longest-first streams (target 3 h); the 12-potion exact ideal observer is not in
 it (80.5 s per released episode on one core, docs/abstraction.md). Budget choices to fit:
 the alchemist's LSTM is 128 wide at this tier (LSTM 256 ran 7.9k steps/s: +70 min), the exact
