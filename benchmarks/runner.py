@@ -392,6 +392,9 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
             os.kill(os.getpid(), signal.SIGKILL)
     merged = {k: np.concatenate(v, axis=1) for k, v in logs.items()}
     wall = wall_before + time.time() - started
+    # Training time: the wall time less the evaluations run inside it (progress evaluations,
+    # and a program's own at its log points); the training speed is measured on it.
+    training = wall - progress_time - loop_time
     evaluated_at = time.time()
     tables = evaluations.evaluate_group(
         group.experiment, group.agent, group.agent_config, program, carry, group.seeds
@@ -414,13 +417,9 @@ def _run_group(group, out, progress, program, ckpt) -> list[Path]:
         "seeds_in_program": group.seeds,
         "resumed": resumed,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        # Training time and speed: the wall time less the evaluations run inside it (progress
-        # evaluations, and a program's own at its log points).
-        "training_time": wall - progress_time - loop_time,
+        "training_time": training,
         "loop_evaluation_time": loop_time,
-        "steps_per_second": float(
-            steps[-1] * len(group.seeds) / max(wall - progress_time - loop_time, 1e-9)
-        ),
+        "steps_per_second": float(steps[-1] * len(group.seeds) / max(training, 1e-9)),
         "env_metadata": _env_metadata(program),
     }
     if group.experiment.design:
