@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -24,7 +25,7 @@ from baselines.lm.mod import (
     split_predictor,
     topk_indices,
 )
-from baselines.lm.transformer import TransformerConfig, decay_mask
+from baselines.lm.transformer import TransformerConfig, attend, causal_mask, decay_mask
 
 CFG = TransformerConfig(d_model=32, num_layers=4)  # h = 1, head width 32
 ROUTING = MoDConfig(capacity=0.25)  # k = 4 of S = 16
@@ -382,6 +383,39 @@ def test_dense_model_is_causal_and_has_the_spec_layout():
     assert mask["lm/~/block_0/~/q"]["w"] and not mask["lm/~/final_norm"]["scale"]
 
 
+@pytest.mark.parametrize("query_block", [1, 5, 8, 64])
+def test_query_blocks_compute_the_single_product_attention(query_block):
+    """`attend` skips the keys after each query block; on ascending positions (a full sequence,
+    a routed subset in order, a causal key mask) that is the same function and gradient."""
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 24, 2, 8)), jnp.float32) for _ in range(3))
+    positions = jnp.asarray(np.sort(rng.choice(64, size=(2, 24), replace=False), axis=1))
+    keep = jnp.asarray(rng.random((2, 24)) < 0.5)
+    for mask in (
+        causal_mask(positions, positions),
+        causal_mask(positions, positions) & keep[:, None, :] | jnp.eye(24, dtype=bool)[None],
+    ):
+        loss = lambda q, k, v, block, mask=mask: jnp.sum(jnp.sin(attend(q, k, v, mask, block)))
+        np.testing.assert_allclose(
+            attend(q, k, v, mask, query_block), attend(q, k, v, mask, None), atol=1e-6
+        )
+        for got, want in zip(
+            jax.grad(loss, argnums=(0, 1, 2))(q, k, v, query_block),
+            jax.grad(loss, argnums=(0, 1, 2))(q, k, v, None),
+            strict=True,
+        ):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    dense = lambda block: build_model(dataclasses.replace(CFG, query_block=block))
+    params = dense(None).init(jax.random.PRNGKey(0), TOKENS)
+    np.testing.assert_allclose(
+        dense(query_block).apply(params, None, TOKENS)[0],
+        dense(None).apply(params, None, TOKENS)[0],
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="attend needs n x n keys"):
+        attend(q, k[:, :5], v[:, :5], mask[:, :, :5])
+
+
 def test_config_validation_errors(lm):
     assert TransformerConfig(d_model=48).heads == 1
     assert TransformerConfig(d_model=96).heads == 3
@@ -396,6 +430,8 @@ def test_config_validation_errors(lm):
         TransformerConfig(d_model=6, num_heads=2)
     with pytest.raises(ValueError, match="d_model must be an integer >= 1"):
         TransformerConfig(d_model=0)
+    with pytest.raises(ValueError, match="query_block must be an integer >= 1, got 0"):
+        TransformerConfig(query_block=0)
     for bad in (0.0, 1.5, True):
         with pytest.raises(ValueError, match="capacity"):
             MoDConfig(capacity=bad)

@@ -45,7 +45,10 @@ def flops_check(seq_len: int, d_model: int, num_layers: int, batch_size: int) ->
     """Analytic and XLA forward FLOPs per sequence of the dense, MoD and MoD + predictor models
     of one shape, and training-step FLOPs (fwd + bwd + AdamW at batch B; XLA's for the dense
     model only). NaN where XLA gives no count. Shapes only: the parameters are abstract."""
-    config = TransformerConfig(d_model=d_model, num_layers=num_layers)
+    # One [S, S] attention product per head (query_block=None): the analytic count charges the
+    # full causal attention, as the paper does, while training skips the blocks above the
+    # diagonal (`attend`); the check compares the formula with the graph that computes it.
+    config = TransformerConfig(d_model=d_model, num_layers=num_layers, query_block=None)
     optimizer = make_optimizer(LMTrainConfig(budget_flops=1.0), optax.constant_schedule(1e-3))
     rows = []
     for name, routing in FLOPS_MODELS:
