@@ -65,6 +65,12 @@ class Tier:
     description: str = ""
 
 
+def check_scale(scale: float) -> None:
+    """A tier builder's budget multiplier (`*_lite` tiers): in (0, 1], else a clear error."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Track:
     name: str

@@ -287,7 +287,7 @@ def test_roles_are_unique_per_name():
     with pytest.raises(ValueError, match="has roles 'mpg' and 'osl'"):
         design.roles_of(dataclasses.replace(design.PLANNING, tiers=tiers))
     assert design.ROLES["mpg_v64_3x3_30"] == design.ROLE_MPG
-    for tier in (design.quick_tier, design.quick_4x4_tier):
+    for tier in (design.quick_tier, design.quick_4x4_tier, design.osl_ab_tier):
         with pytest.raises(ValueError, match="scale must be in"):
             tier(0.0)
 

@@ -72,7 +72,7 @@ from typing import Any
 
 import environments
 from baselines import alchemist as presets
-from benchmarks.definitions import Experiment, Tier, Track, register
+from benchmarks.definitions import Experiment, Tier, Track, check_scale, register
 from benchmarks.programs.rl import TrainConfig
 
 ENV = "symbolic_alchemy"
@@ -441,8 +441,7 @@ def scaled(total_steps: int, scale: float, batch: tuple[int, int]) -> int:
 
 def quick_tier(scale: float = 1.0) -> Tier:
     """The quick tier's design with every training budget times `scale` (tier `quick_lite`)."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    check_scale(scale)
     # Main and ablation budgets are multiples of both batches' log intervals (2560 x 50).
     both = (BASELINE_BATCH[0] * BASELINE_BATCH[1], 1)
     main = scaled(QUICK_MAIN_STEPS, scale, both)

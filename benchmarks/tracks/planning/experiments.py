@@ -64,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from benchmarks.definitions import Experiment, Tier, Track, register
+from benchmarks.definitions import Experiment, Tier, Track, check_scale, register
 from benchmarks.programs.curriculum import CurriculumConfig, Stage
 from benchmarks.programs.rl import TrainConfig
 
@@ -338,11 +338,6 @@ SMOKE = Tier(
 # ------------------------------------------------------------------------------------ quick
 
 
-def _check_scale(scale: float) -> None:
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-
-
 def quick_train(total_steps: int) -> TrainConfig:
     """The quick tier's truncated-unroll learner over `total_steps` env steps per seed."""
     return train_config(total_steps, QUICK_UNROLL, num_envs=QUICK_NUM_ENVS, logs_per_chunk=5)
@@ -352,7 +347,7 @@ def quick_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     """The quick tier's design with every training budget times `scale` (names + `suffix`):
     the headline game MPG-V64 3x3/30 with the truncated-unroll learner, the supervised planning
     checks, and street navigation."""
-    _check_scale(scale)
+    check_scale(scale)
     steps = round(QUICK_STEPS * scale)
     long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
     osl_steps = round(QUICK_OSL_STEPS * scale)
@@ -467,7 +462,7 @@ def osl_ab_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     families A and B, so that only NYC is held out. Its own tier (not in spec §4's quick
     content, and 42-57 min of one core in its two runs: the quick tier stays within its 2.5 h
     without it)."""
-    _check_scale(scale)
+    check_scale(scale)
     osl_steps = round(QUICK_OSL_STEPS * scale)
     return Tier(
         seeds=QUICK_OSL_SEEDS,
@@ -519,7 +514,7 @@ OSL_AB_LITE = osl_ab_tier(LITE_SCALE, "_lite")
 def quick_4x4_tier(scale: float = 1.0, suffix: str = "") -> Tier:
     """The first quick design (MPG-V64 4x4/100, whole-episode unrolls in 32 environments, the
     spec's learner), kept with its results; every training budget times `scale`."""
-    _check_scale(scale)
+    check_scale(scale)
     steps = round(QUICK_STEPS * scale)
     long_steps = round(QUICK_LSTM_LONG_STEPS * scale)
     mpg_train = train_config(steps, 101, logs_per_chunk=5)
