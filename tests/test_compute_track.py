@@ -23,7 +23,10 @@ def _runs(tier: str):
 
 def test_track_is_registered_with_its_ids_and_report_hook():
     assert "compute" in tracks.names()
-    assert set(TRACK.tiers) == {"smoke", "quick", "paper"}
+    assert set(TRACK.tiers) == {"smoke", "quick", "quick_far", "paper"}
+    far = {e.name for e in TRACK.tiers["quick_far"].experiments}
+    assert far == {"isoflop_2e12_d96", "isoflop_6e12_d96", "isoflop_6e12_d128"}
+    assert not far & {e.name for e in TRACK.tiers["quick"].experiments}
     assert TRACK.envs == ["markov", "shakespeare"] and TRACK.agents == ["dense", "mod"]
     assert TRACK.report == "benchmarks.tracks.compute.report:report"
     for tier in TRACK.tiers.values():

@@ -116,7 +116,7 @@ def test_a_learning_agent_renders_with_fresh_parameters(tmp_path):
         (
             ["regenerate", "--tier", "huge"],
             "unknown tier 'huge'; accepted: fallback, osl_ab, osl_ab_lite, paper, quick, "
-            "quick_4x4, quick_4x4_lite, quick_lite, skiing_verdict, smoke",
+            "quick_4x4, quick_4x4_lite, quick_far, quick_lite, skiing_verdict, smoke",
         ),
     ],
 )

@@ -54,8 +54,10 @@ SMOKE_ROUTING = {"windows": 4, "decode_tokens": 8, "prompt_tokens": 32}
 QUICK_BUDGETS = (2e12, 6e12)
 # Each budget's optimum (both arms: d24 at 2e12, d32 at 6e12) with the widths below and above
 # it; d64 at 2e12 is also the ablations' and the FLOPs check's point. The first grid's far
-# widths (2e12 d96, 6e12 d96 and d128: 67 core-minutes) left for the 2 h budget (issue 23).
+# widths (2e12 d96, 6e12 d96 and d128: 67 core-minutes) left for the 2 h budget (issue 23); they
+# are tier `quick_far`, the isoFLOP curves' right side at the quick tier's settings.
 QUICK_WIDTHS = {2e12: (16, 24, 32, 48, 64), 6e12: (24, 32, 48, 64)}
+QUICK_FAR_WIDTHS = {2e12: (96,), 6e12: (96, 128)}
 QUICK_DENSE_LAYERS, QUICK_MOD_LAYERS = 4, 8
 QUICK_SEEDS, QUICK_ABLATION_SEEDS = 5, 3
 FLOPS_POINT = (2e12, 64)  # the grid point whose dense run also checks XLA vs analytic FLOPs
@@ -211,10 +213,10 @@ def _quick_train(budget: float) -> LMTrainConfig:
     return LMTrainConfig(budget_flops=budget, batch_size=8, seq_len=256, eval_every=50)
 
 
-def _quick_grid() -> tuple[Experiment, ...]:
+def _quick_grid(widths: dict[float, tuple[int, ...]]) -> tuple[Experiment, ...]:
     experiments = []
     for budget in QUICK_BUDGETS:
-        for width in QUICK_WIDTHS[budget]:
+        for width in widths[budget]:
             flops = (budget, width) == FLOPS_POINT
             evaluations = (ROUTING_EVALUATION,) + ((FLOPS_EVALUATION,) if flops else ())
             options = {ROUTING_EVALUATION: QUICK_ROUTING}
@@ -240,7 +242,7 @@ QUICK = Tier(
     description="shakespeare, S=256 B=8: isoFLOP grid at 2e12 (d 16-64) and 6e12 (d 24-64), "
     "dense L=4, MoD L=8, 5 seeds per point; 4 MoD ablations at 2e12 d=64, 3 seeds: "
     "3.6e14 training FLOPs",
-    experiments=_quick_grid()
+    experiments=_quick_grid(QUICK_WIDTHS)
     + tuple(
         ablation(
             ABLATION_BUDGET,
@@ -255,6 +257,13 @@ QUICK = Tier(
         )
         for variant, routing in QUICK_ABLATIONS.items()
     ),
+)
+
+QUICK_FAR = Tier(
+    seeds=QUICK_SEEDS,
+    description="the quick grid's far widths (2e12 d96, 6e12 d96 and d128), 5 seeds: the "
+    "isoFLOP curves' right side at the quick settings, ~67 core-minutes",
+    experiments=_quick_grid(QUICK_FAR_WIDTHS),
 )
 
 # ------------------------------------------------------------------------------------ paper
@@ -316,7 +325,7 @@ COMPUTE = register(
     Track(
         name="compute",
         description="Mixture-of-Depths vs dense byte-level transformers at equal training FLOPs",
-        tiers={"smoke": SMOKE, "quick": QUICK, "paper": PAPER},
+        tiers={"smoke": SMOKE, "quick": QUICK, "quick_far": QUICK_FAR, "paper": PAPER},
         metrics={
             "val_loss": "validation loss, nats per byte (top-k routing), 64 windows",
             "val_loss_final": "final validation loss, nats per byte, 256 windows",

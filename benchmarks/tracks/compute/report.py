@@ -748,7 +748,7 @@ def figure_curves(frame, scores, walls, out: Path) -> Figure | str:
         frozenset({True}): "training time, evaluations excluded",
         frozenset({False}): "run wall time, evaluations included",
     }.get(frozenset(training_only), "training time where recorded, else run wall time")
-    axes[1].set_xlabel(f"wall-clock seconds ({measured}; ∝ FLOPs within a run)")
+    axes[1].set_xlabel(f"wall-clock seconds: {measured}")
     axes[0].set_ylabel("validation loss (nats/byte)")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -756,7 +756,10 @@ def figure_curves(frame, scores, walls, out: Path) -> Figure | str:
     fig.suptitle(f"Learning curves at {budget:.0e} training FLOPs")
     fig.tight_layout()
     files = save_figure(fig, out / "figures" / "fig3_curves")
-    caption = "fig3_curves: dense optimum vs MoD optimum (and MoD at the dense optimum's d)"
+    caption = (
+        "fig3_curves: dense optimum vs MoD optimum (and MoD at the dense optimum's d); the "
+        "wall-clock axis spreads each run's seconds over its FLOPs in proportion"
+    )
     return Figure("fig3_curves", caption, [f"figures/{f}" for f in files])
 
 
