@@ -374,9 +374,65 @@ def test_a_table_without_required_columns_is_a_clear_error(tmp_path):
         fig.check_eval_table(eval_table(noisy(1.0), policies=("argmax",), primary="argmax"))
 
 
+def _with_released_io(root, wall, differences):
+    """The exact IO on 20 released episodes (`io_released`, over 2 processes in `wall`
+    seconds) with per-episode differences to the trace, and the oracle 2 above it."""
+    n = 20
+    trace = np.round(noisy(284.0, n=n, seed=3))
+    io = trace + np.asarray(differences, np.float64)
+    write(root, "ideal_observer", "oracle", 0, eval_table(io + 2.0))
+    released = pd.DataFrame(
+        {
+            "episode": np.arange(n),
+            "workers": 2,
+            "io_return": io,
+            "trace_return": trace,
+            "difference": io - trace,
+            "trial_1_nodes": np.geomspace(1e5, 1e8, n).astype(np.int64),
+            "trial_1_seconds": np.geomspace(0.3, 300, n),
+            "seconds": np.geomspace(0.3, 300, n) + 0.1,
+            "wall_seconds": wall,
+        }
+    )
+    extra = {fig.IO_RELEASED_TABLE: released}
+    write(root, "ideal_observer", "ideal_observer", 0, eval_table(io), extra=extra)
+    return trace
+
+
+@pytest.mark.parametrize(
+    ("wall", "differences", "expected", "text"),
+    [
+        (10.0, np.zeros(20), REPRODUCED, "0 episodes differ"),
+        (100.0, np.zeros(20), NOT_REPRODUCED, "failed: ≥ 0.28 episodes/s"),
+        (10.0, np.r_[-14.0, 1.0, np.zeros(18)], REPRODUCED, "2 episodes differ"),
+        (10.0, np.full(20, -3.0), NOT_REPRODUCED, "failed: I3: the paired difference's"),
+    ],
+)
+def test_a2_judges_the_exact_io_on_released_episodes(tmp_path, wall, differences, expected, text):
+    root = world(tmp_path / "r")
+    trace = _with_released_io(root, wall, differences)
+    frame, folders = load(root)
+    evals = fig.load_evals(folders, [])
+    verdict = fig.verdict_a2(evals, folders)
+    assert verdict.status == expected and text in verdict.line, verdict.line
+    rate = f"{20 / wall:.4f}"
+    assert f"20 released episodes in {wall:,.0f} s on 2 worker processes = {rate}" in verdict.line
+    assert "(n = 20)" in verdict.line
+    if differences[0]:  # the differing episodes are named with both rewards
+        assert f"0: {trace[0] + differences[0]:g} vs {trace[0]:g}" in verdict.line
+    # A1 pairs the oracle with the IO on the same released episodes.
+    scope = "12 potions per trial (20 released episodes)"
+    assert fig.exact_io_arms(evals) == (fig.IO, "oracle@released", scope)
+    made = fig.figure_io_released(folders, tmp_path / "out")
+    assert isinstance(made, fig.Figure) and made.name == "io_released"
+    plt.close("all")
+
+
 def test_paired_difference_and_arm_names():
     assert fig.arm_name("references", "cash_only") == "cash_only"
     assert fig.arm_name("ideal_observer_6potions", "oracle") == "oracle@6potions"
+    assert fig.arm_name("ideal_observer", "oracle") == "oracle@released"
+    assert fig.arm_name("ideal_observer", "ideal_observer") == "ideal_observer"
     assert fig.arm_name("alchemist_memory", "alchemist") == "alchemist_memory"
     assert fig.family("alchemist_memory") == "alchemist" and fig.family("belief_state") == (
         "chem_input"

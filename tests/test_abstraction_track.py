@@ -53,6 +53,7 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
         track_def.EVALUATION,
         track_def.CURVE,
         track_def.IO_TRACE_CHECK,
+        track_def.IO_RELEASED,
         track_def.CHEMISTRY_PROBE,
     ):
         assert callable(evaluations.get(spec)), spec
@@ -63,11 +64,21 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
             # The alchemist's main arm also runs the chemistry probe (A7), with its scoring
             # policy on the same episodes, and so does A7's positive control, the belief-state
             # arm; no other arm does.
-            # The exact ideal observer's experiments also check I2 on the released IO trace.
+            # The exact ideal observer's reduced-potion experiments also check I2 on the
+            # released IO trace; at 12 potions it plays the released episodes over worker
+            # processes (io_released; the oracle beside it through alchemy_eval), and the paper
+            # tier checks I2 there too.
             probed = e.name in ("alchemist", "belief_state")
             probe = (track_def.CHEMISTRY_PROBE,) if probed else ()
             if e.agent_config(IO).get("io_planner") == "exhaustive" and IO in e.agents:
                 probe = (track_def.IO_TRACE_CHECK,)
+            if e.name == IO:
+                released = (track_def.IO_RELEASED,)
+                probe = released + (probe if tier is TRACK.tier("paper") else ())
+                options = e.evaluation_config(track_def.EVALUATION)
+                assert options["agents"] == ["oracle"] and options["episode_set"] == "released"
+                assert e.agents == (IO, "oracle")
+                assert e.env_config == {"level": track_def.EVAL_LEVEL}
             assert e.kind == "rl" and e.evaluations == (track_def.EVALUATION, *probe), e.name
             if probed:
                 options = e.evaluation_config(track_def.CHEMISTRY_PROBE)
@@ -105,6 +116,7 @@ def test_quick_tier_follows_the_spec_budgets():
     assert set(quick) == {
         "references",
         "ideal_observer_6potions",
+        "ideal_observer",
         "ideal_observer_budgeted",
         "baseline",
         "alchemist",
@@ -143,8 +155,10 @@ def test_quick_tier_follows_the_spec_budgets():
     assert quick["belief_state"].env_config["chem_input"] == "belief_state"
     io = quick["ideal_observer_6potions"]
     assert io.env_config["potions_per_trial"] == 6 and "oracle" in io.agents
+    released = quick["ideal_observer"].evaluation_config(track_def.IO_RELEASED)
+    assert released == {"episodes": 100, "workers": 2}
     for e in quick.values():
-        assert e.evaluation_config(track_def.EVALUATION)["episodes"] in (1000, 50, 20)
+        assert e.evaluation_config(track_def.EVALUATION)["episodes"] in (1000, 100, 50, 20)
 
 
 @pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
@@ -267,6 +281,42 @@ def test_alchemy_eval_table_of_a_reference_policy():
         dataclasses.replace(e, env="chain", env_config={"length": 3}), "random", {}
     )
     assert ae.alchemy_eval(e, "random", {}, other, None, 0) == {}
+
+
+def test_io_released_plays_the_released_episodes_in_worker_processes():
+    # 3 of each trial's 12 potions keep it short; at 12 potions the trace column is filled (I3).
+    from types import SimpleNamespace
+
+    from baselines.alchemy import io_episodes
+    from benchmarks.tracks.abstraction import report
+
+    e = track_def.io_released(track_def.QUICK_ENV, 2, 1)
+    program = SimpleNamespace(env=io_episodes.released_env(3))
+    config = e.agent_config(IO)
+    tables = ae.io_released(e, IO, config, program, None, 0, episodes=2, workers=2)
+    table, released = tables[ae.TABLE], tables[ae.IO_RELEASED_TABLE]
+    report.check_eval_table(table)
+    trials = table[[f"trial_{t}" for t in range(1, 11)]].sum(axis=1)
+    np.testing.assert_array_equal(trials, table.episode_return)
+    here = io_episodes.play_released([0, 1], potions_per_trial=3)
+    np.testing.assert_array_equal(table.episode_return, [sum(r.trial_returns) for r in here])
+    assert (table.potions_per_trial == 3).all() and (table.potions_used <= 30).all()
+    assert (table.cashed > 0).all() and (table.invalid_actions == 0).all()
+    assert released.episode.tolist() == [0, 1] and released.difference.isna().all()
+    assert (released.trial_1_nodes > 0).all() and (released.wall_seconds > 0).all()
+    # The oracle beside it is alchemy_eval's; the IO is left to io_released, and back.
+    options = e.evaluation_config(track_def.EVALUATION)
+    assert ae.alchemy_eval(e, IO, config, program, None, 0, **options) == {}
+    assert ae.io_released(e, "oracle", {}, program, None, 0, episodes=2) == {}
+    for kwargs, message in (
+        ({"workers": 0}, "workers must be an int >= 1"),
+        ({"episodes": 1001}, "has 1000 episodes"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ae.io_released(e, IO, config, program, None, 0, **kwargs)
+    _, small = _program("cash_only")
+    with pytest.raises(ValueError, match="plays the released episodes in"):
+        ae.io_released(e, IO, config, small, None, 0, episodes=1)
 
 
 @pytest.mark.slow

@@ -45,8 +45,8 @@ def _node(case):
 def _same_search(classes, nodes, **options):
     """Q dicts (pruned and unpruned), values and statistics of both backends on `nodes`, the
     compiled one with and without shortcuts (statistics compared without); returns how
-    many actions were valued and pruned and how many the window cut (so callers can check the
-    comparison covered something)."""
+    many actions were valued and pruned, how many the window cut and how many kids failed low
+    against their alpha (so callers can check the comparison covered something)."""
     python = io.Search(classes, **options)
     compiled = {
         w: CompiledSearch(classes, **options, shortcuts=w, storage=_small()) for w in (False, True)
@@ -64,7 +64,7 @@ def _same_search(classes, nodes, **options):
         if options.get("bound", True):  # Python builds the bound tables only with a bound
             assert compiled[False].upper_bound(*node) == python.upper_bound(*node), node[:3]
         assert compiled[False].stats == python.stats, node[:3]
-    return valued, pruned, compiled[True].window_cuts
+    return valued, pruned, compiled[True].window_cuts, compiled[True].fail_lows
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def _same_search(classes, nodes, **options):
 )
 def test_compiled_equals_python_on_the_i1_decisions(seed, num_potions, warmup):
     r, node = _node(_case(seed, num_potions, warmup))
-    valued, _, _ = _same_search(r.weight_classes, [node])
+    valued, *_ = _same_search(r.weight_classes, [node])
     assert valued > 0
 
 
@@ -81,7 +81,8 @@ def test_compiled_equals_python_under_every_option():
     for symmetry in (False, True):
         for bound in (False, True):
             options = dict(symmetry=symmetry, bound=bound, symmetry_min_potions=1)
-            _same_search(r.weight_classes, [node], **options)
+            *_, fail_lows = _same_search(r.weight_classes, [node], **options)
+            assert (fail_lows > 0) == bound  # alpha needs the bound of the kids left
     for leaf in io.LEAVES:
         options = dict(planner="budgeted", node_budget=40, leaf=leaf)
         _same_search(r.weight_classes, [node], **options)
@@ -93,17 +94,20 @@ def test_compiled_equals_python_under_every_option():
     assert compiled.stats == python.stats
 
 
-def test_a_full_storage_flushes_and_stays_exact():
+@pytest.mark.parametrize("shortcuts", [False, True])
+def test_a_full_storage_flushes_and_stays_exact(shortcuts):
     # 64 pooled worlds, 256 table entries, 64 bound terms: the pool is flushed again and again
-    # (worlds on the stack re-interned), table sets overflow; values and choices stay Search's.
+    # (worlds on the stack re-interned), table sets overflow (with shortcuts, upper-bound
+    # entries too); values and choices stay Search's.
     r, node = _node(_case(7, 5))
     tiny = Storage(pool_worlds=64, arena_words=4096, table_entries=256, bound_entries=64)
-    compiled = CompiledSearch(r.weight_classes, shortcuts=False, storage=tiny)
+    compiled = CompiledSearch(r.weight_classes, shortcuts=shortcuts, storage=tiny)
     python = io.Search(r.weight_classes)
     assert list(compiled.q_values(*node).items()) == list(python.q_values(*node).items())
     assert compiled.value(*node) == python.value(*node)
     meta = tiny.arrays[0]
     assert meta[io_kernels.GEN] > 20 and meta[io_kernels.EVICTIONS] > 100
+    assert (compiled.fail_lows > 0) == shortcuts
 
 
 def test_compiled_equals_python_on_random_nodes():
@@ -124,8 +128,8 @@ def test_compiled_equals_python_on_random_nodes():
         stones = tuple(sorted(rng.integers(8, size=rng.integers(1, 4)).tolist()))
         counts = tuple(rng.multinomial(int(rng.integers(1, 5)), [1 / 6] * 6).tolist())
         nodes.append((stones, counts, smaps, worlds))
-    valued, pruned, cuts = _same_search(r.weight_classes, nodes, symmetry_min_potions=2)
-    assert valued > 40 and pruned > 0 and cuts > 0
+    valued, pruned, cuts, fail_lows = _same_search(r.weight_classes, nodes, symmetry_min_potions=2)
+    assert valued > 40 and pruned > 0 and cuts > 0 and fail_lows > 0
 
 
 def test_compiled_observer_plays_the_python_observers_episode():

@@ -115,9 +115,9 @@ class Storage:
             np.zeros((DEPTH, 8, 6, 2), np.float64),  # Q_VU
             np.zeros((DEPTH, 8, 6), np.int8),  # Q_ST
             np.zeros((DEPTH, 2 * K.MAX_CAND + 1), np.int64),  # Q_ORDER (+ count)
-            np.zeros((DEPTH, 14), np.int64),  # FR_I: the stack of frames
+            np.zeros((DEPTH, 15), np.int64),  # FR_I: the stack of frames
             np.zeros((DEPTH, 2), np.uint64),  # FR_K
-            np.zeros((DEPTH, 6), np.float64),  # FR_F
+            np.zeros((DEPTH, 8), np.float64),  # FR_F
         )
         self.owner = None  # the search whose entries the storage holds
 
@@ -140,9 +140,11 @@ class CompiledSearch:
     kernels. `shortcuts` (exhaustive planner only) does two things `Search` does not, which
     give the same values, Q dicts and choices with fewer nodes (so `stats` equal `Search`'s only
     without them): the window (`io_kernels.search`) skips the rest of an action once it cannot
-    change a node's value, and the table is kept when the next search has other weight classes
-    that give every shared world the same weight (the next decision's posterior: its values of
-    the nodes both can reach are the same, and are often already there). `storage` is the
+    change a node's value, passing that threshold down as alpha (a kid that cannot reach it
+    returns an upper bound, kept in the table as a bound), and the table is kept when the next
+    search has other weight classes that give every shared world the same weight (the next
+    decision's posterior: its values of the nodes both can reach are the same, and are often
+    already there). `storage` is the
     memory it runs in (`default_storage()` unless given); searches sharing one evict each other's
     cached values, which changes node counts, never values."""
 
@@ -167,6 +169,7 @@ class CompiledSearch:
         self.planner, self.max_nodes = planner, max_nodes
         self.stats = io.SearchStats()
         self.window_cuts = 0  # actions cut short by the window so far
+        self.fail_lows = 0  # kids that returned an upper bound below their alpha so far
         self._weight = io._weight_function(self.classes)
         cls = np.zeros((len(self.classes), K.NW), np.uint64)
         for k, (_, bits) in enumerate(self.classes):
@@ -253,7 +256,7 @@ class CompiledSearch:
         st = self.stats
         meta[K.NODES], meta[K.HITS], meta[K.PRUNED] = st.nodes, st.hits, st.pruned
         meta[K.SYMMETRIC], meta[K.BUDGET_LEAVES] = st.symmetric, st.budget_leaves
-        meta[K.ABORT], meta[K.WINDOW_CUTS] = 0, self.window_cuts
+        meta[K.ABORT], meta[K.WINDOW_CUTS], meta[K.FAIL_LOWS] = 0, self.window_cuts, self.fail_lows
         evictions, generation = meta[K.EVICTIONS], meta[K.GEN]
         packed_stones, n, packed_counts = _pack(stones, counts)
         v, u = K.search(
@@ -261,7 +264,7 @@ class CompiledSearch:
         )
         st.nodes, st.hits, st.pruned = int(meta[K.NODES]), int(meta[K.HITS]), int(meta[K.PRUNED])
         st.symmetric, st.budget_leaves = int(meta[K.SYMMETRIC]), int(meta[K.BUDGET_LEAVES])
-        self.window_cuts = int(meta[K.WINDOW_CUTS])
+        self.window_cuts, self.fail_lows = int(meta[K.WINDOW_CUTS]), int(meta[K.FAIL_LOWS])
         if meta[K.ABORT]:
             meta[K.ABORT] = 0
             raise io.NodeBudgetExceeded(f"more than {self.max_nodes} nodes")

@@ -3,7 +3,9 @@ processes (episodes are independent: each has its own observer and transposition
 
 `play_released(episodes, workers=2)` plays the given episode indices and returns one
 `EpisodeResult` per episode, in the order given, with each trial's return, seconds and expanded
-nodes, so the first trial (the costly one: nothing is known yet) can be timed apart. Workers are
+nodes, so the first trial (the costly one: nothing is known yet) can be timed apart, and what an
+evaluation table needs besides: the event of every step and the episode-level extras of the
+last timestep. Workers are
 spawned processes (JAX does not survive `fork`); each builds the tables and loads the compiled
 kernels once, and with `workers=1` everything runs in this process.
 """
@@ -23,6 +25,8 @@ class EpisodeResult(NamedTuple):
     trial_returns: tuple[float, ...]  # [T]
     trial_seconds: tuple[float, ...]  # [T] planning and stepping time per trial
     trial_nodes: tuple[int, ...]  # [T] nodes expanded per trial
+    events: tuple[int, ...]  # [steps] the environment's event of every step (`EVENTS`)
+    extras: dict[str, float]  # the last timestep's scalar extras (episode_return, num_edges, ...)
 
 
 def play_released(
@@ -46,30 +50,39 @@ def _play(job) -> EpisodeResult:
     from environments.symbolic_alchemy import evaluation_set as es
 
     episode, potions_per_trial, options = job
-    env = _env(potions_per_trial)
+    env = released_env(potions_per_trial)
     observer = iob.IdealObserver(es.LEVEL, **options)
     host = iob.HostEpisode(env, es.LEVEL, *es.load().episodes(episode))
     seconds, nodes = np.zeros(env.num_trials), np.zeros(env.num_trials, np.int64)
-    trial, start = 0, time.perf_counter()
+    trial, start, events = 0, time.perf_counter(), []
     while not host.done:
         decision = observer.decide(host.obs, host.mask)
         nodes[trial] += decision.nodes
         new_trial = host.step(decision.action)
+        events.append(int(host.ts.extras["event"]))
         if new_trial or host.done:
             now = time.perf_counter()
             seconds[trial], start = now - start, now
             trial += 1
             observer.new_trial()
-    returns = np.asarray(host.ts.extras["trial_returns"], np.float64)
+    extras = {k: np.asarray(v) for k, v in host.ts.extras.items()}
+    returns = extras["trial_returns"].astype(np.float64)
     return EpisodeResult(
-        episode, tuple(returns.tolist()), tuple(seconds.tolist()), tuple(nodes.tolist())
+        episode,
+        tuple(returns.tolist()),
+        tuple(seconds.tolist()),
+        tuple(nodes.tolist()),
+        tuple(events),
+        {k: v.item() for k, v in extras.items() if v.ndim == 0},
     )
 
 
 _ENVS: dict = {}  # potions per trial -> environment (one per process: its jitted steps)
 
 
-def _env(potions_per_trial: int):
+def released_env(potions_per_trial: int = 12):
+    """The environment the released episodes are played in (one per process and potion count:
+    its jitted steps), with `potions_per_trial` of each trial's 12 potions."""
     from environments.symbolic_alchemy import SymbolicAlchemy
     from environments.symbolic_alchemy import evaluation_set as es
 

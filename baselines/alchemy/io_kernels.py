@@ -20,8 +20,10 @@ State (`S`, the arrays of `ideal_observer_compiled.Storage`) is three kinds of s
   the stack are re-interned from their scratch words when their generation is stale.
 - the transposition table (4-way set-associative, keyed by stones, counts, stone maps, world id
   and generation; a full set replaces its entry with the fewest potions left, the cheapest to
-  recompute) and the bound-term cache (4-way, replacement by hash bits). Both only cache exact
-  values.
+  recompute; a node's entry is replaced in place) and the bound-term cache (4-way, replacement
+  by hash bits). The table holds exact values (uses >= 0) and the upper bounds of searches that
+  failed low against their alpha (uses -1: reused only below the next search's alpha, else
+  searched again and replaced); the bound cache holds exact terms.
 - per-depth scratch: the children of every candidate action (words, masks, probabilities, packed
   stones, stone maps) and the Q-values of the node expanded at that depth.
 """
@@ -41,7 +43,8 @@ N_WORLDS, ARENA_USED, GEN, NODES, HITS, PRUNED, SYMMETRIC, BUDGET_LEAVES, ABORT 
 SYMMETRY, BOUND, SYM_MIN, BUDGETED, NODE_BUDGET, LEAF_BOUND, MAX_NODES = range(9, 16)
 EVICTIONS = 16  # table entries overwritten by other keys
 WINDOW, WINDOW_CUTS = 17, 18  # option and count of the chance-node window (`search`)
-META_SIZE = 19
+FAIL_LOWS = 19  # kids that returned an upper bound below their alpha (`search`)
+META_SIZE = 20
 # An action below the node's best by more than this can be dropped without changing the node's
 # value: TIE, plus what later (tied) choices can lower the best (< TIE each, at most 36 of
 # them: candidates and their colour-symmetric copies), plus room for rounding.
@@ -91,8 +94,9 @@ P_HASH, P_MASK, P_OFF, P_WEIGHT = range(4)
     F_K,
     F_NQ,
     F_PRUNE,
-) = range(14)
-F_BEST_V, F_BEST_U, F_QV, F_QU, F_RV, F_RU = range(6)
+    F_LOW,
+) = range(15)
+F_BEST_V, F_BEST_U, F_QV, F_QU, F_RV, F_RU, F_ALPHA, F_UB = range(8)
 # Indices into the table tuple T (`ideal_observer_compiled.kernel_tables`).
 MOVE, GE1, GE15, CLS, CW, POS_VALUE, SPLIT, PERMS, PA_PERM, IDENTITY = range(10)
 # bound terms of world sets with (non-empty blocks x stone maps) above this use the bound cache
@@ -407,6 +411,7 @@ def _enter(S, T, d):
         fi[F_WID] = intern(S, T, w, mask)
         fi[F_GEN] = meta[GEN]
     stones, n, counts, smaps = fi[F_STONES], fi[F_N], fi[F_COUNTS], fi[F_SMAPS]
+    fi[F_LOW], ff[F_UB] = 0, -np.inf
     potions = 0
     for c in range(6):
         potions += (counts >> (4 * c)) & 15
@@ -417,9 +422,16 @@ def _enter(S, T, d):
         base = _tt_base(S, k1, k2)
         for j in range(4):
             if tt_k[base + j, 0] == k1 and tt_k[base + j, 1] == k2:
-                meta[HITS] += 1
-                ff[F_RV], ff[F_RU] = tt_vu[base + j, 2], tt_vu[base + j, 3]
-                return True
+                if tt_vu[base + j, 3] >= 0.0:  # an exact value
+                    meta[HITS] += 1
+                    ff[F_RV], ff[F_RU] = tt_vu[base + j, 2], tt_vu[base + j, 3]
+                    return True
+                if tt_vu[base + j, 2] < ff[F_ALPHA]:  # an upper bound, below alpha
+                    meta[HITS] += 1
+                    fi[F_LOW] = 1
+                    ff[F_RV], ff[F_RU] = tt_vu[base + j, 2], 0.0
+                    return True
+                break  # an upper bound above alpha: search again
         end = float(end_value(T, stones, n, smaps))
         if meta[BUDGETED] and meta[NODES] >= meta[NODE_BUDGET]:
             meta[BUDGET_LEAVES] += 1
@@ -591,12 +603,15 @@ def _finish(S, T, d):
         a, c = q_order[j] // 6, q_order[j] % 6
         if q_st[a, c] == Q_VALUE and _better(q_vu[a, c, 0], q_vu[a, c, 1], best_v, best_u):
             best_v, best_u = q_vu[a, c, 0], q_vu[a, c, 1]
+    if ff[F_UB] >= best_v - WINDOW_MARGIN:  # an action cut against alpha may be the best
+        fi[F_LOW] = 1
+        best_v, best_u = max(best_v, ff[F_UB]) + WINDOW_MARGIN, -1.0  # stored as a bound
     k1, k2 = fk[0], fk[1]
     if fi[F_GEN] != meta[GEN]:  # the pool was flushed below: re-key
         w, mask = S[SW][d, fi[F_WC], fi[F_WS]], S[SMASK][d, fi[F_WC], fi[F_WS]]
         k1, k2 = _tt_key(stones, n, counts, smaps, intern(S, T, w, mask), meta[GEN])
     _tt_store(S, k1, k2, best_v, best_u)
-    ff[F_RV], ff[F_RU] = best_v, best_u
+    ff[F_RV], ff[F_RU] = best_v, max(best_u, 0.0)
 
 
 @kernel
@@ -608,10 +623,14 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
     Depth-first with an explicit stack of frames (one per depth) instead of recursion.
     meta[ABORT] is set when the node limit is passed; results are then meaningless.
 
-    Window (meta[WINDOW], Star1-style): below the root, an action whose finished kids plus the
-    bounds of the rest fall below the node's best by WINDOW_MARGIN cannot change the node's
-    value (`Search.value` would evaluate it and not take it), so its remaining kids are skipped.
-    Values and choices stay those of `Search`; node counts are smaller."""
+    Window (meta[WINDOW], Star1): below the root, an action whose finished kids plus the bounds
+    of the rest fall below the node's best by WINDOW_MARGIN cannot change the node's value
+    (`Search.value` would evaluate it and not take it), so its remaining kids are skipped. The
+    threshold also goes down the tree: a kid is searched with alpha, the value below which the
+    parent's action would be cut, so the kid may drop actions that cannot reach alpha; if its
+    best then stays below alpha (`_fail_low`), it returns an upper bound instead of its value
+    (never stored in the table) and the parent cuts the action. Values and choices stay those
+    of `Search`; node counts are smaller."""
     meta, fr_i, fr_f = S[META], S[FR_I], S[FR_F]
     kid_f, kid_i, cand_f, cand_i = S[KID_F], S[KID_I], S[CAND_F], S[CAND_I]
     q_vu, q_st, q_order = S[Q_VU], S[Q_ST], S[Q_ORDER]
@@ -619,12 +638,13 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
     fi[F_STONES], fi[F_N], fi[F_COUNTS], fi[F_SMAPS] = stones, n, counts, smaps
     fi[F_WC], fi[F_WS], fi[F_WID], fi[F_GEN], fi[F_MODE] = 0, 0, -1, -1, mode
     fi[F_PRUNE] = 1 if prune else 0
-    fr_f[0, F_BEST_V], fr_f[0, F_BEST_U] = best_v, best_u
+    fr_f[0, F_BEST_V], fr_f[0, F_BEST_U], fr_f[0, F_ALPHA] = best_v, best_u, -np.inf
     if _enter(S, T, 0):
         return fr_f[0, F_RV], fr_f[0, F_RU]
     d = 0
     while True:
         fi, ff = fr_i[d], fr_f[d]
+        windowed = meta[WINDOW] != 0 and fi[F_MODE] == 0
         descended = False
         while fi[F_J] < fi[F_NCAND]:
             ci = cand_i[d, fi[F_J], 4]
@@ -632,25 +652,25 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
             if fi[F_K] < 0:  # a new candidate: prune or start its Q
                 q_order[d, fi[F_NQ]] = 6 * a + c
                 fi[F_NQ] += 1
-                if cand_f[d, ci] < ff[F_BEST_V] - TIE:
+                ub = cand_f[d, ci]
+                if ub < ff[F_BEST_V] - TIE or _below_alpha(ff, ub):
                     meta[PRUNED] += 1
                     q_st[d, a, c] = Q_PRUNED
                     fi[F_J] += 1
                     continue
                 ff[F_QV], ff[F_QU] = 0.0, 1.0
                 fi[F_K] = 0
-            if fi[F_K] < nk:
-                if (
-                    meta[WINDOW]
-                    and fi[F_MODE] == 0
-                    and ff[F_QV] + kid_f[d, ci, fi[F_K], 1] < ff[F_BEST_V] - WINDOW_MARGIN
-                ):
-                    meta[WINDOW_CUTS] += 1
-                    q_st[d, a, c] = Q_PRUNED
-                    fi[F_J] += 1
-                    fi[F_K] = -1
-                    continue
-                ki, kf = kid_i[d, ci, fi[F_K]], fr_i[d + 1]
+            k = fi[F_K]
+            if k < nk:
+                if windowed:
+                    ub = ff[F_QV] + kid_f[d, ci, k, 1]
+                    if ub < ff[F_BEST_V] - WINDOW_MARGIN or _below_alpha(ff, ub):
+                        meta[WINDOW_CUTS] += 1
+                        q_st[d, a, c] = Q_PRUNED
+                        fi[F_J] += 1
+                        fi[F_K] = -1
+                        continue
+                ki, kf = kid_i[d, ci, k], fr_i[d + 1]
                 kf[F_STONES], kf[F_N], kf[F_COUNTS], kf[F_SMAPS] = (
                     ki[0],
                     fi[F_N],
@@ -658,16 +678,18 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
                     ki[1],
                 )
                 kf[F_WC], kf[F_WS], kf[F_WID], kf[F_GEN], kf[F_MODE] = ci, ki[2], ki[3], ki[4], 0
+                fr_f[d + 1, F_ALPHA] = -np.inf
+                if windowed:  # the kid's value below which this action is cut
+                    level = max(ff[F_BEST_V] - WINDOW_MARGIN, ff[F_ALPHA] - 2 * WINDOW_MARGIN)
+                    rest = ff[F_QV] + (kid_f[d, ci, k + 1, 1] if k + 1 < nk else 0.0)
+                    fr_f[d + 1, F_ALPHA] = (level - rest) / kid_f[d, ci, k, 0]
                 if not _enter(S, T, d + 1):
                     d += 1
                     descended = True
                     break
                 if meta[ABORT]:
                     return 0.0, 0.0
-                p = kid_f[d, ci, fi[F_K], 0]
-                ff[F_QV] += p * fr_f[d + 1, F_RV]
-                ff[F_QU] += p * fr_f[d + 1, F_RU]
-                fi[F_K] += 1
+                _add_kid(S, d)
                 continue
             q_st[d, a, c] = Q_VALUE
             q_vu[d, a, c, 0], q_vu[d, a, c, 1] = ff[F_QV], ff[F_QU]
@@ -681,12 +703,44 @@ def search(S, T, stones, n, counts, smaps, mode, best_v, best_u, prune):
         if d == 0:
             return fr_f[0, F_RV], fr_f[0, F_RU]
         d -= 1  # return the child's value to its parent's current kid
-        fi, ff = fr_i[d], fr_f[d]
-        ci = cand_i[d, fi[F_J], 4]
-        p = kid_f[d, ci, fi[F_K], 0]
-        ff[F_QV] += p * fr_f[d + 1, F_RV]
-        ff[F_QU] += p * fr_f[d + 1, F_RU]
-        fi[F_K] += 1
+        _add_kid(S, d)
+
+
+@small
+def _below_alpha(ff, ub):
+    """Whether an action of upper bound `ub` is cut against the frame's alpha (and not against
+    its best, the caller's first test): then `ub` is remembered, since the node's value is exact
+    only if its best ends above every such bound (`_finish`)."""
+    if ub < ff[F_ALPHA] - 2 * WINDOW_MARGIN:
+        ff[F_UB] = max(ff[F_UB], ub)
+        return True
+    return False
+
+
+@kernel
+def _add_kid(S, d):
+    """Add the result of frame d + 1 to frame d's current action: its value times the kid's
+    probability, or, when the kid failed low (an upper bound below its alpha), cut the action."""
+    meta, fi, ff = S[META], S[FR_I][d], S[FR_F][d]
+    kid_f, cand_i = S[KID_F], S[CAND_I]
+    ci = cand_i[d, fi[F_J], 4]
+    k = fi[F_K]
+    p = kid_f[d, ci, k, 0]
+    kid_i, kid_f1 = S[FR_I][d + 1], S[FR_F][d + 1]
+    if kid_i[F_LOW]:
+        meta[FAIL_LOWS] += 1
+        nk = cand_i[d, ci, 2]
+        ub = ff[F_QV] + p * kid_f1[F_RV] + (kid_f[d, ci, k + 1, 1] if k + 1 < nk else 0.0)
+        if not ub < ff[F_BEST_V] - WINDOW_MARGIN:
+            ff[F_UB] = max(ff[F_UB], ub)
+        meta[WINDOW_CUTS] += 1
+        S[Q_ST][d, cand_i[d, ci, 0], cand_i[d, ci, 1]] = Q_PRUNED
+        fi[F_J] += 1
+        fi[F_K] = -1
+        return
+    ff[F_QV] += p * kid_f1[F_RV]
+    ff[F_QU] += p * kid_f1[F_RU]
+    fi[F_K] = k + 1
 
 
 @kernel
@@ -697,6 +751,10 @@ def _tt_store(S, k1, k2, v, u):
     base = _tt_base(S, k1, k2)
     gen = k2 >> np.uint64(32)
     way, left = base, 99
+    for j in range(4):
+        if tt_k[base + j, 0] == k1 and tt_k[base + j, 1] == k2:  # the same node: replace
+            tt_vu[base + j, 2], tt_vu[base + j, 3] = v, u
+            return
     for j in range(4):
         if tt_k[base + j, 1] >> np.uint64(32) != gen:
             way, left = base + j, -1

@@ -80,6 +80,7 @@ ENV = "symbolic_alchemy"
 EVALUATION = "benchmarks.tracks.abstraction.evaluations:alchemy_eval"
 CURVE = "benchmarks.tracks.abstraction.evaluations:alchemy_eval_curve"
 IO_TRACE_CHECK = "benchmarks.tracks.abstraction.evaluations:io_trace_check"
+IO_RELEASED = "benchmarks.tracks.abstraction.evaluations:io_released"
 CHEMISTRY_PROBE = "benchmarks.tracks.abstraction.chemistry_probe:chemistry_probe"
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"  # the evaluation-set level
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"  # canonical
@@ -156,6 +157,10 @@ IO_EXACT_EPISODES = 50
 QUICK_TRACE_CHECK = {"episodes": 100, "first_trial": 2, "max_nodes": 100_000}
 PAPER_TRACE_CHECK = {"episodes": 1000, "first_trial": 1, "max_nodes": 100_000}
 SMOKE_TRACE_CHECK = {"episodes": 2, "first_trial": 8, "max_nodes": 20_000}
+# The exact ideal observer at 12 potions on the first released episodes, over 2 processes
+# (quick: as many as fit in about 1 h on 2 cores; docs/abstraction.md has the measured rate).
+QUICK_IO_RELEASED_EPISODES = 100
+IO_WORKERS = 2
 IO_BUDGETED_EPISODES = 20
 IO_NODE_BUDGET = 10_000
 LOG_POINTS = 50
@@ -281,6 +286,43 @@ def io_exact(
             IO_TRACE_CHECK: dict(trace_check),
         },
         design={"reduced_potions": potions},  # the report's `<agent>@<n>potions` arms
+    )
+
+
+def io_released(
+    env_config: Mapping[str, Any],
+    episodes: int,
+    workers: int,
+    trace_check: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """The exact ideal observer on the first `episodes` released episodes at 12 potions, over
+    `workers` processes (`io_released`: its score paired with the released IO trace, I3), and
+    the oracle on the same episodes (`alchemy_eval`, paired with the IO for A1); `trace_check`
+    adds I2 (`io_trace_check`)."""
+    level = env_config.get("level", EVAL_LEVEL)
+    evaluations = (EVALUATION, IO_RELEASED) + ((IO_TRACE_CHECK,) if trace_check else ())
+    options = {
+        EVALUATION: {
+            "episodes": episodes,
+            "primary": presets.BASELINE_EVAL_POLICY,
+            "episode_set": "released",
+            "agents": ["oracle"],
+        },
+        IO_RELEASED: {"episodes": episodes, "workers": workers},
+    }
+    if trace_check:
+        options[IO_TRACE_CHECK] = dict(trace_check)
+    return Experiment(
+        name=IO,
+        env=ENV,
+        env_config=dict(env_config),
+        agents=(IO, "oracle"),
+        train=one_update(1, 1),
+        agent_configs={IO: {"level": level, "io_planner": "exhaustive"}},
+        label=f"Exact ideal observer, 12 potions per trial, released episodes 0–{episodes - 1}",
+        seeds=1,
+        evaluations=evaluations,
+        evaluation_options=options,
     )
 
 
@@ -458,6 +500,7 @@ def quick_tier(scale: float = 1.0) -> Tier:
         experiments=(
             references(QUICK_ENV, one_update(*BASELINE_BATCH), QUICK_EVAL_EPISODES),
             io_exact(QUICK_ENV, IO_EXACT_POTIONS, IO_EXACT_EPISODES, QUICK_TRACE_CHECK),
+            io_released(QUICK_ENV, QUICK_IO_RELEASED_EPISODES, IO_WORKERS),
             io_budgeted(QUICK_ENV, IO_NODE_BUDGET, IO_BUDGETED_EPISODES),
         )
         + learning_arms(
@@ -499,21 +542,7 @@ PAPER = Tier(
     "steps per arm, memory 150 x 64, LSTM 256; accelerators or clusters",
     experiments=(
         references({"level": EVAL_LEVEL}, one_update(*BASELINE_BATCH), QUICK_EVAL_EPISODES),
-        Experiment(
-            name="ideal_observer",
-            env=ENV,
-            env_config={"level": EVAL_LEVEL},
-            agents=(IO, "oracle"),
-            train=one_update(1, 1),
-            agent_configs={IO: {"level": EVAL_LEVEL, "io_planner": "exhaustive"}},
-            label="Exact ideal observer, 12 potions per trial (the whole evaluation set)",
-            seeds=1,
-            evaluations=(EVALUATION, IO_TRACE_CHECK),
-            evaluation_options={
-                **eval_options(QUICK_EVAL_EPISODES),
-                IO_TRACE_CHECK: dict(PAPER_TRACE_CHECK),
-            },
-        ),
+        io_released({"level": EVAL_LEVEL}, QUICK_EVAL_EPISODES, IO_WORKERS, PAPER_TRACE_CHECK),
     )
     + learning_arms(
         main=_PAPER_MAIN,
