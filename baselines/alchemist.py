@@ -45,6 +45,7 @@ from baselines import vtrace
 from baselines.types import Agent, Trajectory
 from baselines.vtrace import NetInputs, Network, VTraceConfig, VTraceState
 from environments.core import EnvSpecs, check_positive_int, select_tree, validate_choice
+from environments.symbolic_alchemy import CHEM_INPUT_SIZES
 
 ENCODERS = ("elu", "mlp")
 MEMORIES = ("none", "episodic_attention")
@@ -211,11 +212,13 @@ class ObsLayout(NamedTuple):
 
 def obs_layout(obs_size: int, num_actions: int) -> ObsLayout:
     """Infer the env's `obs_repr` / `action_space` from the specs (memory rows need them)."""
-    base = {39: True, 39 + CHEM_SIZE: True, 21: False, 21 + CHEM_SIZE: False}
+    chem_sizes = sorted(set(CHEM_INPUT_SIZES.values()))
+    base = {39 + k: True for k in chem_sizes} | {21 + k: False for k in chem_sizes}
     if obs_size not in base:
         raise ValueError(
             f"the episodic memory needs Symbolic Alchemy observations with used flags "
-            f"(sizes 39/67 for obs_repr='slots', 21/49 for 'potion_counts'), got {obs_size}"
+            f"(sizes {sorted(k for k, v in base.items() if v)} for obs_repr='slots', "
+            f"{sorted(k for k, v in base.items() if not v)} for 'potion_counts'), got {obs_size}"
         )
     kinds = {22: (True, False), 23: (True, True), 40: (False, False), 41: (False, True)}
     if num_actions not in kinds:

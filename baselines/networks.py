@@ -47,6 +47,14 @@ class MLPTorso(hk.Module):
         return hk.nets.MLP([self.width] * self.depth, activate_final=True)(x)
 
 
+@_torso("mlp2")
+class MLP2Torso(MLPTorso):
+    """Two Dense(width) + ReLU layers (the abstraction spec's §4.2 baseline torso, 2 x 256)."""
+
+    def __init__(self, width: int = 128, name: str = "mlp2_torso"):
+        super().__init__(width, depth=2, name=name)
+
+
 @_torso("grid_cnn")
 class GridCNNTorso(hk.Module):
     """Conv(32, 2x2)-ReLU-Conv(64, 2x2)-ReLU-Dense(width)-ReLU for small RGB grids (÷255)."""

@@ -16,6 +16,7 @@ PURPOSES: dict[str, int] = {
     "sr_trace": 0x535254,  # "SRT": the credit track's SR trace episodes
     "planning_evaluation": 0x504C414E,  # "PLAN": the planning track's evaluation conditions
     "alchemy_actions": 0x414C43,  # "ALC": action draws of the abstraction track's evaluations
+    "alchemy_capacity": 0x434C4F,  # "CLO": the abstraction capacity check's demos and training
     "lm_init": 0x494E4954,  # "INIT": a language model's parameters
     "lm_routing": 0x524F5554,  # "ROUT": routing noise of a training step
     "lm_evaluation": 0x4556414C,  # "EVAL": validation batches and routing statistics

@@ -87,6 +87,7 @@ def probe_table(seed, dim_gain=0.3):
                     "chance": chance,
                     "posterior_fixed": 0.1 * trial - 0.05,
                     "posterior_ceiling": 0.95,
+                    "posterior_probe": 0.9,
                     "test_episodes": 40,
                     "features": 256,
                     "policy": "sample",
@@ -138,10 +139,11 @@ def world(
     io=True,
     io_above_oracle=False,
     seeds=5,
-    probed="ground_truth",
+    probed="alchemist",
     dim_gain=0.3,
 ):
-    """Designed results; arm `probed` (the best arm by default) has chemistry probe tables."""
+    """Designed results; arm `probed` (by default the best arm without a chemistry input, the
+    one A7 judges) has chemistry probe tables."""
     if references:
         for i, (agent, value) in enumerate(SPEC.items()):
             write(root, "references", agent, 0, eval_table(noisy(value, n=1000, seed=i)))
@@ -428,6 +430,42 @@ def test_a2_judges_the_exact_io_on_released_episodes(tmp_path, wall, differences
     plt.close("all")
 
 
+def test_a6_shows_the_other_inputs_and_the_capacity_check(tmp_path):
+    arms = {
+        **ARMS,
+        "perceived": ("vtrace_lstm", (160, 161, 162, 163, 164), 0.5, 20, "sample"),
+        "alchemist_ground_truth": ("alchemist", (260, 262, 264, 266, 268), 2.0, 15, "greedy"),
+    }
+    root = world(tmp_path / "r", arms=arms, references=False)
+    check = pd.DataFrame(
+        {
+            "player": ["clone_greedy", "clone_sample", "oracle"],
+            "score": [270.0, 250.0, 288.0],
+            "score_se": [1.0, 1.0, 1.0],
+            "episodes": 1000,
+            "demos": 4096,
+            "updates": 2000,
+            "batch": 32,
+            "action_accuracy": [0.95, 0.95, 1.0],
+            "final_loss": [0.1, 0.1, 0.0],
+        }
+    )
+    write(root, "capacity", "oracle", 0, eval_table(noisy(288.0)), extra={"capacity_check": check})
+    frame, folders = load(root)
+    evals = fig.load_evals(folders, [])
+    line = fig.verdict_a6(evals, frame, folders).line
+    assert "perceived 162.0 [" in line and "vs baseline 154.0" in line
+    assert "alchemist_ground_truth [15-step trials] 264.0" in line and "P(X > Y) 1.00" in line
+    assert "held-out action agreement 95.0%): greedy 270.0 ± 2.0 (94% of the oracle)" in line
+    # the best arm is given the chemistry: A7 judges the best arm without it
+    assert fig.best_arm(evals)[0] == "alchemist_ground_truth"
+    assert fig.best_arm(evals, own_inputs=True)[0] == "alchemist"
+    bad = check[check.player != "oracle"]
+    write(root, "capacity", "oracle", 0, eval_table(noisy(288.0)), extra={"capacity_check": bad})
+    with pytest.raises(ValueError, match="rows clone_greedy, clone_sample, oracle"):
+        fig.verdict_a6(evals, frame, store.run_folders([root]))
+
+
 def test_paired_difference_and_arm_names():
     assert fig.arm_name("references", "cash_only") == "cash_only"
     assert fig.arm_name("ideal_observer_6potions", "oracle") == "oracle@6potions"
@@ -446,8 +484,10 @@ def test_paired_difference_and_arm_names():
 @pytest.mark.parametrize(
     ("probed", "dim_gain", "expected", "text"),
     [
-        ("ground_truth", 0.05, NOT_REPRODUCED, "failed: gain ≥ 10 points"),
-        ("alchemist", 0.3, INSUFFICIENT_DATA, "probed arms: ['alchemist']"),
+        ("alchemist", 0.05, NOT_REPRODUCED, "failed: gain ≥ 10 points"),
+        ("baseline", 0.3, INSUFFICIENT_DATA, "probed arms: ['baseline']"),
+        # the best arm overall has the chemistry as input: A7 judges the best without one
+        ("ground_truth", 0.3, INSUFFICIENT_DATA, "best arm alchemist [15-step trials] ("),
         (None, 0.3, INSUFFICIENT_DATA, "probed arms: none"),
     ],
 )
@@ -461,7 +501,7 @@ def test_a7_needs_the_best_arm_probed_and_a_large_enough_gain(
 
 
 def test_a7_is_not_judged_on_an_arm_whose_later_trials_do_not_beat_its_first(tmp_path):
-    flat = {**ARMS, "ground_truth": (*ARMS["ground_truth"][:2], 0.0, *ARMS["ground_truth"][3:])}
+    flat = {**ARMS, "alchemist": (*ARMS["alchemist"][:2], 0.0, *ARMS["alchemist"][3:])}
     frame, folders = load(world(tmp_path, arms=flat, references=False))
     verdict = fig.verdict_a7(fig.load_evals(folders, []), fig.load_probes(folders, []))
     assert verdict.status == INSUFFICIENT_DATA, verdict
@@ -477,7 +517,8 @@ def test_a7_reports_the_belief_state_arm_as_its_positive_control(tmp_path):
     assert (
         f"positive control belief_state (5 seeds): dim-map accuracy {100 * first:.1f}% at trial 1 "
         f"and {100 * last:.1f}% at trial 10, {first / 0.95:.2f} and {last / 0.95:.2f} of the "
-        "posterior ceiling"
+        "posterior ceiling; the same probe on the exact posterior itself reads 90.0% and 90.0% "
+        f"(the agent: {first / 0.9:.2f} and {last / 0.9:.2f} of that)"
     ) in verdict.line, verdict
     assert fig.probe_control(fig.load_probes(folders, []), arm="alchemist") is None
 

@@ -72,6 +72,11 @@ def test_track_is_registered_with_tiers_evaluations_and_report_hook():
             probe = (track_def.CHEMISTRY_PROBE,) if probed else ()
             if e.agent_config(IO).get("io_planner") == "exhaustive" and IO in e.agents:
                 probe = (track_def.IO_TRACE_CHECK,)
+            if e.name == "capacity":  # A6's capacity check: an evaluation of its own
+                assert e.evaluations == (track_def.CAPACITY,) and e.agents == ("oracle",)
+                assert e.env_config["chem_input"] == "ground_truth"
+                evaluations.validate(e)
+                continue
             if e.name == IO:
                 released = (track_def.IO_RELEASED,)
                 probe = released + (probe if tier is TRACK.tier("paper") else ())
@@ -124,11 +129,20 @@ def test_quick_tier_follows_the_spec_budgets():
         "alchemist_memory",
         "ground_truth",
         "belief_state",
+        "perceived",
+        "alchemist_ground_truth",
+        "capacity",
     }
     steps = {name: _last_step(e.train) for name, e in quick.items()}
     # Equal env steps where the claims compare arms (A5: alchemist vs baseline; A6: the
     # chemistry inputs vs baseline).
-    for name in ("alchemist", "ground_truth", "belief_state"):
+    for name in (
+        "alchemist",
+        "ground_truth",
+        "belief_state",
+        "perceived",
+        "alchemist_ground_truth",
+    ):
         assert steps[name] == steps["baseline"] == track_def.QUICK_MAIN_STEPS, name
     assert steps["alchemist_no_shaping"] == track_def.QUICK_ABLATION_STEPS
     assert steps["alchemist_memory"] == track_def.QUICK_MEMORY_STEPS
@@ -158,7 +172,13 @@ def test_quick_tier_follows_the_spec_budgets():
     released = quick["ideal_observer"].evaluation_config(track_def.IO_RELEASED)
     assert released == {"episodes": 100, "workers": 2}
     for e in quick.values():
-        assert e.evaluation_config(track_def.EVALUATION)["episodes"] in (1000, 100, 50, 20)
+        evaluation = track_def.CAPACITY if e.name == "capacity" else track_def.EVALUATION
+        assert e.evaluation_config(evaluation)["episodes"] in (1000, 100, 50, 20)
+    assert quick["perceived"].env_config["chem_input"] == "perceived"
+    assert quick["alchemist_ground_truth"].env_config == {
+        **alchemist.env_config,
+        "chem_input": "ground_truth",
+    }
 
 
 @pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
@@ -222,7 +242,8 @@ def test_smoke_tier_follows_the_spec():
     for e in _experiments("smoke"):
         env = environments.make(e.env, **e.env_config)
         assert (env.num_trials, env.trial_steps) == (2, 5), e.name
-        assert e.evaluation_config(track_def.EVALUATION)["episodes"] == 8
+        evaluation = track_def.CAPACITY if e.name == "capacity" else track_def.EVALUATION
+        assert e.evaluation_config(evaluation)["episodes"] == 8
         if e.name.startswith("ideal_observer"):
             assert env.potions_per_trial == 2
         for agent in e.agents:
@@ -317,6 +338,33 @@ def test_io_released_plays_the_released_episodes_in_worker_processes():
     _, small = _program("cash_only")
     with pytest.raises(ValueError, match="plays the released episodes in"):
         ae.io_released(e, IO, config, small, None, 0, episodes=1)
+
+
+def test_capacity_check_clones_the_oracle_and_plays_beside_it():
+    from benchmarks.tracks.abstraction import capacity
+
+    e, program = _program("oracle", env_config={**SMALL, "chem_input": "ground_truth"})
+    options = dict(net_config=track_def.BASELINE_SMOKE, demos=64, batch=16, episodes=16)
+    run = lambda seed, updates: capacity.capacity_check(  # noqa: E731
+        e, "oracle", {}, program, None, seed, updates=updates, **options
+    )[capacity.EVALUATION]
+    table = run(0, 150)
+    assert table.player.tolist() == ["clone_greedy", "clone_sample", "oracle"]
+    assert (table.episodes == 16).all() and (table.updates == 150).all()
+    pd.testing.assert_frame_equal(table, run(0, 150))  # same seed, same numbers
+    assert run(1, 150).final_loss[0] != table.final_loss[0]
+    # Cloning learns: more updates agree more with the oracle's held-out actions.
+    assert table.action_accuracy[0] > run(0, 1).action_accuracy[0] + 0.1
+    assert capacity.capacity_check(e, "cash_only", {}, program, None, 0) == {}
+    for kwargs, message in (
+        ({"updates": 0}, "updates must be an int >= 1"),
+        ({"batch": 128}, "batch 128 is more than the 64 demonstrations"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            capacity.capacity_check(e, "oracle", {}, program, None, 0, **{**options, **kwargs})
+    _, plain = _program("oracle")
+    with pytest.raises(ValueError, match="chem_input='ground_truth'"):
+        capacity.capacity_check(e, "oracle", {}, plain, None, 0)
 
 
 @pytest.mark.slow

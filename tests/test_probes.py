@@ -225,6 +225,9 @@ def test_chemistry_probe_table_is_deterministic_and_skips_non_learners(alchemy_p
         "stone",
     }
     assert table.accuracy.between(0, 1).all() and table.posterior_ceiling.between(0, 1).all()
+    # the posterior's own probe reads other features than the agent's state
+    assert table.posterior_probe.between(0, 1).all()
+    assert not np.allclose(table.posterior_probe, table.accuracy)
     random = baselines.make_agent("random", env.specs())
     assert (
         chemistry_probe.chemistry_probe(

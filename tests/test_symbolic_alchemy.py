@@ -701,6 +701,49 @@ def test_ground_truth_extra_matches_the_input_in_its_frame():
 
 CHEM_GRAPH_FRAMES_ALL = ("reference", "aligned")
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
+
+
+@pytest.mark.parametrize("level", [EVAL_LEVEL, ROTATION_LEVEL])
+def test_perceived_input_predicts_every_potion_outcome(level):
+    # The `perceived` input, read as the agent would: a potion of colour c moves a stone by
+    # 2 x moves[c] in perceived coordinates iff the aligned edge it would cross is present;
+    # the +15 stone sits at the perceived vertex `best`.
+    env = SymbolicAlchemy(level=level, chem_input="perceived")
+    assert env.observation_spec().shape == (39 + chem.PERCEIVED_SIZE,)
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
+    moved = still = best_seen = 0
+    for i in range(12):
+        state, ts = reset(jax.random.PRNGKey(i))
+        obs = np.asarray(ts.observation)
+        vec = obs[39:]
+        moves, edges, best = vec[:18].reshape(6, 3), vec[18:30], vec[30:33]
+        rotation = chem.ROTATIONS[int(state.chemistry.rotation)]
+        for s in range(3):
+            coords, indicator = obs[5 * s : 5 * s + 3], obs[5 * s + 3] * chem.REWARD_SCALE
+            if indicator == 3:
+                np.testing.assert_array_equal(coords, best)
+                best_seen += 1
+            for p in range(12):
+                colour = int(round((obs[15 + 2 * p] + 1) * chem.POTION_TYPE_SCALE))
+                after = np.asarray(
+                    step(state, 1 + 13 * s + 1 + p, jax.random.PRNGKey(0))[1].observation
+                )
+                delta = after[5 * s : 5 * s + 3] - coords
+                aligned = rotation @ coords
+                target = aligned + 2 * (rotation @ moves[colour])
+                a = sum(1 << k for k in range(3) if aligned[k] > 0)
+                b = sum(1 << k for k in range(3) if target[k] > 0)
+                crossable = (
+                    np.abs(target).max() <= 1 and edges[chem.edge_index(min(a, b), max(a, b))] == 1
+                )
+                if delta.any():
+                    np.testing.assert_array_equal(delta, 2 * moves[colour])
+                    moved += 1
+                else:
+                    assert not crossable, (i, s, p)
+                    still += 1
+    assert moved > 20 and still > 20 and best_seen > 0
 
 
 @pytest.mark.slow

@@ -224,6 +224,19 @@ def test_torso_skip_feeds_the_embedding_to_both_heads():
     assert shapes[True] == {"policy": (10, 2), "value": (10, 1)}
 
 
+def test_the_mlp2_torso_has_two_layers_of_its_width():
+    env = environments.make("chain", length=5)
+    specs = env.specs()
+    layers = {}
+    for torso in ("mlp", "mlp2"):
+        agent = baselines.make_agent("vtrace_lstm", specs, torso=torso, torso_width=6, lstm_size=4)
+        params = agent.init(jax.random.PRNGKey(0), specs, 1).params
+        layers[torso] = sorted(v["w"].shape for k, v in params.items() if "torso" in k)
+    inputs = layers["mlp"][0][0]
+    assert layers["mlp"] == [(inputs, 6)]
+    assert layers["mlp2"] == sorted([(inputs, 6), (6, 6)])
+
+
 @pytest.mark.slow
 def test_learner_unroll_matches_the_actor_with_previous_inputs():
     """The learner rebuilds a_{t-1} and r_{t-1} from the trajectory exactly as the actor saw

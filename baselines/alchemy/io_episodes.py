@@ -13,7 +13,8 @@ kernels once, and with `workers=1` everything runs in this process.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, NamedTuple
 
@@ -30,18 +31,30 @@ class EpisodeResult(NamedTuple):
 
 
 def play_released(
-    episodes, workers: int = 1, potions_per_trial: int = 12, **observer_options: Any
+    episodes,
+    workers: int = 1,
+    potions_per_trial: int = 12,
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+    **observer_options: Any,
 ) -> list[EpisodeResult]:
     """Play released episodes `episodes` (indices) with `IdealObserver(**observer_options)` on
-    `workers` processes."""
+    `workers` processes; `on_episode` sees each result as it finishes (e.g. a progress bar)."""
     episodes = [int(e) for e in episodes]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     jobs = [(e, potions_per_trial, observer_options) for e in episodes]
+    done = on_episode or (lambda result: None)
     if workers == 1:
-        return [_play(job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(_play(job))
+            done(results[-1])
+        return results
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_play, jobs))
+        futures = [pool.submit(_play, job) for job in jobs]  # taken in order as workers free
+        for future in as_completed(futures):
+            done(future.result())
+        return [future.result() for future in futures]
 
 
 def _play(job) -> EpisodeResult:

@@ -20,7 +20,9 @@ used or absent slots read [2, 2, 2, 2, 1] and [1, 1]. With `chem_input="ground_t
 28-float belief of the exact posterior (§2.2, kept in the state by `belief.py`; reference
 encoding of §1.7, `belief_dim_map` picks the dim-map 1.0 rule; like the reference tracker it
 takes in the outcome of a trial's last action, which the observation hides; extra
-`n_consistent` counts the chemistries left).
+`n_consistent` counts the chemistries left); with `"perceived"` the 33-float chemistry in the
+observation's own frame (`chemistry.perceived_vector`: each colour's move in perceived
+coordinates, the aligned-frame edges, the +15 vertex's perceived coordinates; float32[72]).
 
 Options of the abstraction paper's agent (spec §4.3; every default is dm_alchemy's behaviour):
 - `obs_repr="potion_counts"`: the 15 stone features then the number of unused potions of each
@@ -57,7 +59,13 @@ from environments.symbolic_alchemy.chemistry import Chemistry
 
 LEVELS = tuple(chem.LEVELS)
 DEFAULT_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"
-CHEM_INPUTS = ("none", "ground_truth", "belief_state")
+CHEM_INPUTS = ("none", "ground_truth", "belief_state", "perceived")
+CHEM_INPUT_SIZES = {  # floats appended to the observation
+    "none": 0,
+    "ground_truth": chem.CHEM_SIZE,
+    "belief_state": chem.CHEM_SIZE,
+    "perceived": chem.PERCEIVED_SIZE,
+}
 CHEM_GRAPH_FRAMES = ("reference", "aligned")
 OBS_REPRS = ("slots", "potion_counts")
 ACTION_SPACES = ("slot", "colour")
@@ -178,8 +186,7 @@ class SymbolicAlchemy(Environment):
         else:  # stone features, then unused potions per colour (0..potions_per_trial)
             size = chem.MAX_STONES * self._stone_features + chem.NUM_POTION_TYPES
             maximum = float(max(2, self.potions_per_trial))
-        if self.chem_input != "none":
-            size += chem.CHEM_SIZE
+        size += CHEM_INPUT_SIZES[self.chem_input]
         return ArraySpec((size,), jnp.float32, "observation", -1.0, maximum)
 
     @property
@@ -259,6 +266,8 @@ class SymbolicAlchemy(Environment):
             obs = jnp.concatenate([obs, gt])
         elif self.chem_input == "belief_state":
             obs = jnp.concatenate([obs, belief.belief_vector(state.posterior, self.belief_dim_map)])
+        elif self.chem_input == "perceived":
+            obs = jnp.concatenate([obs, chem.perceived_vector(state.chemistry)])
         return obs
 
     def _extras(

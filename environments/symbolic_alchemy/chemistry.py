@@ -259,6 +259,29 @@ GT_POTION = np.concatenate(
 GT_STONE = ((STONE_MAP_SIGNS + 1) / 2.0).astype(np.float32)  # [8, 3]
 GT_ROTATION = np.eye(NUM_ROTATIONS, dtype=np.float32)  # [4, 4]
 
+
+def _build_perceived_moves() -> np.ndarray:
+    """[rot, stone map, potion map, colour, 3]: how a potion of each colour moves a stone, in
+    the perceived coordinates the agent sees (halved: ±1 per unit edge on the eval levels), for
+    a stone it moves (one on the other side of the potion's axis, with that edge present)."""
+    out = np.zeros((NUM_ROTATIONS, NUM_STONE_MAPS, NUM_POTION_MAPS, NUM_POTION_TYPES, 3))
+    for r, m, pm, c in itertools.product(
+        range(NUM_ROTATIONS), range(NUM_STONE_MAPS), range(NUM_POTION_MAPS), range(6)
+    ):
+        latent = COLOUR_TO_LATENT[pm, c]
+        axis, direction = latent // 2, 2 * (latent % 2) - 1
+        aligned = np.zeros(3)
+        aligned[axis] = direction * STONE_MAP_SIGNS[m, axis]  # the stone map flips the axis
+        out[r, m, pm, c] = np.linalg.solve(ROTATIONS[r].astype(np.float64), aligned)
+    return out.astype(np.float32)
+
+
+# The `perceived` chemistry input (`perceived_vector`): colour moves 18 | aligned edges 12 |
+# the +15 vertex in perceived coordinates 3.
+PERCEIVED_MOVES = _build_perceived_moves()  # [4, 8, 48, 6, 3]
+BEST_VERTEX = int(np.argmax(VALUES))  # latent (1, 1, 1)
+PERCEIVED_SIZE = NUM_POTION_TYPES * NUM_AXES + NUM_CUBE_EDGES + NUM_AXES  # 33
+
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -353,6 +376,19 @@ def sample_items(key: jax.Array, num_trials: int) -> tuple[jax.Array, jax.Array]
         stones.reshape(num_trials, MAX_STONES),  # [T, 3]
         potions.astype(jnp.int32).reshape(num_trials, MAX_POTIONS),  # [T, 12]
     )
+
+
+def perceived_vector(chem: Chemistry) -> jax.Array:
+    """The chemistry in the frame of the observation (the `perceived` chemistry input): for
+    each potion colour the perceived move of a stone it moves, the graph's edges in the aligned
+    frame (the perceived one on levels without rotation), and the perceived coordinates of the
+    +15 vertex. Same information as `ground_truth_vector` on the evaluation levels, without the
+    composition of stone map, potion map and rotation the agent would have to learn. [33]"""
+    edges = jnp.asarray(GRAPH_EDGES, jnp.float32)[chem.graph]
+    edges = edges[jnp.asarray(ALIGNED_EDGE_SOURCE)[chem.stone_map]]
+    moves = jnp.asarray(PERCEIVED_MOVES)[chem.rotation, chem.stone_map, chem.potion_map]
+    best = jnp.asarray(PERCEIVED, jnp.float32)[chem.rotation, BEST_VERTEX ^ chem.stone_map]
+    return jnp.concatenate([moves.reshape(-1), edges, best])  # [33]
 
 
 def ground_truth_vector(chem: Chemistry, graph_frame: str = "reference") -> jax.Array:

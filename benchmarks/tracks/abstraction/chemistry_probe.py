@@ -21,12 +21,16 @@ The ceiling is what the exact posterior (§2.2, tracked by a twin environment wi
 accuracy of guessing uniformly among the values it still allows (1 for a fixed entry, 1/2 for an
 open binary entry, 1/(permutations left) for the dim map). The spec's method is UNVERIFIED; this
 reading (uniform guess over the posterior's support) is the one named `posterior_ceiling` in
-docs/abstraction.md. A7 reads the best arm's dim-map accuracy at trial 10 minus trial 1.
+docs/abstraction.md. `posterior_probe` is the same probe fitted on the exact posterior itself
+(its 28-float belief vector at that decision, same episodes and split): what a linear read-out
+of everything the observations say gets, the ceiling of a probe rather than of a guess. A7 reads
+the best arm's dim-map accuracy at trial 10 minus trial 1.
 
 Table `chemistry_probe`, one row per (trial, part): trial (1-based), part, heads, accuracy,
 train_accuracy, chance (balanced chance, 1/classes), posterior_fixed, posterior_ceiling,
-test_episodes, features, policy. `accuracy` is balanced (the mean over an entry's classes of
-the held-out accuracy on that class), so chance is 1/classes however skewed the chemistry prior.
+posterior_probe, test_episodes, features, policy. `accuracy` is balanced (the mean over an
+entry's classes of the held-out accuracy on that class), so chance is 1/classes however skewed
+the chemistry prior.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ COLUMNS = [
     "chance",
     "posterior_fixed",
     "posterior_ceiling",
+    "posterior_probe",
     "test_episodes",
     "features",
     "policy",
@@ -188,12 +193,14 @@ def probe_table(data: ProbeData, seed: int, policy: str, **fit_options: Any) -> 
     if not np.all(np.asarray(data.seen)):
         raise ValueError(f"{EVALUATION}: some trial had no last decision to probe")
     labels, classes, parts = probe_targets(data.truth)
-    scores = probes.fit_and_score(
-        np.moveaxis(features, 1, 0), labels, classes, np.arange(episodes), seed=seed, **fit_options
+    fit = lambda x: probes.fit_and_score(  # noqa: E731
+        np.moveaxis(x, 1, 0), labels, classes, np.arange(episodes), seed=seed, **fit_options
     )
+    scores, posterior = fit(features), fit(np.asarray(data.belief, np.float32))
     fixed, ceiling = posterior_ceiling(data.belief)  # [E, T, H]
     test = scores.test
     balanced = balanced_accuracy(scores.correct[:, test], labels[test])  # [T, H]
+    from_posterior = balanced_accuracy(posterior.correct[:, test], labels[test])  # [T, H]
     parts = np.asarray(parts)
     rows = []
     for t in range(num_trials):
@@ -209,6 +216,7 @@ def probe_table(data: ProbeData, seed: int, policy: str, **fit_options: Any) -> 
                     "chance": 1.0 / k,
                     "posterior_fixed": float(fixed[test, t][:, heads].mean()),
                     "posterior_ceiling": float(ceiling[test, t][:, heads].mean()),
+                    "posterior_probe": float(from_posterior[t, heads].mean()),
                     "test_episodes": int(test.sum()),
                     "features": int(width),
                     "policy": policy,

@@ -533,11 +533,18 @@ def io_released(
         raise ValueError(
             f"{IO_RELEASED}: the released set has {data.num_episodes} episodes, asked {episodes}"
         )
+    from tqdm.auto import tqdm
+
     options = {k: v for k, v in agent_config.items() if k == "io_backend"}
     start = time.perf_counter()
-    results = io_episodes.play_released(
-        range(episodes), workers=workers, potions_per_trial=potions, **options
-    )
+    with tqdm(total=episodes, desc=f"{IO_RELEASED} ({workers} workers)", unit="episode") as bar:
+        results = io_episodes.play_released(
+            range(episodes),
+            workers=workers,
+            potions_per_trial=potions,
+            on_episode=lambda result: bar.update(),
+            **options,
+        )
     wall = time.perf_counter() - start
     events = np.array([r.events for r in results])  # [E, steps]
     extras = pd.DataFrame([r.extras for r in results])

@@ -26,11 +26,17 @@ Arms (experiment name = arm; spec §4):
     alchemist_no_shaping     the same without shaping
     alchemist_memory         with episodic memory (quick: 32 FIFO slots of width 32)
     ground_truth, belief_state  the baseline with a chemistry input (spec §4.4; no aux loss)
+    perceived                the baseline with the chemistry in the perceived frame (A6)
+    alchemist_ground_truth   the alchemist with the ground-truth chemistry input (A6)
+    capacity                 A6's capacity check: the baseline's network behaviour-cloning the
+                             oracle from the ground-truth input (`capacity_check`)
+    ideal_observer           the exact ideal observer at 12 potions on the first released
+                             episodes over 2 worker processes (`io_released`: A2's rate and I3,
+                             its score paired with the released IO trace), the oracle beside it
 
-The exact ideal observer at 12 potions per trial is out of reach (a first trial is 10⁷–10⁸
-search nodes; docs/abstraction.md), so its full-size score comes from the spec's trace value
-(284.4) and, approximately, from `ideal_observer_budgeted`; the 6-potion experiment checks the
-exact planner against the oracle on the same episodes.
+The exact ideal observer's first trial at 12 potions is 10⁵–10⁸ search nodes (docs/abstraction.md),
+so the quick tier plays the first QUICK_IO_RELEASED_EPISODES released episodes and the paper tier
+all 1000; the 6-potion experiment checks the exact planner against the oracle on drawn episodes.
 
 Quick-tier time. Measured on the 2-core machine while other jobs held both cores, so in CPU
 time (one core fully busy; a second idle core only shortens the wall time): throughput per
@@ -81,6 +87,7 @@ EVALUATION = "benchmarks.tracks.abstraction.evaluations:alchemy_eval"
 CURVE = "benchmarks.tracks.abstraction.evaluations:alchemy_eval_curve"
 IO_TRACE_CHECK = "benchmarks.tracks.abstraction.evaluations:io_trace_check"
 IO_RELEASED = "benchmarks.tracks.abstraction.evaluations:io_released"
+CAPACITY = "benchmarks.tracks.abstraction.capacity:capacity_check"
 CHEMISTRY_PROBE = "benchmarks.tracks.abstraction.chemistry_probe:chemistry_probe"
 EVAL_LEVEL = "perceptual_mapping_randomized_with_random_bottleneck"  # the evaluation-set level
 ROTATION_LEVEL = "perceptual_mapping_randomized_with_rotation_and_random_bottleneck"  # canonical
@@ -97,9 +104,10 @@ ALCHEMIST_AGENT = "alchemist"
 # spec's settings; the track only picks widths, memory and budgets per tier.
 # Spec §4.2: vtrace_lstm with a_{t-1} and r_{t-1} inputs, reward_scale 1/15 for the learner;
 # Adam 3e-4, clip 40, γ 0.99, pg + 0.5·value + 0.01·entropy are VTraceConfig's defaults. Its
-# torso is one ReLU layer of `torso_width` (§4.2 writes two; docs/abstraction.md).
+# quick torso is one ReLU layer of `torso_width` (§4.2 writes two: torso "mlp2", the paper
+# tier's; docs/abstraction.md).
 BASELINE_QUICK = dict(presets.VTRACE_BASELINE)  # LSTM 128, torso 128
-BASELINE_PAPER = {**BASELINE_QUICK, "torso_width": 256, "lstm_size": 256}
+BASELINE_PAPER = {**BASELINE_QUICK, "torso": "mlp2", "torso_width": 256, "lstm_size": 256}
 BASELINE_SMOKE = {**BASELINE_QUICK, "torso_width": 16, "lstm_size": 16}
 
 # Spec §4.3: the environment side of the alchemist (15-step trials, potion counts, colour
@@ -162,6 +170,9 @@ SMOKE_TRACE_CHECK = {"episodes": 2, "first_trial": 8, "max_nodes": 20_000}
 QUICK_IO_RELEASED_EPISODES = 100
 IO_WORKERS = 2
 IO_BUDGETED_EPISODES = 20
+# A6's capacity check (behaviour cloning the oracle from the ground-truth input).
+QUICK_CAPACITY = {"demos": 4096, "updates": 2000, "batch": 32, "learning_rate": 1e-3}
+SMOKE_CAPACITY = {"demos": 16, "updates": 4, "batch": 8, "learning_rate": 1e-3}
 IO_NODE_BUDGET = 10_000
 LOG_POINTS = 50
 LITE_SCALE = 0.3  # tier quick_lite: every quick training budget times this
@@ -326,6 +337,29 @@ def io_released(
     )
 
 
+def capacity(
+    env_config: Mapping[str, Any],
+    net_config: Mapping[str, Any],
+    options: Mapping[str, Any],
+    episodes: int,
+) -> Experiment:
+    """A6's capacity check (`capacity_check`): the baseline's network (`net_config`) behaviour-
+    cloning the search oracle from the ground-truth input, scored beside the oracle."""
+    return Experiment(
+        name="capacity",
+        env=ENV,
+        env_config={**env_config, "chem_input": "ground_truth"},
+        agents=("oracle",),
+        train=one_update(1, 1),
+        label="Capacity check: the baseline's network cloning the oracle (ground-truth input)",
+        seeds=1,
+        evaluations=(CAPACITY,),
+        evaluation_options={
+            CAPACITY: {"net_config": dict(net_config), "episodes": episodes, **options}
+        },
+    )
+
+
 def io_budgeted(env_config: Mapping[str, Any], node_budget: int, episodes: int) -> Experiment:
     """The budgeted planner (an approximation, reported as `ideal_observer_budgeted`)."""
     level = env_config.get("level", EVAL_LEVEL)
@@ -416,6 +450,28 @@ def learning_arms(
             probe=True,
             **kw,
         ),
+        # A6's other inputs (issue 22): the chemistry in the observation's own frame (each
+        # colour's perceived move, no composition of maps to learn), and the ground truth given
+        # to the alchemist, the better learner.
+        arm(
+            "perceived",
+            BASELINE_AGENT,
+            chemistry,
+            {**env, "chem_input": "perceived"},
+            baseline,
+            label="Baseline + chemistry in the perceived frame",
+            **kw,
+        ),
+        arm(
+            "alchemist_ground_truth",
+            ALCHEMIST_AGENT,
+            alchemist_main,
+            {**alchemist_env, "chem_input": "ground_truth"},
+            alchemist,
+            label=f"Alchemist + ground-truth chemistry input ({trial_steps}-step trials)",
+            primary=presets.ALCHEMIST_EVAL_POLICY,
+            **kw,
+        ),
     )
     if alchemist_memory is None:
         return arms
@@ -454,6 +510,7 @@ SMOKE = Tier(
             SMOKE_IO_NODE_BUDGET,
             SMOKE_EVAL_EPISODES,
         ),
+        capacity(SMOKE_ENV, BASELINE_SMOKE, SMOKE_CAPACITY, SMOKE_EVAL_EPISODES),
     )
     + learning_arms(
         main=_SMOKE_TRAIN,
@@ -502,6 +559,7 @@ def quick_tier(scale: float = 1.0) -> Tier:
             io_exact(QUICK_ENV, IO_EXACT_POTIONS, IO_EXACT_EPISODES, QUICK_TRACE_CHECK),
             io_released(QUICK_ENV, QUICK_IO_RELEASED_EPISODES, IO_WORKERS),
             io_budgeted(QUICK_ENV, IO_NODE_BUDGET, IO_BUDGETED_EPISODES),
+            capacity(QUICK_ENV, BASELINE_QUICK, QUICK_CAPACITY, QUICK_EVAL_EPISODES),
         )
         + learning_arms(
             main=budget(main, BASELINE_BATCH),

@@ -50,7 +50,8 @@ from benchmarks.track_report import (
     markdown_table,
     read_extra_tables,
 )
-from benchmarks.tracks.abstraction import chemistry_probe
+from benchmarks.tracks.abstraction import capacity, chemistry_probe
+from benchmarks.tracks.abstraction.capacity import EVALUATION as CAPACITY_TABLE
 from benchmarks.tracks.abstraction.evaluations import (
     BEHAVIOUR,
     CURVE_TABLE,
@@ -87,6 +88,8 @@ ALCHEMIST = "alchemist"
 NO_SHAPING = "alchemist_no_shaping"
 GROUND_TRUTH = "ground_truth"
 BELIEF = "belief_state"
+PERCEIVED = "perceived"
+ALCHEMIST_GT = "alchemist_ground_truth"
 UNIFORM = "random"  # uniform over the 40 actions (the spec's "uniform", 17.8)
 
 CLAIMS = {
@@ -189,10 +192,10 @@ def family(arm: str) -> str:
     """baseline | alchemist | chem_input | reference (non-learning) | other."""
     if arm == BASELINE or arm.startswith(f"{BASELINE}_"):
         return "baseline"
+    if arm == ALCHEMIST_GT or arm.startswith((GROUND_TRUTH, BELIEF, PERCEIVED)):
+        return "chem_input"
     if arm.startswith(ALCHEMIST):
         return "alchemist"
-    if arm.startswith((GROUND_TRUTH, BELIEF)):
-        return "chem_input"
     return "other"
 
 
@@ -687,10 +690,14 @@ def verdict_a3(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     )
 
 
-def best_arm(evals: pd.DataFrame) -> tuple[str | None, Score]:
-    """The learning arm with the highest score among those with ≥ MIN_SEEDS seeds."""
+def best_arm(evals: pd.DataFrame, own_inputs: bool = False) -> tuple[str | None, Score]:
+    """The learning arm with the highest score among those with ≥ MIN_SEEDS seeds;
+    `own_inputs` leaves out the arms given the chemistry as an input (A7 asks whether an
+    agent's own state comes to encode it)."""
     best, best_score = None, NO_SCORE
     for arm in learning_arms(evals):
+        if own_inputs and family(arm) == "chem_input":
+            continue
         score = arm_score(evals, arm)
         if score.n >= MIN_SEEDS and (best is None or score.value > best_score.value):
             best, best_score = arm, score
@@ -792,12 +799,14 @@ def verdict_a5(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     return judge(CLAIMS, "A5", conditions, details)
 
 
-def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
+def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame, folders: Sequence[Path] = ()) -> Verdict:
     arms = [GROUND_TRUTH, BASELINE, BELIEF]
     details = [_budget_text(frame, evals, arms)]
     short = _short(evals, arms)
     if short:
-        return verdict(CLAIMS, "A6", INSUFFICIENT_DATA, details + [_need_seeds(short)])
+        return verdict(
+            CLAIMS, "A6", INSUFFICIENT_DATA, details + [_need_seeds(short)] + _capacity(folders)
+        )
     gt, base, belief = (arm_score(evals, a) for a in arms)
     details += [
         f"ground_truth {fmt(gt)}",
@@ -823,7 +832,55 @@ def verdict_a6(evals: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
         ),
         ("ground_truth ≥ belief_state (IQM)", bool(gt.value >= belief.value)),
     ]
+    details += _a6_other_inputs(evals) + _capacity(folders)
     return judge(CLAIMS, "A6", conditions, details)
+
+
+def _capacity(folders: Sequence[Path]) -> list[str]:
+    """A6's capacity check (`capacity_check`: the baseline's network cloning the oracle from
+    the ground-truth input), as a sentence; [] where it did not run."""
+    table = track_tables(folders, CAPACITY_TABLE)
+    if table.empty:
+        return []
+    missing = sorted(set(capacity.COLUMNS) - set(table.columns))
+    players = set(table.get("player", ()))
+    if missing or not {"clone_greedy", "clone_sample", "oracle"} <= players:
+        raise ValueError(
+            f"table {CAPACITY_TABLE!r} needs columns {capacity.COLUMNS} (missing {missing}) and "
+            f"rows clone_greedy, clone_sample, oracle (got {sorted(players)})"
+        )
+    by = table.set_index("player")
+    oracle = by.loc["oracle"]
+    parts = [
+        f"{name} {by.loc[player].score:.1f} ± {Z95 * by.loc[player].score_se:.1f} "
+        f"({by.loc[player].score / oracle.score:.0%} of the oracle)"
+        for player, name in (("clone_greedy", "greedy"), ("clone_sample", "sampled"))
+    ]
+    clone = by.loc["clone_greedy"]
+    return [
+        f"capacity check (the baseline's network behaviour-cloning the oracle from the "
+        f"ground-truth input: {int(clone.demos)} demonstrations, {int(clone.updates)} updates "
+        f"of {int(clone.batch)} episodes; held-out action agreement "
+        f"{100 * clone.action_accuracy:.1f}%): {', '.join(parts)}, oracle {oracle.score:.1f} "
+        f"on the same {int(oracle.episodes)} episodes"
+    ]
+
+
+def _a6_other_inputs(evals: pd.DataFrame) -> list[str]:
+    """A6's further arms, shown beside the spec's conditions: the baseline with the chemistry
+    in the perceived frame, and the alchemist with the ground truth against the alchemist (the
+    input's gain for a learner that uses potions well), with P(X > Y) over seeds."""
+    lines = []
+    for arm, against in ((PERCEIVED, BASELINE), (ALCHEMIST_GT, ALCHEMIST)):
+        if _short(evals, [arm, against]):
+            continue
+        x, y = per_seed(evals, arm), per_seed(evals, against)
+        p = stats.probability_of_improvement(x, y)
+        lines.append(
+            f"{label_of(evals, arm)} {fmt(arm_score(evals, arm))} vs {label_of(evals, against)} "
+            f"{fmt(arm_score(evals, against))}: P(X > Y) {p.value:.2f} [{p.low:.2f}, {p.high:.2f}]"
+        )
+    return lines
 
 
 def load_probes(folders: Iterable[Path], notes: list[str]) -> pd.DataFrame:
@@ -855,19 +912,28 @@ def probe_control(probes: pd.DataFrame, arm: str = BELIEF, part: str = A7_PART) 
     rows = probes[(probes.arm == arm) & (probes.part == part)] if not probes.empty else probes
     if rows.empty:
         return None
-    by_trial = rows.groupby("trial")[["accuracy", "posterior_ceiling"]].mean()
+    columns = [c for c in ("accuracy", "posterior_ceiling", "posterior_probe") if c in rows]
+    by_trial = rows.groupby("trial")[columns].mean()
     first, last = int(by_trial.index.min()), int(by_trial.index.max())
-    share = lambda t: by_trial.accuracy[t] / by_trial.posterior_ceiling[t]  # noqa: E731
-    return (
+    share = lambda t, c="posterior_ceiling": by_trial.accuracy[t] / by_trial[c][t]  # noqa: E731
+    line = (
         f"positive control {arm} ({rows.seed.nunique()} seeds): {part}-map accuracy "
         f"{100 * by_trial.accuracy[first]:.1f}% at trial {first} and "
         f"{100 * by_trial.accuracy[last]:.1f}% at trial {last}, {share(first):.2f} and "
         f"{share(last):.2f} of the posterior ceiling"
     )
+    if "posterior_probe" in by_trial and by_trial.posterior_probe.notna().all():
+        probe = by_trial.posterior_probe
+        line += (
+            f"; the same probe on the exact posterior itself reads {100 * probe[first]:.1f}% "
+            f"and {100 * probe[last]:.1f}% (the agent: {share(first, 'posterior_probe'):.2f} "
+            f"and {share(last, 'posterior_probe'):.2f} of that)"
+        )
+    return line
 
 
 def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
-    arm, score = best_arm(evals)
+    arm, score = best_arm(evals, own_inputs=True)
     details = [f"criterion: {A7_PART}-map accuracy trial 10 − trial 1 ≥ {A7_MIN_GAIN:.0f} points"]
     control = probe_control(probes)
     if control:
@@ -909,6 +975,11 @@ def verdict_a7(evals: pd.DataFrame, probes: pd.DataFrame) -> Verdict:
         f"posterior ceiling at trial {last}: {ceiling:.1f}% (uniform guess over the exact "
         f"posterior's support; fixed in {100 * rows.posterior_fixed.mean():.0f}% of episodes)",
     ]
+    if "posterior_probe" in rows and rows.posterior_probe.notna().all():
+        details.append(
+            f"the same probe on the exact posterior itself at trial {last}: "
+            f"{100 * rows.posterior_probe.mean():.1f}%"
+        )
     conditions = [
         (f"gain ≥ {A7_MIN_GAIN:.0f} points", bool(gain.value >= A7_MIN_GAIN)),
         ("accuracy ≤ posterior ceiling", bool(accuracy.value <= ceiling)),
@@ -927,8 +998,8 @@ def verdicts(
         "A3": [BASELINE],
         "A4": [best],
         "A5": [ALCHEMIST, BASELINE, NO_SHAPING],
-        "A6": [GROUND_TRUTH, BASELINE, BELIEF],
-        "A7": [best],
+        "A6": [GROUND_TRUTH, BASELINE, BELIEF, PERCEIVED, ALCHEMIST_GT, ALCHEMIST],
+        "A7": [best_arm(evals, own_inputs=True)[0]],
     }
     judged = [
         verdict_a1(evals),
@@ -936,7 +1007,7 @@ def verdicts(
         verdict_a3(evals, frame),
         verdict_a4(evals, frame),
         verdict_a5(evals, frame),
-        verdict_a6(evals, frame),
+        verdict_a6(evals, frame, folders),
         verdict_a7(evals, probes),
     ]
     return [on_runs(v, arm_runs(evals, arms[v.claim])) for v in judged]
