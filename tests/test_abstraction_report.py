@@ -447,6 +447,7 @@ def test_a6_shows_the_other_inputs_and_the_capacity_check(tmp_path):
             "updates": 2000,
             "batch": 32,
             "action_accuracy": [0.95, 0.95, 1.0],
+            "decision_accuracy": [0.8, 0.8, 1.0],
             "final_loss": [0.1, 0.1, 0.0],
         }
     )
@@ -456,7 +457,7 @@ def test_a6_shows_the_other_inputs_and_the_capacity_check(tmp_path):
     line = fig.verdict_a6(evals, frame, folders).line
     assert "perceived 162.0 [" in line and "vs baseline 154.0" in line
     assert "alchemist_ground_truth [15-step trials] 264.0" in line and "P(X > Y) 1.00" in line
-    assert "held-out action agreement 95.0%): greedy 270.0 ± 2.0 (94% of the oracle)" in line
+    assert "agreement 95.0%, 80.0% on the oracle's decisions): greedy 270.0 ± 2.0 (94% of" in line
     # the best arm is given the chemistry: A7 judges the best arm without it
     assert fig.best_arm(evals)[0] == "alchemist_ground_truth"
     assert fig.best_arm(evals, own_inputs=True)[0] == "alchemist"

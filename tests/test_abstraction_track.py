@@ -355,6 +355,7 @@ def test_capacity_check_clones_the_oracle_and_plays_beside_it():
     assert run(1, 150).final_loss[0] != table.final_loss[0]
     # Cloning learns: more updates agree more with the oracle's held-out actions.
     assert table.action_accuracy[0] > run(0, 1).action_accuracy[0] + 0.1
+    assert 0 <= table.decision_accuracy[0] <= 1
     assert capacity.capacity_check(e, "cash_only", {}, program, None, 0) == {}
     for kwargs, message in (
         ({"updates": 0}, "updates must be an int >= 1"),

@@ -13,7 +13,8 @@ among the demonstrations) greedily and sampled, beside the oracle on the same ep
 Evaluation `capacity_check` (for agent `oracle`; {} for others), table `capacity_check`, one row
 per player: player (`clone_greedy`, `clone_sample`, `oracle`), score (mean episode reward),
 score_se, episodes, demos, updates, batch, action_accuracy (the clone's agreement with the
-oracle's action on 256 held-out demonstration episodes, teacher-forced), final_loss.
+oracle's action on 256 held-out demonstration episodes, teacher-forced), decision_accuracy (the
+same on the oracle's decisions only: its steps that are not no-ops), final_loss.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from environments.core import TimeStep
 
 EVALUATION = "capacity_check"
 HELD_OUT = 256  # demonstration episodes kept out of training, for the action accuracy
+NO_OP = 0  # the slot action space's no-op
 COLUMNS = [
     "player",
     "score",
@@ -46,6 +48,7 @@ COLUMNS = [
     "updates",
     "batch",
     "action_accuracy",
+    "decision_accuracy",
     "final_loss",
 ]
 
@@ -94,7 +97,8 @@ def clone(
     batch: int,
     learning_rate: float,
 ) -> tuple[Any, float, float]:
-    """(params of the cloned `vtrace_lstm` network, held-out action accuracy, final loss)."""
+    """(params of the cloned `vtrace_lstm` network, (held-out action agreement over every
+    step, over the oracle's decisions: its steps that are not no-ops), final loss)."""
     specs = env.specs()
     config = VTraceConfig(**net_config)
     network = build_network(specs, config)
@@ -133,8 +137,10 @@ def clone(
     (logits, _), _ = jax.jit(network.unroll)(
         params, take(inputs, test_idx), network.initial_state(HELD_OUT)
     )
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == actions[:, test_idx])
-    return params, float(accuracy), float(final_loss)
+    agree = jnp.argmax(logits, -1) == actions[:, test_idx]  # [T, HELD_OUT]
+    acts = actions[:, test_idx] != NO_OP  # the oracle's decisions (not its waiting no-ops)
+    accuracy = (float(jnp.mean(agree)), float(jnp.sum(agree & acts) / jnp.sum(acts)))
+    return params, accuracy, float(final_loss)
 
 
 def capacity_check(
@@ -168,7 +174,7 @@ def capacity_check(
             f"chem_input='ground_truth', got {env.chem_input!r}"
         )
     net_config = dict(net_config or {})
-    params, accuracy, loss = clone(
+    params, (accuracy, on_decisions), loss = clone(
         env,
         net_config,
         seed,
@@ -196,6 +202,7 @@ def capacity_check(
                 "updates": updates,
                 "batch": batch,
                 "action_accuracy": accuracy if player != "oracle" else 1.0,
+                "decision_accuracy": on_decisions if player != "oracle" else 1.0,
                 "final_loss": loss if player != "oracle" else 0.0,
             }
         )

@@ -645,7 +645,7 @@ def io_released_rate(released: pd.DataFrame) -> tuple[float, str]:
         f"exact IO, 12 potions: {n} released episodes in {wall:,.0f} s on {workers} worker "
         f"processes = {rate:.4f} episodes/s ({n / busy:.4f} per core-second; "
         f"{busy / n:.1f} s per episode, median {released.seconds.median():.1f} s); trial 1 is "
-        f"{released.trial_1_seconds.sum() / busy:.0%} of the time, trial-1 nodes median "
+        f"{released.trial_1_seconds.sum() / busy:.1%} of the time, trial-1 nodes median "
         f"{np.median(nodes) / 1e6:.2f}M, max {nodes.max() / 1e6:.0f}M; the whole set at this "
         f"rate ≈ {1000 / rate / 3600:.1f} h"
     )
@@ -861,7 +861,8 @@ def _capacity(folders: Sequence[Path]) -> list[str]:
         f"capacity check (the baseline's network behaviour-cloning the oracle from the "
         f"ground-truth input: {int(clone.demos)} demonstrations, {int(clone.updates)} updates "
         f"of {int(clone.batch)} episodes; held-out action agreement "
-        f"{100 * clone.action_accuracy:.1f}%): {', '.join(parts)}, oracle {oracle.score:.1f} "
+        f"{100 * clone.action_accuracy:.1f}%, {100 * clone.decision_accuracy:.1f}% on the "
+        f"oracle's decisions): {', '.join(parts)}, oracle {oracle.score:.1f} "
         f"on the same {int(oracle.episodes)} episodes"
     ]
 
