@@ -59,13 +59,16 @@ compilation + evaluation). The spec's 50k steps/s for LSTM(128) was not reached 
                                seed after a ≈ 20 s compile per arm
                                                                    total ≈ 2.75 CPU-hours
 
-ground_truth and belief_state were remeasured on 2026-12-07 at the baseline's budget, each
-pinned to one core with the other running beside it. The committed runs' recorded wall +
-evaluation seconds (16 programs) sum to 11,337 single-core seconds = 3.15 core-hours, 1.58 h on
-2 cores as two longest-first streams (target 3 h); the 12-potion exact ideal observer is not in
-it (80.5 s per released episode on one core, docs/abstraction.md). Budget choices to fit:
-the alchemist's LSTM is 128 wide at this tier (LSTM 256 ran 7.9k steps/s: +70 min), the exact
-ideal observer plays 50 episodes and the budgeted one 20.
+Measured since (wall + evaluation seconds in the runs' meta.json, one core each unless said):
+ground_truth 829 s and belief_state 877 s at the baseline's budget, perceived 809 s,
+alchemist_ground_truth 761 s, capacity 183 s, and ideal_observer 3,862 s wall on *both* cores
+(100 released 12-potion episodes over 2 worker processes: 3,819 s, 0.0262 episodes/s). The
+committed runs' 21 programs: 16,983 s as recorded, 20,802 core-seconds counting the ideal
+observer's second core = 5.78 core-hours; as two longest-first streams with the ideal observer
+on both, ≈ 2.9 h on 2 cores (target 3 h; the ideal observer alone is 1.07 h of it). Budget
+choices to fit: the alchemist's LSTM is 128 wide at this tier (LSTM 256 ran 7.9k steps/s:
++70 min), the exact ideal observer plays 100 released episodes at 12 potions (the fewest the
+issue allows) and 50 drawn ones at 6, the budgeted one 20.
 
 Smoke (spec §6): 2 trials x 5 steps, 4 envs, 2 updates, widths 16, memory 8 x 16, the ideal
 observer on 2-potion trials, 8 evaluation episodes: seconds per pair.
@@ -549,11 +552,12 @@ def quick_tier(scale: float = 1.0) -> Tier:
     million = lambda steps: f"{steps / 1e6:.3g}e6"
     return Tier(
         seeds=QUICK_SEEDS,
-        description="evaluation level; references and the ideal observer (exact at 6 potions, "
-        f"budgeted at 12) on the evaluation set; 5 seeds x {million(main)} steps baseline and "
-        f"alchemist, ground_truth, belief_state; 5 x {million(ablation)} alchemist minus "
-        f"shaping; 3 x {million(memory)} alchemist with memory (32 x 32)"
-        + ("; ≈ 2.0–2.5 h on 2 cores" if scale == 1 else f" ({scale:g} of the quick budgets)"),
+        description="evaluation level; references and the ideal observer (exact at 12 potions on "
+        "100 released episodes and at 6 on 50 drawn ones, budgeted at 12) on the evaluation "
+        f"set; 5 seeds x {million(main)} steps baseline and alchemist, ground_truth, "
+        f"belief_state, perceived, alchemist_ground_truth; 5 x {million(ablation)} alchemist "
+        f"minus shaping; 3 x {million(memory)} alchemist with memory (32 x 32); the capacity "
+        "check" + ("; ≈ 2.9 h on 2 cores" if scale == 1 else f" ({scale:g} of the quick budgets)"),
         experiments=(
             references(QUICK_ENV, one_update(*BASELINE_BATCH), QUICK_EVAL_EPISODES),
             io_exact(QUICK_ENV, IO_EXACT_POTIONS, IO_EXACT_EPISODES, QUICK_TRACE_CHECK),
