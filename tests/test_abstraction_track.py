@@ -330,7 +330,7 @@ def test_io_released_plays_the_released_episodes_in_worker_processes():
     assert ae.alchemy_eval(e, IO, config, program, None, 0, **options) == {}
     assert ae.io_released(e, "oracle", {}, program, None, 0, episodes=2) == {}
     for kwargs, message in (
-        ({"workers": 0}, "workers must be an int >= 1"),
+        ({"workers": 0}, "io_released option workers must be an integer >= 1"),
         ({"episodes": 1001}, "has 1000 episodes"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -358,7 +358,7 @@ def test_capacity_check_clones_the_oracle_and_plays_beside_it():
     assert 0 <= table.decision_accuracy[0] <= 1
     assert capacity.capacity_check(e, "cash_only", {}, program, None, 0) == {}
     for kwargs, message in (
-        ({"updates": 0}, "updates must be an int >= 1"),
+        ({"updates": 0}, "capacity_check option updates must be an integer >= 1"),
         ({"batch": 128}, "batch 128 is more than the 64 demonstrations"),
     ):
         with pytest.raises(ValueError, match=message):

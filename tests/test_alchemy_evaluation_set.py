@@ -157,7 +157,7 @@ def test_io_trace_check_evaluation_checks_only_the_exact_ideal_observer():
     assert alchemy_eval.io_trace_check(None, "ideal_observer", budgeted, None, None, 0) == {}
     with pytest.raises(ValueError, match="episodes must be <= 1000 \\(got 1001\\)"):
         alchemy_eval.io_trace_check(None, "ideal_observer", {}, None, None, 0, episodes=1001)
-    with pytest.raises(ValueError, match="max_nodes must be an int >= 1: 0"):
+    with pytest.raises(ValueError, match="max_nodes must be an integer >= 1, got 0"):
         alchemy_eval.io_trace_check(None, "ideal_observer", {}, None, None, 0, max_nodes=0)
 
 

@@ -34,7 +34,7 @@ from benchmarks import rollout
 from benchmarks.definitions import Experiment
 from benchmarks.keys import key_for
 from benchmarks.tracks.abstraction.evaluations import ENV, play
-from environments.core import TimeStep
+from environments.core import TimeStep, check_positive_int
 
 EVALUATION = "capacity_check"
 HELD_OUT = 256  # demonstration episodes kept out of training, for the action accuracy
@@ -164,8 +164,7 @@ def capacity_check(
     if agent != "oracle" or env is None or env.name != ENV:
         return {}
     for name, value in (("demos", demos), ("updates", updates), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{EVALUATION} option {name} must be an int >= 1: {value!r}")
+        check_positive_int(f"{EVALUATION} option {name}", value)
     if batch > demos:
         raise ValueError(f"{EVALUATION}: batch {batch} is more than the {demos} demonstrations")
     if env.chem_input != "ground_truth":

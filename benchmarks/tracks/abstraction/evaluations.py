@@ -57,7 +57,7 @@ from baselines.types import Agent
 from benchmarks import rollout
 from benchmarks.definitions import Experiment
 from benchmarks.keys import key_for
-from environments.core import EnvSpecs
+from environments.core import EnvSpecs, check_positive_int
 from environments.symbolic_alchemy import EVENTS
 
 EVALUATION = "alchemy_eval"
@@ -436,9 +436,8 @@ def io_trace_check(
     del experiment, program, agent_state, seed
     if agent != IO or agent_config.get("io_planner", "exhaustive") != "exhaustive":
         return {}
-    for name, value, low in (("episodes", episodes, 1), ("max_nodes", max_nodes, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{IO_TRACE_CHECK} option {name} must be an int >= {low}: {value!r}")
+    for name, value in (("episodes", episodes), ("max_nodes", max_nodes)):
+        check_positive_int(f"{IO_TRACE_CHECK} option {name}", value)
     start = time.perf_counter()  # the first episode's seconds include this setup
     data = es.load()
     if episodes > data.num_episodes or not 0 <= first_trial < es.NUM_TRIALS:
@@ -518,8 +517,7 @@ def io_released(
     if agent != IO or agent_config.get("io_planner", "exhaustive") != "exhaustive":
         return {}
     for name, value in (("episodes", episodes), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{IO_RELEASED} option {name} must be an int >= 1: {value!r}")
+        check_positive_int(f"{IO_RELEASED} option {name}", value)
     env = getattr(program, "env", None)
     potions = getattr(env, "potions_per_trial", None)
     if potions is None or env != io_episodes.released_env(potions):
