@@ -192,13 +192,41 @@ def _rollout_fn(env, agent: Agent, episodes: int, greedy: bool):
         last, _, _, (rewards, events) = play_episodes(
             env, agent, state, starts, key, greedy, observe, None
         )
-        counts = {
-            "cashed": jnp.sum(events == _CAULDRON, axis=0),
-            "invalid_actions": jnp.sum((events == _STONE_EMPTY) | (events == _POTION_EMPTY), 0),
-        }
-        return last, jnp.sum(rewards, axis=0), counts
+        return last, jnp.sum(rewards, axis=0), event_counts(events, axis=0)
 
     return jax.jit(run)
+
+
+def event_counts(events, axis: int) -> dict[str, jax.Array]:
+    """Stones put in the cauldron (`cashed`) and actions on used or absent slots
+    (`invalid_actions`), summed over the step axis `axis` of the events."""
+    return {
+        "cashed": jnp.sum(events == _CAULDRON, axis=axis),
+        "invalid_actions": jnp.sum((events == _STONE_EMPTY) | (events == _POTION_EMPTY), axis),
+    }
+
+
+def eval_table(env, policy: str, episode_return, trials, extras, counts) -> pd.DataFrame:
+    """An `alchemy_eval` table but its `primary` column, from per-episode arrays [E]:
+    episode_return, trials [E, T], extras (num_edges and the BEHAVIOUR counts) and counts
+    (`event_counts`)."""
+    trials = np.asarray(trials, np.float64)
+    columns: dict[str, Any] = {
+        "policy": policy,
+        "episode": np.arange(len(trials)),
+        "trial_steps": int(env.trial_steps),
+        "num_trials": int(env.num_trials),
+        "potions_per_trial": int(env.potions_per_trial),
+        "episode_return": np.asarray(episode_return, np.float64),
+        "num_edges": np.asarray(extras["num_edges"], np.int64),
+    }
+    for t in range(trials.shape[1]):
+        columns[f"trial_{t + 1}"] = trials[:, t]
+    for name in BEHAVIOUR:
+        columns[name] = np.asarray(extras[name], np.int64)
+    for name, value in counts.items():
+        columns[name] = np.asarray(value, np.int64)
+    return pd.DataFrame(columns)
 
 
 def play(
@@ -235,23 +263,7 @@ def play(
             f"{EVALUATION}: the episode_return extra differs from the summed env rewards; "
             "reported rewards must be env rewards exactly"
         )
-    trials = np.asarray(extras["trial_returns"], np.float64)  # [E, T]
-    columns: dict[str, Any] = {
-        "policy": policy,
-        "episode": np.arange(episodes),
-        "trial_steps": int(env.trial_steps),
-        "num_trials": int(env.num_trials),
-        "potions_per_trial": int(env.potions_per_trial),
-        "episode_return": episode_return,
-        "num_edges": np.asarray(extras["num_edges"], np.int64),
-    }
-    for t in range(trials.shape[1]):
-        columns[f"trial_{t + 1}"] = trials[:, t]
-    for name in BEHAVIOUR:
-        columns[name] = np.asarray(extras[name], np.int64)
-    for name, value in counts.items():
-        columns[name] = np.asarray(value, np.int64)
-    return pd.DataFrame(columns)
+    return eval_table(env, policy, episode_return, extras["trial_returns"], extras, counts)
 
 
 def _check_options(episodes: Any, policies: Any, primary: Any) -> tuple[int, tuple[str, ...]]:
@@ -547,23 +559,9 @@ def io_released(
     events = np.array([r.events for r in results])  # [E, steps]
     extras = pd.DataFrame([r.extras for r in results])
     trials = np.array([r.trial_returns for r in results], np.float64)  # [E, T]
-    columns: dict[str, Any] = {
-        "policy": OWN_POLICY,
-        "primary": 1,
-        "episode": np.arange(episodes),
-        "trial_steps": int(env.trial_steps),
-        "num_trials": int(env.num_trials),
-        "potions_per_trial": potions,
-        "episode_return": trials.sum(axis=1),
-        "num_edges": extras.num_edges.to_numpy(np.int64),
-    }
-    for t in range(trials.shape[1]):
-        columns[f"trial_{t + 1}"] = trials[:, t]
-    for name in BEHAVIOUR:
-        columns[name] = extras[name].to_numpy(np.int64)
-    columns["cashed"] = (events == _CAULDRON).sum(axis=1)
-    columns["invalid_actions"] = ((events == _STONE_EMPTY) | (events == _POTION_EMPTY)).sum(1)
-    if not np.allclose(columns["episode_return"], extras.episode_return.to_numpy(np.float64)):
+    own = eval_table(env, OWN_POLICY, trials.sum(axis=1), trials, extras, event_counts(events, 1))
+    own.insert(1, "primary", 1)
+    if not np.allclose(own.episode_return, extras.episode_return.to_numpy(np.float64)):
         raise AssertionError(f"{IO_RELEASED}: the trial returns do not sum to episode_return")
     trace = np.full(episodes, np.nan)
     if potions == chem.MAX_POTIONS:
@@ -573,13 +571,13 @@ def io_released(
         {
             "episode": np.arange(episodes),
             "workers": workers,
-            "io_return": columns["episode_return"],
+            "io_return": own.episode_return,
             "trace_return": trace,
-            "difference": columns["episode_return"] - trace,
+            "difference": own.episode_return - trace,
             "trial_1_nodes": [r.trial_nodes[0] for r in results],
             "trial_1_seconds": [r.trial_seconds[0] for r in results],
             "seconds": [sum(r.trial_seconds) for r in results],
             "wall_seconds": wall,
         }
     )
-    return {TABLE: pd.DataFrame(columns), IO_RELEASED_TABLE: table}
+    return {TABLE: own, IO_RELEASED_TABLE: table}
